@@ -1,0 +1,42 @@
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages the default recipe and the tests need (no downloads at run time).
+DEBIAN_PACKAGES := espeak-ng sox
+
+.PHONY: setup test demo clean debian
+
+setup: $(VENV)/.installed debian
+
+# pip >= 26.3 refuses ci_sdr (an espnet dependency whose sdist declares git URLs under an
+# extra), so it is installed first with pip 26.2.1; pip 26.3 then accepts the installed copy.
+$(VENV)/.created:
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q "pip==26.2.1"
+	$(PIP) install -q --no-deps "ci_sdr==0.0.2"
+	$(PIP) install -q "pip==26.3"
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.created setup.py
+	DS_BUILD_OPS=0 $(PIP) install -q -e ".[dev,train,demo]"
+	touch $@
+
+debian:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(PY) -m espnet2_echat.bin.demo
+
+clean:
+	rm -rf $(VENV)

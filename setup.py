@@ -1,0 +1,41 @@
+"""espnet-echat: an ESPnet plugin re-implementing OSUM-EChat."""
+
+from setuptools import find_packages, setup
+
+install_requires = [
+    "torch==2.11.0",
+    "torchaudio==2.11.0",
+    "espnet==202511",
+    "espnet_model_zoo==0.1.7",
+    "transformers==5.24.0",
+    "sentencepiece==0.2.0",
+    "kaldiio==2.18.1",
+    "soundfile==0.14.0",
+    # ESPnet's trainer imports both by default (--use_tensorboard/--use_matplotlib).
+    "tensorboard==2.21.0",
+    "matplotlib==3.11.2",
+]
+
+extras_require = {
+    "train": ["deepspeed==0.19.8", "peft==0.21.2"],
+    # torch_npu pins a "+cpu" torch that PyPI does not serve; install it on the Ascend host
+    # with Ascend's own torch build (see README). Not installed by `make setup`.
+    "npu": ["torch_npu==2.11.0"],
+    "demo": ["gradio==6.31.0"],
+    "dev": ["pytest==9.2.0"],
+}
+
+setup(
+    name="espnet_echat",
+    version="0.1.0",
+    description="ESPnet plugin re-implementing OSUM-EChat (empathetic spoken dialogue)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["espnet2_echat", "espnet2_echat.*"]),
+    include_package_data=True,
+    package_data={"espnet2_echat": ["py.typed"]},
+    install_requires=install_requires,
+    extras_require=extras_require,
+)
