@@ -1,0 +1,44 @@
+"""Drop the bad utterances of a speech-LLM data dir in place (like ``fix_data_dir.sh``).
+
+Originals are kept in ``DIR/.backup/``; every dropped utterance is printed with the issue
+that caused it.
+"""
+
+import argparse
+import sys
+from typing import List, Optional
+
+from espnet2_echat.data.datadir import DEFAULT_SPEECH_TOKEN_VOCAB, DataDirError, fix_data_dir
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Return the argument parser."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("data_dir", help="Kaldi-style data dir, rewritten in place")
+    parser.add_argument("--speech_token_vocab", type=int, default=DEFAULT_SPEECH_TOKEN_VOCAB)
+    parser.add_argument("--no_audio_check", action="store_true")
+    parser.add_argument("--fs", type=int, default=None, help="required sample rate")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Fix the dir; return 0 (1 if it cannot be fixed by dropping utterances)."""
+    args = get_parser().parse_args(argv)
+    try:
+        dropped, issues = fix_data_dir(
+            args.data_dir,
+            speech_token_vocab=args.speech_token_vocab,
+            check_audio=not args.no_audio_check,
+            expected_fs=args.fs,
+        )
+    except DataDirError as e:
+        print(f"{args.data_dir}: cannot be fixed by dropping utterances:\n{e}", file=sys.stderr)
+        return 1
+    for issue in issues:
+        print(f"{args.data_dir}/{issue}", file=sys.stderr)
+    print(f"{args.data_dir}: dropped {len(dropped)} utterance(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
