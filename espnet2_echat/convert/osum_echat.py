@@ -1,0 +1,185 @@
+"""Convert a released OSUM-EChat checkpoint (spec 7.2) into this package's model files."""
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import torch
+import yaml
+
+from espnet2_echat.convert.key_mapping import OSUM_ECHAT_RULES, OSUM_ECHAT_SKIPS, rename, skip_reason
+from espnet2_echat.models.whisper_encoder import whisper_sinusoids
+
+LLM_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+)
+
+# encoder_conf values the converted model reproduces; anything else is a different model.
+_REQUIRED_ENCODER_CONF = {
+    "input_layer": "conv1d2",
+    "pos_enc_layer_type": "abs_pos_whisper",
+    "key_bias": False,
+    "activation_type": "gelu",
+    "normalize_before": True,
+}
+
+
+class ConversionError(ValueError):
+    """The checkpoint or config cannot be converted; the message lists every problem."""
+
+
+def task_args_from_osum_config(osum: Dict, llm_dir: str, dtype: str = "float32") -> Dict:
+    """EChatTask model arguments equivalent to a reference ``ct_config.yaml``."""
+    problems = []
+    if osum.get("adapter_type", "osum_echat") != "osum_echat":
+        problems.append(f"adapter_type={osum.get('adapter_type')!r} (only 'osum_echat')")
+    if osum.get("input_dim", 80) != 80:
+        problems.append(f"input_dim={osum.get('input_dim')} (Whisper log-mel needs 80)")
+    enc = osum.get("encoder_conf")
+    if not isinstance(enc, dict):
+        raise ConversionError("osum config has no encoder_conf mapping")
+    for key, value in _REQUIRED_ENCODER_CONF.items():
+        if enc.get(key, value) != value:
+            problems.append(f"encoder_conf.{key}={enc.get(key)!r} (expected {value!r})")
+    if osum.get("use_lora", False):
+        problems.append("use_lora=true (released EChat checkpoints have no LoRA weights)")
+    if problems:
+        raise ConversionError("unsupported osum config: " + "; ".join(problems))
+    return dict(
+        frontend="whisper_logmel",
+        frontend_conf={},
+        encoder="whisper",
+        encoder_conf=dict(
+            output_size=enc["output_size"],
+            attention_heads=enc["attention_heads"],
+            linear_units=enc["linear_units"],
+            num_blocks=enc["num_blocks"],
+            dropout_rate=enc.get("dropout_rate", 0.1),
+            attention_dropout_rate=enc.get("attention_dropout_rate", 0.0),
+        ),
+        speech_adapter="osum_echat",
+        speech_adapter_conf={},
+        llm="hf_causal_lm",
+        llm_conf=dict(name_or_path=llm_dir, pretrained=False, dtype=dtype),
+        speech_token_num=int(osum["speech_token_num"]),
+        trainable_parts="all",
+        use_lora=False,
+        gradient_checkpointing=False,
+        use_preprocessor=True,
+        tokenizer=llm_dir,
+        preprocessor_conf={},
+    )
+
+
+def _check_derived(src: Dict[str, torch.Tensor], key: str) -> None:
+    """Tensors the converter skips must equal what the model regenerates or aliases."""
+    value = src[key]
+    if key == "encoder.embed.pos_enc.pe":
+        expected = whisper_sinusoids(value.shape[1], value.shape[2])[None]
+    elif key == "speech_transformer.embed.pos_enc.pe":
+        from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
+
+        expected = PositionalEncoding(value.shape[2], 0.0, max_len=value.shape[1]).pe
+    elif key in ("embed_tokens.weight", "lm_head.weight"):
+        expected = src[
+            "llama_model.model.embed_tokens.weight"
+            if key == "embed_tokens.weight"
+            else "llama_model.lm_head.weight"
+        ]
+    else:
+        return
+    if value.shape != expected.shape or not torch.allclose(
+        value.float(), expected.float(), atol=1e-2 if value.dtype == torch.bfloat16 else 1e-5
+    ):
+        raise ConversionError(f"{key} differs from the table the model regenerates/aliases")
+
+
+def map_osum_state_dict(
+    src: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor]
+) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """Rename every source tensor to this package's keys; returns (state, skip log lines).
+
+    Raises ConversionError listing unknown, missing and mis-shaped tensors.
+    """
+    state, skipped, unknown, mis_shaped = {}, [], [], []
+    for key, value in src.items():
+        reason = skip_reason(key, OSUM_ECHAT_SKIPS)
+        if reason:
+            _check_derived(src, key)
+            skipped.append(f"{key}: {reason}")
+            continue
+        new = rename(key, OSUM_ECHAT_RULES)
+        if new is None or new not in expected:
+            unknown.append(key)
+            continue
+        if tuple(value.shape) != tuple(expected[new].shape):
+            mis_shaped.append(
+                f"{key} -> {new}: checkpoint {tuple(value.shape)} vs model "
+                f"{tuple(expected[new].shape)}"
+            )
+            continue
+        state[new] = value
+    tied = "llm.causal_lm.lm_head.weight"
+    if tied in expected and tied not in state and "llm.causal_lm.model.embed_tokens.weight" in state:
+        state[tied] = state["llm.causal_lm.model.embed_tokens.weight"]
+        skipped.append("llama_model.lm_head.weight absent: tied to embed_tokens")
+    missing = sorted(set(expected) - set(state))
+    problems = []
+    if unknown:
+        problems.append(f"unexpected tensors ({len(unknown)}): {', '.join(sorted(unknown)[:20])}")
+    if missing:
+        problems.append(f"missing tensors ({len(missing)}): {', '.join(missing[:20])}")
+    if mis_shaped:
+        problems.append(f"shape mismatches ({len(mis_shaped)}): {'; '.join(mis_shaped[:20])}")
+    if problems:
+        raise ConversionError("checkpoint does not match the config: " + " | ".join(problems))
+    return state, skipped
+
+
+def load_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+    """A flat state dict; DeepSpeed ``{'module': ...}`` wrappers are unwrapped."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "module" in state and isinstance(state["module"], dict):
+        state = state["module"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConversionError(f"{path} is not a flat {{name: tensor}} state dict")
+    return state
+
+
+def convert_osum_echat(
+    osum_checkpoint: str, osum_config: str, llm_dir: str, out_dir: str, dtype: str = "float32"
+) -> Path:
+    """Write ``config.yaml`` + ``model.pth`` (+ the LLM config/tokenizer in ``llm/``)."""
+    from espnet2_echat.tasks.echat import EChatTask, load_state_dict_strict
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(osum_config, encoding="utf-8") as f:
+        osum = yaml.safe_load(f)
+    llm_out = out / "llm"
+    llm_out.mkdir(exist_ok=True)
+    copied = [n for n in LLM_FILES if (Path(llm_dir) / n).is_file()]
+    if "config.json" not in copied:
+        raise ConversionError(f"{llm_dir} has no config.json (the LLM config)")
+    for name in copied:
+        shutil.copy(Path(llm_dir) / name, llm_out / name)
+    args = task_args_from_osum_config(osum, "llm", dtype)
+    config_file = out / "config.yaml"
+    with config_file.open("w", encoding="utf-8") as f:
+        yaml.safe_dump(args, f, allow_unicode=True, sort_keys=False)
+    model, _ = EChatTask.build_model_from_file(config_file, None)
+    src = load_checkpoint(osum_checkpoint)
+    state, skipped = map_osum_state_dict(src, model.state_dict())
+    for line in skipped:
+        logging.info(f"skipped {line}")
+    load_state_dict_strict(model, state, osum_checkpoint)
+    model_file = out / "model.pth"
+    torch.save(model.state_dict(), model_file)
+    logging.info(f"wrote {config_file} and {model_file} ({len(state)} tensors)")
+    return model_file

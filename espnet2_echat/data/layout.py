@@ -1,0 +1,146 @@
+"""Id sequences of every OSUM-EChat output type (spec 1.6, 2.3, 3).
+
+Ids are unified: text ids ``< V`` go through the LLM's embedding, speech-table ids are
+``V + k`` and go through the speech embedding, and ``AUDIO_PLACEHOLDER`` marks where the
+encoded user audio is spliced in. ``target`` has the same length as ``input_ids`` and holds
+the id to emit at each position (``IGNORE_ID`` where unsupervised); the model shifts it.
+"""
+
+from functools import lru_cache
+from typing import List, Optional, Sequence, Tuple
+
+from espnet2_echat.data.templates import (
+    ASSISTANT_START,
+    AUDIO_PLACEHOLDER,
+    IGNORE_ID,
+    IM_END_ID,
+    OUTPUT_TYPE_PROMPT,
+    SPEECH_OUTPUT_TYPES,
+    TEXT_INPUT_OUTPUT_TYPES,
+    UNKNOWN_ID,
+    system_block,
+)
+
+
+@lru_cache(maxsize=4)
+def load_tokenizer(path: str):
+    """The HF fast tokenizer of the LLM (Qwen2.5's is vendored in conf/tokenizer/qwen2.5)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+class LayoutBuilder:
+    """Builds prompts (inference) and (input_ids, target) pairs (training).
+
+    Args:
+        tokenizer: a HF tokenizer or a path to one.
+        text_vocab_size: V, rows of the LLM output embedding (151936 for Qwen2.5).
+        speech_token_num: K + 1 (4097 for the released model).
+        reference_compat: reproduce the reference's inference prompt bugs (the typo'd
+            understanding system prompt, the missing user start of S2T-think).
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        text_vocab_size: int = 151936,
+        speech_token_num: int = 4097,
+        reference_compat: bool = False,
+    ):
+        self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        self.vocab = text_vocab_size
+        self.speech_token_num = speech_token_num
+        self.reference_compat = reference_compat
+
+    # -- pieces -----------------------------------------------------------------------
+    def text(self, text: str) -> List[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def speech(self, ids: Sequence[int]) -> List[int]:
+        return [self.vocab + int(i) for i in ids]
+
+    @property
+    def speech_marker(self) -> int:
+        """Begin/end-of-speech marker (4096), as a unified id."""
+        return self.vocab + self.speech_token_num - 1
+
+    def audio_block(self) -> List[int]:
+        """Audio-input begin marker, the audio placeholder, audio-input end marker."""
+        begin, end = self.speech([self.speech_token_num, self.speech_token_num + 1])
+        return [begin, AUDIO_PLACEHOLDER, end]
+
+    def system(self, output_type: str, inference: bool = False) -> List[int]:
+        """P1: system prompt of the output type plus the user start."""
+        name = OUTPUT_TYPE_PROMPT.get(output_type, "fallback")
+        with_user_start = True
+        if inference and self.reference_compat:
+            if output_type == "text":
+                name = "understand_infer_compat"
+            if output_type == "s2t_chat_think":
+                with_user_start = False
+        return self.text(system_block(name, with_user_start))
+
+    # -- whole sequences --------------------------------------------------------------
+    def prompt(
+        self,
+        output_type: str,
+        instruction: Optional[str] = None,
+        text_input: Optional[str] = None,
+        inference: bool = True,
+    ) -> List[int]:
+        """Everything before the assistant's answer: P1 · [instruction] · user input · P2.
+
+        ``instruction`` is used for understanding tasks (output_type ``text``) only; text-input
+        tasks (T2T, TTS) take ``text_input`` instead of audio. At inference TTS ends with the
+        speech marker fed as input, as the reference's generate_tts does.
+        """
+        ids = self.system(output_type, inference)
+        if output_type == "text" and instruction:
+            ids += self.text(instruction)
+        if output_type in TEXT_INPUT_OUTPUT_TYPES:
+            if text_input is None:
+                raise ValueError(f"output type {output_type} needs a text input")
+            ids += self.text(text_input)
+        else:
+            ids += self.audio_block()
+        ids += self.text(ASSISTANT_START)
+        if inference and output_type.startswith("text2token"):
+            ids.append(self.speech_marker)
+        return ids
+
+    def label(self, text: str) -> List[int]:
+        """Text target: tokens + ``<|im_end|>`` (omitted when the text ends with ``<&&>``)."""
+        ids = self.text(text)
+        return ids if text.endswith("<&&>") else ids + [IM_END_ID]
+
+    def training_example(
+        self,
+        output_type: str,
+        label_text: Optional[str] = None,
+        speech_tokens: Optional[Sequence[int]] = None,
+        instruction: Optional[str] = None,
+        text_input: Optional[str] = None,
+    ) -> Tuple[List[int], List[int]]:
+        """(input_ids, target) of one training sample.
+
+        The "&&" id (7672, from ``<&&>``) in a text label is never supervised and enters the
+        input as id 0 (spec 3). TTS supervises speech only; its text is the user input.
+        """
+        prompt = self.prompt(output_type, instruction, text_input, inference=False)
+        answer_in: List[int] = []
+        answer_out: List[int] = []
+        if output_type not in ("text2token", "text2token_streaming"):
+            if label_text is None:
+                raise ValueError(f"output type {output_type} needs a text label")
+            label = self.label(label_text)
+            answer_in += [0 if i == UNKNOWN_ID else i for i in label]
+            answer_out += [IGNORE_ID if i == UNKNOWN_ID else i for i in label]
+        if output_type in SPEECH_OUTPUT_TYPES:
+            if not speech_tokens:
+                raise ValueError(f"output type {output_type} needs speech tokens")
+            marker = self.speech_marker
+            spt = [marker] + self.speech(speech_tokens) + [marker]
+            answer_in += spt
+            answer_out += spt
+        return prompt + answer_in, [IGNORE_ID] * len(prompt) + answer_out

@@ -1,0 +1,66 @@
+"""The text LLM: any transformers causal LM, built from a config or loaded from a directory."""
+
+import os
+from typing import Optional
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_path(path: str, base_dir: Optional[str] = None) -> str:
+    """Resolve a local path relative to ``base_dir``; hub names pass through unchanged."""
+    if base_dir and not os.path.isabs(path):
+        candidate = os.path.join(base_dir, path)
+        if os.path.exists(candidate):
+            return candidate
+    return path
+
+
+def build_causal_lm(
+    name_or_path: str,
+    pretrained: bool = False,
+    dtype: str = "float32",
+    config_overrides: Optional[dict] = None,
+    attn_implementation: str = "sdpa",
+) -> PreTrainedModel:
+    """Build the LLM part (Qwen2.5 by default; any ``AutoModelForCausalLM`` works).
+
+    Args:
+        name_or_path: a local directory or a hub name holding ``config.json`` (and weights
+            when ``pretrained``). The tiny default points at a config-only directory.
+        pretrained: load weights with ``from_pretrained``; otherwise build randomly
+            initialised from the config (weights then come from a checkpoint, as in the
+            reference, which never loads Qwen weights from the hub).
+        dtype: parameter dtype. Always explicit: a config's ``torch_dtype`` (bfloat16 for
+            Qwen2.5) is not followed silently.
+        config_overrides: config fields to change (e.g. a smaller ``num_hidden_layers``).
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"llm dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    config = AutoConfig.from_pretrained(name_or_path, **(config_overrides or {}))
+    config._attn_implementation = attn_implementation
+    if pretrained:
+        return AutoModelForCausalLM.from_pretrained(
+            name_or_path, config=config, dtype=_DTYPES[dtype]
+        )
+    return AutoModelForCausalLM.from_config(config, dtype=_DTYPES[dtype])
+
+
+def text_vocab_size(causal_lm: PreTrainedModel) -> int:
+    """Rows of the output embedding (151936 for Qwen2.5; larger than the tokenizer)."""
+    return causal_lm.get_output_embeddings().weight.shape[0]
+
+
+
+
+class HFCausalLM:
+    """Class-choices entry for ``--llm hf_causal_lm``: calling it builds the transformers model.
+
+    ESPnet's ``ClassChoices`` accepts classes only; ``HFCausalLM(**llm_conf)`` returns the
+    ``PreTrainedModel`` itself (no wrapper), so parameter names stay those of transformers.
+    """
+
+    def __new__(cls, **kwargs) -> PreTrainedModel:
+        return build_causal_lm(**kwargs)

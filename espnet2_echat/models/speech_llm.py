@@ -1,0 +1,79 @@
+"""The LLM with its speech-token embedding and speech head beside it (spec 1.5)."""
+
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from espnet2_echat.models.causal_lm import text_vocab_size
+
+
+class SpeechLLM(nn.Module):
+    """A causal LM that reads and writes text ids and speech-token ids.
+
+    Ids live in one space: text ids are ``0 .. V-1`` (V = the LLM's output vocabulary),
+    speech-table ids ``k`` are ``V + k``. The speech table has ``speech_token_num + 2`` rows:
+    ``0..K-1`` speech tokens, ``K`` the begin/end-of-speech marker, ``K+1``/``K+2`` the
+    audio-input begin/end markers (K = speech_token_num - 1). The speech head predicts
+    ``0..K`` (speech tokens and the marker). Training uses one softmax over
+    ``lm_head ⊕ speech_head``; decoding uses one head at a time.
+    """
+
+    def __init__(self, causal_lm: PreTrainedModel, speech_token_num: int):
+        super().__init__()
+        self.causal_lm = causal_lm
+        hidden = causal_lm.get_input_embeddings().weight.shape[1]
+        self.speech_token_num = speech_token_num
+        self.text_vocab_size = text_vocab_size(causal_lm)
+        dtype = causal_lm.get_input_embeddings().weight.dtype
+        self.speech_embedding = nn.Embedding(speech_token_num + 2, hidden, dtype=dtype)
+        self.speech_head = nn.Linear(hidden, speech_token_num, dtype=dtype)
+
+    @property
+    def speech_eos_id(self) -> int:
+        """The begin/end-of-speech marker (4096 in the released model), speech-table id."""
+        return self.speech_token_num - 1
+
+    @property
+    def audio_bos_id(self) -> int:
+        return self.speech_token_num
+
+    @property
+    def audio_eos_id(self) -> int:
+        return self.speech_token_num + 1
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Embed unified ids (text < V, speech-table >= V) of any shape."""
+        is_speech = ids >= self.text_vocab_size
+        text = self.causal_lm.get_input_embeddings()(torch.where(is_speech, 0, ids))
+        speech = self.speech_embedding(torch.where(is_speech, ids - self.text_vocab_size, 0))
+        return torch.where(is_speech[..., None], speech, text)
+
+    def hidden_states(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        past_key_values=None,
+        use_cache: bool = False,
+    ):
+        """Run the transformer body; returns the base model output (last hidden = post-norm)."""
+        body = self.causal_lm.get_decoder()
+        return body(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+        )
+
+    def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.causal_lm.get_output_embeddings()(hidden)
+
+    def speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.speech_head(hidden)
+
+    def joint_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Training logits over ``V + speech_token_num`` classes (speech id k -> V + k)."""
+        return torch.cat([self.text_logits(hidden), self.speech_logits(hidden)], dim=-1)

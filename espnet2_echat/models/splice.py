@@ -1,0 +1,75 @@
+"""Splice encoded audio into id sequences and pack a batch for the LLM (spec 1.6).
+
+A sample is one sequence of unified ids (text < V, speech-table >= V) in which the
+``AUDIO_PLACEHOLDER`` marks where the adapter output of its speech goes. Each sample is
+packed contiguously and padded at one side. The reference instead pads every template
+segment separately, leaving holes inside sequences and shifting the loss across them
+(spec 3, 9); batches of one are identical in both layouts, and contiguous packing is what
+a clean implementation should train with.
+"""
+
+from typing import List, NamedTuple, Optional, Sequence
+
+import torch
+
+from espnet2_echat.data.templates import AUDIO_PLACEHOLDER, IGNORE_ID
+
+
+
+class PackedBatch(NamedTuple):
+    inputs_embeds: torch.Tensor  # (B, L, H)
+    attention_mask: torch.Tensor  # (B, L) long
+    position_ids: torch.Tensor  # (B, L)
+    target: Optional[torch.Tensor]  # (B, L) unified ids, IGNORE_ID where unsupervised
+
+
+def splice_sample(
+    embed,
+    ids: torch.Tensor,
+    audio: Optional[torch.Tensor],
+    target: Optional[torch.Tensor] = None,
+):
+    """Embed one sample's ids and put ``audio`` (n, H) at its placeholder.
+
+    Returns (embeds (L', H), target (L',) or None) where audio rows are unsupervised.
+    """
+    where = (ids == AUDIO_PLACEHOLDER).nonzero().flatten()
+    if len(where) > 1:
+        raise ValueError(f"a sample holds {len(where)} audio placeholders; expected at most 1")
+    if len(where) == 0:
+        return embed(ids), target
+    if audio is None:
+        raise ValueError("a sample has an audio placeholder but no audio was encoded")
+    pos = int(where[0])
+    before, after = embed(ids[:pos]), embed(ids[pos + 1 :])
+    embeds = torch.cat([before, audio.to(before.dtype), after])
+    if target is not None:
+        hole = target.new_full((audio.shape[0],), IGNORE_ID)
+        target = torch.cat([target[:pos], hole, target[pos + 1 :]])
+    return embeds, target
+
+
+def pack(
+    embeds: Sequence[torch.Tensor],
+    targets: Optional[Sequence[torch.Tensor]] = None,
+    padding_side: str = "right",
+) -> PackedBatch:
+    """Pad per-sample embeddings into a batch with mask and position ids (0.. per sample)."""
+    lengths = [e.shape[0] for e in embeds]
+    batch, max_len, hidden = len(embeds), max(lengths), embeds[0].shape[1]
+    out = embeds[0].new_zeros(batch, max_len, hidden)
+    mask = torch.zeros(batch, max_len, dtype=torch.long, device=out.device)
+    tgt = None if targets is None else torch.full_like(mask, IGNORE_ID)
+    for i, (emb, n) in enumerate(zip(embeds, lengths)):
+        span = slice(0, n) if padding_side == "right" else slice(max_len - n, max_len)
+        out[i, span] = emb
+        mask[i, span] = 1
+        if tgt is not None:
+            tgt[i, span] = targets[i]
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return PackedBatch(out, mask, position_ids, tgt)
+
+
+def unpad(padded: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
+    """Split a padded (B, T, ...) tensor into its B valid prefixes."""
+    return [padded[i, : int(n)] for i, n in enumerate(lengths)]

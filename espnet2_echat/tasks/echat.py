@@ -1,0 +1,203 @@
+"""EChatTask: the OSUM-EChat speech LLM (all three training stages) as an ESPnet task."""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import yaml
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.train.trainer import Trainer
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import str2bool, str_or_none
+from typeguard import typechecked
+
+from espnet2_echat.data.templates import IGNORE_ID
+from espnet2_echat.models.adapter import EChatAdapter
+from espnet2_echat.models.causal_lm import HFCausalLM, resolve_path
+from espnet2_echat.models.espnet_model import EChatModel
+from espnet2_echat.models.frontend import WhisperLogMel
+from espnet2_echat.models.speech_llm import SpeechLLM
+from espnet2_echat.models.trainable import (
+    REFERENCE_LORA_TARGETS,
+    TRAINABLE_PARTS,
+    add_lora,
+    set_trainable_parts,
+)
+from espnet2_echat.models.whisper_encoder import WhisperStyleEncoder
+
+frontend_choices = ClassChoices(
+    "frontend", classes=dict(whisper_logmel=WhisperLogMel), default="whisper_logmel"
+)
+encoder_choices = ClassChoices(
+    "encoder", classes=dict(whisper=WhisperStyleEncoder), default="whisper"
+)
+# Named speech_adapter: ESPnet's AbsTask already owns --adapter (its LoRA/Houlsby option).
+speech_adapter_choices = ClassChoices(
+    "speech_adapter", classes=dict(osum_echat=EChatAdapter), default="osum_echat"
+)
+llm_choices = ClassChoices("llm", classes=dict(hf_causal_lm=HFCausalLM), default="hf_causal_lm")
+
+
+class StrictLoadError(RuntimeError):
+    """A model file does not match the model built from its config."""
+
+
+def load_state_dict_strict(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str):
+    """Load ``state`` requiring the exact key set and shapes; errors name the keys."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mis_shaped = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
+    if mis_shaped:
+        problems.append(f"shape mismatches ({len(mis_shaped)}): {'; '.join(mis_shaped[:20])}")
+    if problems:
+        raise StrictLoadError(f"{source} does not match the model: " + " | ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+class EChatTask(AbsTask):
+    """Speech LLM task: understanding, generation and empathy stages share it."""
+
+    num_optimizers: int = 1
+    class_choices_list = [frontend_choices, encoder_choices, speech_adapter_choices, llm_choices]
+    trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="Task related")
+        group.add_argument(
+            "--speech_token_num",
+            type=int,
+            default=4097,
+            help="Speech-head size K+1: K speech tokens plus the begin/end-of-speech marker",
+        )
+        group.add_argument(
+            "--trainable_parts",
+            type=str,
+            default="all",
+            choices=sorted(TRAINABLE_PARTS),
+            help="Which parts train (the reference's fire_module values)",
+        )
+        group.add_argument("--use_lora", type=str2bool, default=False, help="LoRA on the LLM")
+        group.add_argument(
+            "--lora_conf",
+            action=NestedDictAction,
+            default=dict(r=64, alpha=32, dropout=0.1, target_modules=REFERENCE_LORA_TARGETS),
+            help="peft LoRA settings (the reference's target modules by default)",
+        )
+        group.add_argument(
+            "--gradient_checkpointing",
+            type=str2bool,
+            default=False,
+            help="Recompute encoder and LLM activations in backward",
+        )
+        group = parser.add_argument_group(description="Preprocess related")
+        group.add_argument("--use_preprocessor", type=str2bool, default=True)
+        group.add_argument(
+            "--tokenizer",
+            type=str_or_none,
+            default=None,
+            help="Directory of the HF text tokenizer (default: the LLM's directory)",
+        )
+        group.add_argument(
+            "--preprocessor_conf",
+            action=NestedDictAction,
+            default=dict(),
+            help="Keyword arguments of EChatPreprocessor (prompt config, think mode, ...)",
+        )
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+
+    @classmethod
+    @typechecked
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
+        return CommonCollateFn(float_pad_value=0.0, int_pad_value=IGNORE_ID)
+
+    @classmethod
+    @typechecked
+    def build_preprocess_fn(
+        cls, args: argparse.Namespace, train: bool
+    ) -> Optional[Callable[[str, Dict[str, np.array]], Dict[str, np.ndarray]]]:
+        if not args.use_preprocessor:
+            return None
+        from espnet2_echat.data.preprocessor import EChatPreprocessor
+
+        return EChatPreprocessor(
+            tokenizer=args.tokenizer or args.llm_conf["name_or_path"],
+            speech_token_num=args.speech_token_num,
+            train=train,
+            **args.preprocessor_conf,
+        )
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech",) if inference else ("speech", "task")
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("text", "question", "reply", "think", "speech_token", "history",
+                "utt2gender", "utt2age", "utt2emotion", "utt2event", "reply_emotion")
+
+    @classmethod
+    @typechecked
+    def build_model(cls, args: argparse.Namespace) -> EChatModel:
+        frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
+        encoder = encoder_choices.get_class(args.encoder)(
+            input_size=frontend.output_size(), **args.encoder_conf
+        )
+        llm_conf = dict(args.llm_conf)
+        llm_conf["name_or_path"] = resolve_path(
+            llm_conf["name_or_path"], getattr(args, "config_dir", None)
+        )
+        causal_lm = llm_choices.get_class(args.llm)(**llm_conf)
+        if args.use_lora:
+            causal_lm = add_lora(causal_lm, **args.lora_conf)
+        llm = SpeechLLM(causal_lm, args.speech_token_num)
+        hidden = llm.speech_head.in_features
+        adapter = speech_adapter_choices.get_class(args.speech_adapter)(
+            encoder_size=encoder.output_size(), llm_size=hidden, **args.speech_adapter_conf
+        )
+        model = EChatModel(frontend, encoder, adapter, llm)
+        if args.gradient_checkpointing:
+            encoder.gradient_checkpointing = True
+            causal_lm.gradient_checkpointing_enable()
+        set_trainable_parts(model, args.trainable_parts)
+        if args.use_lora:  # the LLM base stays frozen whatever the parts say
+            for name, param in model.llm.causal_lm.named_parameters():
+                param.requires_grad = "lora_" in name
+        return model
+
+    @classmethod
+    def build_model_from_file(
+        cls,
+        config_file: Optional[Union[Path, str]] = None,
+        model_file: Optional[Union[Path, str]] = None,
+        device: str = "cpu",
+    ) -> Tuple[EChatModel, argparse.Namespace]:
+        """Build from ``config.yaml`` and load ``model_file`` strictly (every key, every shape)."""
+        config_file = Path(config_file or Path(model_file).parent / "config.yaml")
+        with config_file.open("r", encoding="utf-8") as f:
+            args = argparse.Namespace(**yaml.safe_load(f))
+        # Relative LLM/tokenizer paths resolve against the config's folder first.
+        args.config_dir = str(config_file.parent)
+        model = cls.build_model(args).to(device)
+        if model_file is not None:
+            state = torch.load(model_file, map_location=device, weights_only=True)
+            load_state_dict_strict(model, state, str(model_file))
+            logging.info(f"loaded {model_file} strictly ({len(state)} tensors)")
+        return model, args
+
