@@ -18,6 +18,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speech_token_vocab", type=int, default=DEFAULT_SPEECH_TOKEN_VOCAB)
     parser.add_argument("--no_audio_check", action="store_true")
     parser.add_argument("--fs", type=int, default=None, help="required sample rate")
+    parser.add_argument(
+        "--no_speech_tokens",
+        action="store_true",
+        help="a corpus before speech-token extraction: speech_token is not required",
+    )
     return parser
 
 
@@ -30,6 +35,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             speech_token_vocab=args.speech_token_vocab,
             check_audio=not args.no_audio_check,
             expected_fs=args.fs,
+            require_speech_tokens=not args.no_speech_tokens,
         )
     except DataDirError as e:
         print(f"{args.data_dir}: cannot be fixed by dropping utterances:\n{e}", file=sys.stderr)

@@ -24,6 +24,11 @@ def get_parser() -> argparse.ArgumentParser:
         "--no_audio_check", action="store_true", help="do not open the audio files"
     )
     parser.add_argument("--fs", type=int, default=None, help="required sample rate")
+    parser.add_argument(
+        "--no_speech_tokens",
+        action="store_true",
+        help="a corpus before speech-token extraction: speech_token is not required",
+    )
     return parser
 
 
@@ -35,6 +40,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         speech_token_vocab=args.speech_token_vocab,
         check_audio=not args.no_audio_check,
         expected_fs=args.fs,
+        require_speech_tokens=not args.no_speech_tokens,
     )
     for issue in issues:
         print(f"{args.data_dir}/{issue}", file=sys.stderr)

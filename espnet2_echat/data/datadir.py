@@ -34,6 +34,7 @@ from espnet2_echat.data.labels import (
 # Files keyed by utterance id that the validator knows.
 KNOWN_UTT_FILES: Tuple[str, ...] = (
     "wav.scp",
+    "reply_wav.scp",
     "utt2spk",
     "text",
     "task",
@@ -47,9 +48,19 @@ KNOWN_UTT_FILES: Tuple[str, ...] = (
     "utt2lang",
 ) + tuple(LABEL_FILES)
 # Files whose value may not be empty.
-NON_EMPTY_FILES = ("text", "question", "reply", "think", "task", "wav.scp", "utt2spk")
+NON_EMPTY_FILES = (
+    "text",
+    "question",
+    "reply",
+    "think",
+    "task",
+    "wav.scp",
+    "reply_wav.scp",
+    "utt2spk",
+)
 # Kaldi files that are not keyed by utterance id (never filtered by the fixer).
 NON_UTT_FILES = ("spk2utt", "feats_type", "audio_format", "speech_token_vocab")
+# Keys every history turn has; a turn may also name its reply audio as ``reply_wav``.
 HISTORY_KEYS = ("user_wav", "user_text", "reply", "speech_token")
 DEFAULT_SPEECH_TOKEN_VOCAB = 4096
 
@@ -192,12 +203,16 @@ def write_data_dir(data_dir: Path, utts: Mapping[str, Mapping[str, str]]) -> Non
         write_spk2utt(data_dir, files["utt2spk"])
 
 
-def load_data_dir(data_dir: Path) -> Dict[str, Dict[str, str]]:
+def load_data_dir(
+    data_dir: Path, require_speech_tokens: bool = True
+) -> Dict[str, Dict[str, str]]:
     """Read every per-utterance file of a valid data dir: ``{file_name: {uttid: value}}``.
 
     Raises :class:`DataDirError` if the dir does not validate (audio is not opened).
     """
-    issues = validate_data_dir(data_dir, check_audio=False)
+    issues = validate_data_dir(
+        data_dir, check_audio=False, require_speech_tokens=require_speech_tokens
+    )
     if issues:
         raise DataDirError(issues)
     return {
@@ -207,8 +222,12 @@ def load_data_dir(data_dir: Path) -> Dict[str, Dict[str, str]]:
     }
 
 
-def required_files(task: str) -> Set[str]:
-    """Files an utterance with this task tag needs besides ``task``."""
+def required_files(task: str, require_speech_tokens: bool = True) -> Set[str]:
+    """Files an utterance with this task tag needs besides ``task``.
+
+    With ``require_speech_tokens=False`` (a corpus before token extraction) the
+    ``speech_token`` file is not required.
+    """
     tags = task.split()
     needed: Set[str] = set()
     text_input = task in ("<TEXT2TEXT>",) or (tags and tags[0] == "<TEXT2TOKEN>")
@@ -222,7 +241,7 @@ def required_files(task: str) -> Set[str]:
         needed.add("reply")
     if task == "<TEXT2TEXT>":
         needed.add("question")
-    if "<TEXT2TOKEN>" in tags or task == "<Speech2TEXTandTOKEN>":
+    if require_speech_tokens and ("<TEXT2TOKEN>" in tags or task == "<Speech2TEXTandTOKEN>"):
         needed.add("speech_token")
     if "<THINK>" in tags or "<THINKER>" in tags:
         needed.add("think")
@@ -254,7 +273,7 @@ def _check_audio(path_spec: str, expected_fs: Optional[int]) -> Optional[str]:
     return None
 
 
-def _check_tokens(value: object, vocab: int) -> Optional[str]:
+def _check_tokens(value: object, vocab: int, allow_empty: bool = False) -> Optional[str]:
     """Return a problem with a speech-token sequence, or None."""
     if isinstance(value, str):
         parts = value.split()
@@ -266,7 +285,7 @@ def _check_tokens(value: object, vocab: int) -> Optional[str]:
         if not isinstance(value, list) or not all(isinstance(t, int) for t in value):
             return "speech_token must be a list of integers"
         tokens = value
-    if not tokens:
+    if not tokens and not allow_empty:
         return "empty speech-token sequence"
     bad = [t for t in tokens if not 0 <= t < vocab]
     if bad:
@@ -274,7 +293,9 @@ def _check_tokens(value: object, vocab: int) -> Optional[str]:
     return None
 
 
-def _check_history(value: str, vocab: int, check_audio: bool) -> Optional[str]:
+def _check_history(
+    value: str, vocab: int, check_audio: bool, require_speech_tokens: bool
+) -> Optional[str]:
     try:
         turns = json.loads(value)
     except json.JSONDecodeError as e:
@@ -284,11 +305,12 @@ def _check_history(value: str, vocab: int, check_audio: bool) -> Optional[str]:
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict) or set(HISTORY_KEYS) - set(turn):
             return f"history turn {i} must be an object with keys {', '.join(HISTORY_KEYS)}"
-        problem = _check_tokens(turn["speech_token"], vocab)
+        problem = _check_tokens(turn["speech_token"], vocab, not require_speech_tokens)
         if problem:
             return f"history turn {i}: {problem}"
-        if check_audio and not Path(turn["user_wav"]).is_file():
-            return f"history turn {i}: audio file {turn['user_wav']} does not exist"
+        for key in ("user_wav", "reply_wav"):
+            if check_audio and key in turn and not Path(turn[key]).is_file():
+                return f"history turn {i}: audio file {turn[key]} does not exist"
     return None
 
 
@@ -297,6 +319,7 @@ def validate_data_dir(
     speech_token_vocab: int = DEFAULT_SPEECH_TOKEN_VOCAB,
     check_audio: bool = True,
     expected_fs: Optional[int] = None,
+    require_speech_tokens: bool = True,
 ) -> List[Issue]:
     """Check a data dir; return every issue found (empty list: the dir is valid).
 
@@ -305,6 +328,8 @@ def validate_data_dir(
         speech_token_vocab: K, the number of speech tokens (ids must be 0..K-1).
         check_audio: open every ``wav.scp`` entry (and history audio) to check it.
         expected_fs: if given, audio must have this sample rate.
+        require_speech_tokens: TTS/S2S samples need ``speech_token`` (and history turns
+            non-empty token lists); False for a corpus before token extraction.
     """
     data_dir = Path(data_dir)
     issues: List[Issue] = []
@@ -329,7 +354,7 @@ def validate_data_dir(
                 )
     # per-utterance requirements
     for utt, task in tasks.entries.items():
-        for name in sorted(required_files(task)):
+        for name in sorted(required_files(task, require_speech_tokens)):
             if name not in files:
                 issues.append(
                     Issue(name, None, utt, "missing_file", f"file needed by task {task!r}")
@@ -345,7 +370,9 @@ def validate_data_dir(
                         f"task line {tasks.lines[utt]})",
                     )
                 )
-    issues += _check_values(files, speech_token_vocab, check_audio, expected_fs)
+    issues += _check_values(
+        files, speech_token_vocab, check_audio, expected_fs, require_speech_tokens
+    )
     issues += _check_spk2utt(data_dir, files.get("utt2spk"))
     return issues
 
@@ -355,18 +382,20 @@ def _check_values(
     vocab: int,
     check_audio: bool,
     expected_fs: Optional[int],
+    require_speech_tokens: bool,
 ) -> List[Issue]:
     issues: List[Issue] = []
     for name, parsed in files.items():
         for utt, value in parsed.entries.items():
             problem: Optional[str] = None
             kind = "bad_value"
-            if name == "wav.scp" and check_audio:
+            if name in ("wav.scp", "reply_wav.scp") and check_audio:
                 problem, kind = _check_audio(value, expected_fs), "missing_audio"
             elif name == "speech_token":
                 problem, kind = _check_tokens(value, vocab), "token_range"
             elif name == "history":
-                problem, kind = _check_history(value, vocab, check_audio), "bad_history"
+                problem = _check_history(value, vocab, check_audio, require_speech_tokens)
+                kind = "bad_history"
             elif name in LABEL_FILES and not is_label(LABEL_FILES[name], value):
                 problem, kind = f"{value!r} is not a {LABEL_FILES[name]} label", "bad_label"
             if problem:
@@ -399,6 +428,7 @@ def fix_data_dir(
     speech_token_vocab: int = DEFAULT_SPEECH_TOKEN_VOCAB,
     check_audio: bool = True,
     expected_fs: Optional[int] = None,
+    require_speech_tokens: bool = True,
 ) -> Tuple[List[str], List[Issue]]:
     """Drop the bad utterances of a data dir in place, like Kaldi's ``fix_data_dir.sh``.
 
@@ -413,7 +443,9 @@ def fix_data_dir(
             dropping utterances cannot fix.
     """
     data_dir = Path(data_dir)
-    issues = validate_data_dir(data_dir, speech_token_vocab, check_audio, expected_fs)
+    issues = validate_data_dir(
+        data_dir, speech_token_vocab, check_audio, expected_fs, require_speech_tokens
+    )
     global_issues = [i for i in issues if i.utt is None and i.kind != "format"]
     if global_issues:
         raise DataDirError(global_issues)

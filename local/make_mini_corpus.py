@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""Make the embedded mini corpus: espeak-ng speech whose labels are true by construction.
+
+Usage: ``python local/make_mini_corpus.py --out_dir DIR [--num_per_task N] [--nj 2]``
+
+What it makes (all deterministic, 16 kHz 16-bit mono, no network):
+
+* User turns: 48 English sentences (12 per emotion) spoken by 12 synthetic speakers,
+  2 per (gender x age group). Gender and age come from espeak-ng voice variants with
+  controlled pitch range and formant scaling (children: high pitch, scaled formants,
+  10 % faster; elderly: low-ish pitch, jitter ("flutter") and roughness, 15 % slower).
+  Emotion is a *prosodic proxy* (rate, pitch, amplitude and pitch range per emotion,
+  offline_assets.md 2.2): the labels are what was asked of the synthesiser, not acted
+  emotion.
+* Sound events: some user turns start with a synthesised event. ``<COUGH>`` is two
+  band-passed noise bursts with a sharp attack; ``<SIGH>`` is a slow, low-passed breath
+  noise; ``<LAUGHTER>`` is the speaker's own voice saying "ha ha ha ha" fast and high.
+  Turns without one are ``<OTHER>``.
+* Replies: templated by the user's emotion (-> reply emotion, spec 2.4) and age group,
+  spoken by one assistant voice with the reply emotion's prosody; they are the targets
+  of S2S (speech tokens come later from ``extract_speech_tokens``) and the TTS set.
+* Data dirs ``{train,dev,test}_{asr,emotion,gender,age,event,tts,s2t,s2t_tag_think,
+  s2t_language_think,s2s,s2s_tag_think,s2s_language_think,t2t,multiturn}``.
+  Sentences 0-7 of each emotion are train, 8-9 dev, 10-11 test, so no user sentence
+  (nor its reply) is shared between train and test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import shutil
+import subprocess
+import sys
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile
+from scipy import signal
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mini_corpus_text import (  # noqa: E402
+    SENTENCES,
+    arithmetic_pairs,
+    make_language_think,
+    make_reply,
+)
+
+from espnet2_echat.data.cot import build_tag_think  # noqa: E402
+from espnet2_echat.data.datadir import validate_data_dir, write_data_dir  # noqa: E402
+
+FS = 16000
+ESPEAK_FS = 22050
+SPLIT_OF_INDEX = ["train"] * 8 + ["dev"] * 2 + ["test"] * 2
+SPEAKERS_PER_SENTENCE = {"train": 3, "dev": 2, "test": 3}
+DEFAULT_NUM_PER_TASK = {"train": 20, "dev": 6, "test": 20}
+
+# Custom espeak-ng voice variants (copied into a private espeak-ng-data tree).
+CUSTOM_VARIANTS = {
+    "echat_childm": "gender male 10\npitch 220 300\n"
+    + "".join(f"formant {i} {f} 100 100\n" for i, f in enumerate([110, 112, 115, 118, 118, 118])),
+    "echat_childf": "gender female 10\npitch 240 330\n"
+    + "".join(f"formant {i} {f} 100 100\n" for i, f in enumerate([115, 118, 122, 125, 125, 125])),
+    "echat_elderm": "gender male 75\npitch 72 100\nflutter 28\nroughness 6\n",
+    "echat_elderf": "gender female 75\npitch 150 205\nflutter 28\nroughness 6\n",
+}
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """A synthetic speaker: labels, espeak-ng variant and a pitch offset."""
+
+    spk: str
+    gender: str
+    age: str
+    variant: str
+    pitch_offset: int = 0
+
+
+SPEAKERS: Tuple[Speaker, ...] = (
+    Speaker("ma1", "<MALE>", "<ADULT>", "m3"),
+    Speaker("fa1", "<FEMALE>", "<ADULT>", "f2"),
+    Speaker("mc1", "<MALE>", "<CHILD>", "echat_childm"),
+    Speaker("fc1", "<FEMALE>", "<CHILD>", "echat_childf"),
+    Speaker("mo1", "<MALE>", "<OLD>", "echat_elderm"),
+    Speaker("fo1", "<FEMALE>", "<OLD>", "echat_elderf"),
+    Speaker("ma2", "<MALE>", "<ADULT>", "m7"),
+    Speaker("fa2", "<FEMALE>", "<ADULT>", "f3"),
+    Speaker("mc2", "<MALE>", "<CHILD>", "echat_childm", 10),
+    Speaker("fc2", "<FEMALE>", "<CHILD>", "echat_childf", -8),
+    Speaker("mo2", "<MALE>", "<OLD>", "croak"),
+    Speaker("fo2", "<FEMALE>", "<OLD>", "grandma"),
+)
+ASSISTANT = Speaker("asst", "<FEMALE>", "<ADULT>", "f4")
+AGE_SPEED = {"<CHILD>": 1.1, "<ADULT>": 1.0, "<OLD>": 0.85}
+
+# Prosody per emotion: (words per minute, pitch 0-99, amplitude, SSML pitch range).
+PROSODY: Dict[str, Tuple[int, int, int, str]] = {
+    "<NEUTRAL>": (165, 50, 70, "medium"),
+    "<HAPPY>": (185, 70, 85, "x-high"),
+    "<SAD>": (120, 30, 42, "x-low"),
+    "<ANGRY>": (200, 58, 125, "medium"),
+    # reply emotions of the assistant
+    "<开心>": (180, 65, 80, "x-high"),
+    "<安慰鼓励>": (140, 42, 60, "low"),
+    "<抱歉>": (150, 45, 65, "low"),
+    "<中立>": (165, 50, 70, "medium"),
+}
+EMOTION_SHORT = {"<HAPPY>": "hap", "<SAD>": "sad", "<ANGRY>": "ang", "<NEUTRAL>": "neu"}
+
+TASKS: Tuple[Tuple[str, str], ...] = (
+    ("asr", "<TRANSCRIBE>"),
+    ("emotion", "<EMOTION>"),
+    ("gender", "<GENDER>"),
+    ("age", "<AGE>"),
+    ("event", "<CAPTION>"),
+    ("tts", "<TEXT2TOKEN>"),
+    ("s2t", "<S2TCHAT>"),
+    ("s2t_tag_think", "<S2TCHAT> <THINKER>"),
+    ("s2t_language_think", "<S2TCHAT> <THINKER>"),
+    ("s2s", "<S2TCHAT> <TEXT2TOKEN>"),
+    ("s2s_tag_think", "<S2TCHAT> <TEXT2TOKEN> <THINK>"),
+    ("s2s_language_think", "<S2TCHAT> <TEXT2TOKEN> <THINK>"),
+    ("t2t", "<TEXT2TEXT>"),
+    ("multiturn", "<S2TCHAT> <TEXT2TOKEN> <HISTORY>"),
+)
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    """One spoken user turn with its labels and the assistant's reply."""
+
+    uid: str
+    split: str
+    speaker: Speaker
+    emotion: str
+    event: str
+    text: str
+    topic: str
+    reply_emotion: str
+    reply: str
+
+
+@dataclass(frozen=True)
+class SynthJob:
+    """One wav to synthesise."""
+
+    path: str
+    text: str
+    variant: str
+    speed: int
+    pitch: int
+    amplitude: int
+    pitch_range: str
+    event: str = "<OTHER>"
+
+
+def plan_user_turns() -> List[UserTurn]:
+    """All user turns of all splits, in a fixed order."""
+    turns: List[UserTurn] = []
+    counters = {split: 0 for split in SPEAKERS_PER_SENTENCE}
+    for emotion, sentences in SENTENCES.items():
+        for k, (text, topic) in enumerate(sentences):
+            split = SPLIT_OF_INDEX[k]
+            for _ in range(SPEAKERS_PER_SENTENCE[split]):
+                i = counters[split]
+                counters[split] += 1
+                speaker = SPEAKERS[i % len(SPEAKERS)]
+                event = _event_for(i, emotion)
+                reply_emotion, reply = make_reply(topic, emotion, speaker.age)
+                uid = f"{speaker.spk}-{EMOTION_SHORT[emotion]}{k:02d}"
+                turns.append(
+                    UserTurn(uid, split, speaker, emotion, event, text, topic, reply_emotion, reply)
+                )
+    return turns
+
+
+def _event_for(index: int, emotion: str) -> str:
+    if index % 4 == 1:
+        return "<COUGH>"
+    if index % 4 == 3:
+        return {"<HAPPY>": "<LAUGHTER>", "<SAD>": "<SIGH>"}.get(emotion, "<OTHER>")
+    return "<OTHER>"
+
+
+def _interleave(turns: List[UserTurn], key: str = "emotion") -> List[UserTurn]:
+    """Round-robin over the values of a label so that any window of turns is balanced."""
+    values = list(dict.fromkeys(getattr(t, key) for t in turns))
+    groups = [[t for t in turns if getattr(t, key) == v] for v in values]
+    out = []
+    for i in range(max(len(g) for g in groups)):
+        out += [g[i] for g in groups if i < len(g)]
+    return out
+
+
+def _select(items: Sequence, n: int, task_index: int) -> List:
+    """A deterministic, task-dependent rotation of ``items`` (n of them at most)."""
+    if not items:
+        return []
+    start = (task_index * 7) % len(items)
+    rotated = list(items[start:]) + list(items[:start])
+    return rotated[: min(n, len(items))]
+
+
+def _user_job(turn: UserTurn, wav_dir: Path) -> SynthJob:
+    speed, pitch, amp, rng = PROSODY[turn.emotion]
+    spk = turn.speaker
+    return SynthJob(
+        path=str(wav_dir / f"{turn.uid}.wav"),
+        text=turn.text,
+        variant=spk.variant,
+        speed=int(round(speed * AGE_SPEED[spk.age])),
+        pitch=int(np.clip(pitch + spk.pitch_offset, 0, 99)),
+        amplitude=amp,
+        pitch_range=rng,
+        event=turn.event,
+    )
+
+
+def _reply_job(turn: UserTurn, wav_dir: Path) -> SynthJob:
+    speed, pitch, amp, rng = PROSODY[turn.reply_emotion]
+    return SynthJob(
+        str(wav_dir / f"{turn.uid}-reply.wav"), turn.reply, ASSISTANT.variant, speed, pitch, amp, rng
+    )
+
+
+def _labels(turn: UserTurn) -> Dict[str, str]:
+    return {
+        "utt2gender": turn.speaker.gender,
+        "utt2age": turn.speaker.age,
+        "utt2emotion": turn.emotion,
+        "utt2event": turn.event,
+    }
+
+
+def build_task_dir(
+    name: str, task: str, turns: List[UserTurn], wav_dir: Path, t2t_pairs: List[Tuple[str, str]]
+) -> Tuple[Dict[str, Dict[str, str]], List[SynthJob]]:
+    """Return ``({uttid: {file: value}}, synthesis jobs)`` of one task dir."""
+    utts: Dict[str, Dict[str, str]] = {}
+    jobs: List[SynthJob] = []
+    if name == "t2t":
+        for i, (question, reply) in enumerate(t2t_pairs):
+            utts[f"t2t-{turns[0].split}{i:03d}"] = {"task": task, "question": question, "reply": reply}
+        return utts, jobs
+    for j, turn in enumerate(turns):
+        user_wav, reply_wav = _user_job(turn, wav_dir), _reply_job(turn, wav_dir)
+        if name == "tts":
+            utts[f"asst-{turn.uid}-tts"] = {
+                "task": task,
+                "wav.scp": reply_wav.path,
+                "utt2spk": ASSISTANT.spk,
+                "text": turn.reply,
+                "reply_emotion": turn.reply_emotion,
+            }
+            jobs.append(reply_wav)
+            continue
+        record = {"task": task, "wav.scp": user_wav.path, "utt2spk": turn.speaker.spk}
+        record["text"] = turn.text
+        record.update(_labels(turn))
+        jobs.append(user_wav)
+        if name.startswith(("s2t", "s2s", "multiturn")):
+            record["reply"] = turn.reply
+            record["reply_emotion"] = turn.reply_emotion
+        if name.startswith(("s2s", "multiturn")):
+            record["reply_wav.scp"] = reply_wav.path
+            jobs.append(reply_wav)
+        if name.endswith("tag_think"):
+            record["think"] = build_tag_think(
+                turn.text, turn.speaker.age, turn.speaker.gender, turn.emotion, turn.event,
+                turn.reply_emotion,
+            )
+        elif name.endswith("language_think"):
+            record["think"] = make_language_think(
+                turn.text, turn.speaker.age, turn.speaker.gender, turn.emotion, turn.event,
+                turn.reply_emotion,
+            )
+        if name == "multiturn":
+            previous = turns[(j + 1) % len(turns)]
+            prev_user, prev_reply = _user_job(previous, wav_dir), _reply_job(previous, wav_dir)
+            jobs += [prev_user, prev_reply]
+            record["history"] = json.dumps(
+                [
+                    {
+                        "user_wav": prev_user.path,
+                        "user_text": previous.text,
+                        "reply": previous.reply,
+                        "speech_token": [],
+                        "reply_wav": prev_reply.path,
+                    }
+                ],
+                ensure_ascii=False,
+            )
+        utts[f"{turn.uid}-{name}"] = record
+    return utts, jobs
+
+
+# ---------------------------------------------------------------- synthesis
+
+
+def _espeak_data_dir(tmp: Path) -> Path:
+    """A private espeak-ng data tree (symlinks) with the custom variants added.
+
+    espeak-ng reads variants only from ``<data>/voices/!v``; rather than copying the
+    13 MB system tree, every entry is symlinked and the variants dir is extended.
+    """
+    system = _system_espeak_data()
+    root = tmp / "espeak-ng-data"
+    (root / "voices" / "!v").mkdir(parents=True)
+    for entry in system.iterdir():
+        if entry.name != "voices":
+            (root / entry.name).symlink_to(entry)
+    for entry in (system / "voices").iterdir():
+        if entry.name != "!v":
+            (root / "voices" / entry.name).symlink_to(entry)
+    for entry in (system / "voices" / "!v").iterdir():
+        (root / "voices" / "!v" / entry.name).symlink_to(entry)
+    for name, body in CUSTOM_VARIANTS.items():
+        (root / "voices" / "!v" / name).write_text(f"language variant\nname {name}\n{body}")
+    return tmp
+
+
+def _system_espeak_data() -> Path:
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed (Debian package espeak-ng; `make setup`)")
+    out = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True)
+    path = Path(out.stdout.split("Data at:")[1].strip())
+    if not (path / "voices" / "!v").is_dir():
+        raise RuntimeError(f"espeak-ng data dir {path} has no voices/!v")
+    return path
+
+
+def _espeak(job: SynthJob, text: str, espeak_path: str, speed: int, pitch: int) -> np.ndarray:
+    ssml = f'<speak><prosody range="{job.pitch_range}">{text}</prosody></speak>'
+    cmd = [
+        "espeak-ng", f"--path={espeak_path}", "-m", "-v", f"en-us+{job.variant}",
+        "-s", str(speed), "-p", str(pitch), "-a", str(job.amplitude), "--stdout", ssml,
+    ]
+    out = subprocess.run(cmd, capture_output=True, check=True).stdout
+    # espeak-ng --stdout writes a 44-byte header with a placeholder size; skip it.
+    pcm = np.frombuffer(out[44:], dtype="<i2").astype(np.float64) / 32768.0
+    return signal.resample_poly(pcm, 320, 441)  # 22050 Hz -> 16000 Hz
+
+
+def _event_sound(event: str, job: SynthJob, espeak_path: str) -> np.ndarray:
+    """A deterministic event sound at 16 kHz (empty for <OTHER>)."""
+    rng = np.random.default_rng(zlib.crc32(job.path.encode()))
+    if event == "<COUGH>":
+        sos = signal.butter(4, [300, 3000], btype="bandpass", fs=FS, output="sos")
+        t = np.arange(int(0.18 * FS)) / FS
+        burst = signal.sosfilt(sos, rng.standard_normal(t.size)) * np.exp(-t / 0.05)
+        burst *= np.minimum(1.0, t / 0.005)
+        burst *= 0.5 / (np.abs(burst).max() + 1e-9)
+        gap = np.zeros(int(0.12 * FS))
+        return np.concatenate([burst, gap, 0.8 * burst])
+    if event == "<SIGH>":
+        sos = signal.butter(4, 1200, btype="lowpass", fs=FS, output="sos")
+        t = np.arange(int(0.9 * FS)) / FS
+        noise = signal.sosfilt(sos, rng.standard_normal(t.size))
+        env = np.minimum(1.0, t / 0.2) * np.exp(-np.maximum(0.0, t - 0.2) / 0.3)
+        noise *= env
+        return 0.15 * noise / (np.abs(noise).max() + 1e-9)
+    if event == "<LAUGHTER>":
+        return _espeak(job, "ha ha ha ha", espeak_path, speed=260, pitch=85)
+    return np.zeros(0)
+
+
+def synthesize(job_and_path: Tuple[SynthJob, str]) -> None:
+    """Synthesise one job to a 16 kHz 16-bit wav (called in worker processes)."""
+    job, espeak_path = job_and_path
+    speech = _espeak(job, job.text, espeak_path, job.speed, job.pitch)
+    event = _event_sound(job.event, job, espeak_path)
+    if event.size:
+        speech = np.concatenate([event, np.zeros(int(0.15 * FS)), speech])
+    pcm = np.clip(np.round(speech * 32767), -32768, 32767).astype(np.int16)
+    soundfile.write(job.path, pcm, FS, subtype="PCM_16")
+
+
+def run_jobs(jobs: List[SynthJob], nj: int) -> None:
+    """Synthesise all distinct jobs with ``nj`` processes."""
+    unique = {job.path: job for job in jobs}
+    with tempfile.TemporaryDirectory(prefix="echat_espeak_") as tmp:
+        espeak_path = str(_espeak_data_dir(Path(tmp)))
+        work = [(job, espeak_path) for _, job in sorted(unique.items())]
+        if nj > 1:
+            with multiprocessing.get_context("fork").Pool(nj) as pool:
+                pool.map(synthesize, work, chunksize=4)
+        else:
+            for item in work:
+                synthesize(item)
+
+
+# ---------------------------------------------------------------- main entry
+
+
+def make_mini_corpus(out_dir: Path, num_per_task: Optional[int] = None, nj: int = 2) -> List[Path]:
+    """Write the mini corpus under ``out_dir``; return the data dirs made."""
+    out_dir = Path(out_dir).resolve()
+    turns = plan_user_turns()
+    pairs = arithmetic_pairs()
+    t2t_by_split = {
+        "train": pairs[: len(pairs) * 7 // 10],
+        "dev": pairs[len(pairs) * 7 // 10 : len(pairs) * 8 // 10],
+        "test": pairs[len(pairs) * 8 // 10 :],
+    }
+    dirs: Dict[Path, Dict[str, Dict[str, str]]] = {}
+    jobs: List[SynthJob] = []
+    for split, default_n in DEFAULT_NUM_PER_TASK.items():
+        n = num_per_task or default_n
+        split_turns = _interleave([t for t in turns if t.split == split])
+        wav_dir = out_dir / "wav" / split
+        wav_dir.mkdir(parents=True, exist_ok=True)
+        sentence_pairs = [(t.text, make_reply(t.topic, t.emotion, "<ADULT>")[1]) for t in split_turns]
+        t2t = list(dict.fromkeys(sentence_pairs)) + t2t_by_split[split]
+        for ti, (name, task) in enumerate(TASKS):
+            if name == "event":
+                chosen = _select(_interleave(split_turns, key="event"), n, 0)
+            else:
+                chosen = _select(split_turns, n, ti)
+            utts, task_jobs = build_task_dir(name, task, chosen, wav_dir, _select(t2t, n, ti))
+            dirs[out_dir / f"{split}_{name}"] = utts
+            jobs += task_jobs
+    logging.info("synthesising %d wavs with %d processes", len({j.path for j in jobs}), nj)
+    run_jobs(jobs, nj)
+    for path, utts in dirs.items():
+        write_data_dir(path, utts)
+        issues = validate_data_dir(path, require_speech_tokens=False, expected_fs=FS)
+        if issues:
+            raise RuntimeError("\n".join(f"{path}/{i}" for i in issues))
+    logging.info("wrote %d data dirs under %s", len(dirs), out_dir)
+    return sorted(dirs)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Return the argument parser."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out_dir", required=True, type=Path)
+    parser.add_argument(
+        "--num_per_task",
+        type=int,
+        default=None,
+        help="utterances per task dir in every split (default: train 20, dev 6, test 20)",
+    )
+    parser.add_argument("--nj", type=int, default=2, help="synthesis processes")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Command-line entry."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = get_parser().parse_args(argv)
+    make_mini_corpus(args.out_dir, args.num_per_task, args.nj)
+
+
+if __name__ == "__main__":
+    main()

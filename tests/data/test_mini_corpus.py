@@ -1,0 +1,110 @@
+"""The embedded mini corpus: valid dirs, labels true by construction, disjoint splits."""
+
+import importlib.util
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import soundfile
+
+from espnet2_echat.data.cot import parse_tag_think
+from espnet2_echat.data.datadir import read_kaldi_map, validate_data_dir
+
+LOCAL = Path(__file__).resolve().parents[2] / "local"
+
+
+def _load(name: str):
+    sys.path.insert(0, str(LOCAL))
+    spec = importlib.util.spec_from_file_location(name, LOCAL / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mini")
+    _load("make_mini_corpus").make_mini_corpus(out, num_per_task=4, nj=2)
+    return out
+
+
+def _median_f0(path: str) -> float:
+    x, fs = soundfile.read(path)
+    f0 = librosa.yin(x, fmin=60, fmax=500, sr=fs, frame_length=1024, hop_length=256)
+    rms = librosa.feature.rms(y=x, frame_length=1024, hop_length=256)[0]
+    n = min(len(f0), len(rms))
+    voiced = rms[:n] > 0.3 * rms[:n].max()
+    return float(np.median(f0[:n][voiced]))
+
+
+def test_all_dirs_valid_and_16k(corpus: Path):
+    dirs = sorted(p for p in corpus.iterdir() if p.is_dir() and p.name != "wav")
+    assert len(dirs) == 3 * 14
+    for d in dirs:
+        assert validate_data_dir(d, require_speech_tokens=False, expected_fs=16000) == [], d
+    for d in ("train_tts", "test_s2s", "dev_multiturn"):
+        wav = next(iter(read_kaldi_map(corpus / d / "wav.scp").values()))
+        info = soundfile.info(wav)
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+
+
+def test_labels_true_by_construction(corpus: Path):
+    f0 = defaultdict(list)
+    rate = defaultdict(list)
+    seen = {}
+    for d in corpus.glob("*_*"):
+        if not (d / "utt2gender").is_file():
+            continue
+        wavs = read_kaldi_map(d / "wav.scp")
+        text = read_kaldi_map(d / "text")
+        labels = {name: read_kaldi_map(d / name) for name in ("utt2gender", "utt2age", "utt2emotion")}
+        for utt, wav in wavs.items():
+            if wav in seen:
+                continue
+            seen[wav] = True
+            value = _median_f0(wav)
+            for name in labels:
+                f0[labels[name][utt]].append(value)
+            f0[labels["utt2gender"][utt] + labels["utt2age"][utt]].append(value)
+            if read_kaldi_map(d / "utt2event")[utt] == "<OTHER>":
+                rate[labels["utt2emotion"][utt]].append(len(text[utt]) / soundfile.info(wav).duration)
+    mean = {k: float(np.mean(v)) for k, v in f0.items()}
+    assert mean["<FEMALE>"] > 1.15 * mean["<MALE>"], mean
+    # children of both genders are high; adults and elderly differ by about an octave
+    for age in ("<ADULT>", "<OLD>"):
+        assert mean["<FEMALE>" + age] > 1.25 * mean["<MALE>" + age], mean
+    assert mean["<CHILD>"] > 1.3 * mean["<ADULT>"], mean
+    assert mean["<HAPPY>"] > mean["<SAD>"], mean
+    # sad speech is slower (fewer characters per second) than angry speech
+    assert np.mean(rate["<SAD>"]) < np.mean(rate["<ANGRY>"]), rate
+
+
+def test_splits_disjoint(corpus: Path):
+    def sentences(split: str) -> set:
+        out = set()
+        for d in corpus.glob(f"{split}_*"):
+            for name in ("text", "question", "reply"):
+                if (d / name).is_file():
+                    out |= set(read_kaldi_map(d / name).values())
+        return out
+
+    train, test, dev = sentences("train"), sentences("test"), sentences("dev")
+    assert train and test and dev
+    assert not train & test and not train & dev
+
+
+def test_think_and_history_content(corpus: Path):
+    d = corpus / "train_s2s_tag_think"
+    think = read_kaldi_map(d / "think")
+    for utt, body in think.items():
+        fields = parse_tag_think(body)
+        assert fields["q_txt"] == read_kaldi_map(d / "text")[utt]
+        assert fields["gender"] == read_kaldi_map(d / "utt2gender")[utt]
+        assert fields["reply_emotion"] == read_kaldi_map(d / "reply_emotion")[utt]
+    lang = read_kaldi_map(corpus / "test_s2t_language_think" / "think")
+    assert all(v.startswith('The user says "') for v in lang.values())
+    assert (corpus / "train_s2s" / "reply_wav.scp").is_file()
