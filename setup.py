@@ -29,6 +29,9 @@ extras_require = {
     # with Ascend's own torch build (see README). Not installed by `make setup`.
     "npu": ["torch_npu==2.11.0"],
     "demo": ["gradio==6.31.0"],
+    # CosyVoice S3 speech tokens (needs a local speech_tokenizer_v1.onnx); not installed
+    # by `make setup`, the embedded corpus uses the stand-in tokenizer.
+    "s3": ["s3tokenizer==0.3.0"],
     "dev": ["pytest==9.2.0"],
 }
 
