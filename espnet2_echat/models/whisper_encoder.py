@@ -41,6 +41,9 @@ class WhisperStyleEncoder(nn.Module):
         dropout_rate, attention_dropout_rate: as WeNet's encoder_conf.
         max_positions: rows of the sinusoid table (30000 in the reference = 600 s at 50 Hz).
         gradient_checkpointing: recompute blocks in backward while training.
+        reference_compat: subsample padding masks as the reference does in batches (see
+            ``subsample_lengths``); by default every utterance keeps ceil(L/2) frames, so a
+            batch gives the same result as each utterance alone.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class WhisperStyleEncoder(nn.Module):
         attention_dropout_rate: float = 0.0,
         max_positions: int = 30000,
         gradient_checkpointing: bool = False,
+        reference_compat: bool = False,
     ):
         super().__init__()
         config = WhisperConfig(
@@ -70,6 +74,7 @@ class WhisperStyleEncoder(nn.Module):
         config._attn_implementation = "sdpa"
         self._output_size = output_size
         self.gradient_checkpointing = gradient_checkpointing
+        self.reference_compat = reference_compat
         self.conv1 = nn.Conv1d(input_size, output_size, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(output_size, output_size, kernel_size=3, stride=2, padding=1)
         self.dropout = nn.Dropout(dropout_rate)
@@ -82,14 +87,14 @@ class WhisperStyleEncoder(nn.Module):
     def output_size(self) -> int:
         return self._output_size
 
-    @staticmethod
-    def subsample_lengths(lengths: torch.Tensor, padded_len: int) -> torch.Tensor:
-        """Lengths after the stride-2 stem, as the reference subsamples its mask.
+    def subsample_lengths(self, lengths: torch.Tensor, padded_len: int) -> torch.Tensor:
+        """Lengths after the stride-2 stem: ceil(L / 2).
 
-        WeNet keeps mask[(T + 1) % 2 :: 2] with T the *padded* length, so a shorter
-        utterance in a batch can lose one frame compared with ceil(L / 2).
+        Under ``reference_compat`` the reference's mask subsampling is reproduced: WeNet
+        keeps mask[(T + 1) % 2 :: 2] with T the *padded* length, so in a batch of even
+        padded length an utterance of odd length L keeps floor(L / 2) frames.
         """
-        start = (padded_len + 1) % 2
+        start = (padded_len + 1) % 2 if self.reference_compat else 0
         return torch.clamp((lengths - start + 1) // 2, min=0)
 
     def forward(

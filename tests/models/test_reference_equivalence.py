@@ -191,3 +191,35 @@ def test_training_loss_and_logits(tiny_model, training_outputs, osum_tiny_dir, n
     nll = lse[sup] - logits[sup].gather(1, target[sup][:, None])[:, 0]
     ref_nll = load_npy(osum_tiny_dir, logits_spec["nll"])[sup]
     assert (nll - ref_nll).abs().max() <= 1e-4
+
+
+def test_mixed_batch_equals_single_samples(tiny_model, training_outputs, osum_tiny_dir, expected):
+    """ASR (text-only) and S2S (text+speech) in one padded batch: the batch loss is the mean over
+    all supervised positions of the per-sample losses computed alone."""
+    ids, tgts, wavs = [], [], []
+    for name, utt_index in (("asr", 0), ("s2s", 1)):
+        r = training_outputs[name]
+        ids.append(torch.tensor(r["ids"]))
+        tgts.append(r["batch"].target[0])
+        wavs.append(load_wav(osum_tiny_dir, expected["utterances"][utt_index]))
+    # targets as the preprocessor gives them: placeholders in place of the audio rows
+    raw_tgts = []
+    for r in (training_outputs["asr"], training_outputs["s2s"]):
+        t = torch.full((len(r["ids"]),), IGNORE_ID)
+        sup = r["batch"].target[0][r["batch"].target[0] != IGNORE_ID]
+        t[-len(sup):] = sup
+        raw_tgts.append(t)
+    pad = torch.nn.utils.rnn.pad_sequence
+    with torch.no_grad():
+        loss, stats, weight = tiny_model(
+            input_ids=pad(ids, batch_first=True, padding_value=IGNORE_ID),
+            input_ids_lengths=torch.tensor([len(i) for i in ids]),
+            target=pad(raw_tgts, batch_first=True, padding_value=IGNORE_ID),
+            target_lengths=torch.tensor([len(t) for t in raw_tgts]),
+            speech=pad(wavs, batch_first=True),
+            speech_lengths=torch.tensor([len(w) for w in wavs]),
+        )
+    n = [int((training_outputs[k]["batch"].target != IGNORE_ID).sum()) for k in ("asr", "s2s")]
+    single = [float(training_outputs[k]["loss"]) for k in ("asr", "s2s")]
+    assert float(loss) == pytest.approx((single[0] * n[0] + single[1] * n[1]) / sum(n), rel=1e-5)
+    assert int(weight) == 2
