@@ -1,0 +1,237 @@
+"""KV-cached incremental decoding with text/speech head switching (spec 6.2).
+
+Each row of a batch is in one phase:
+
+* ``TEXT``: logits from the LLM's ``lm_head``; a generated ``<|im_end|>`` is embedded as
+  text and then switches the row to ``SPEECH`` (the reference's ``text_phase`` flag);
+* ``SPEECH``: logits from ``speech_head``; ids fed back through the speech table;
+* ``JOINT``: one softmax over both heads, as in training (interleaved 6-text/18-speech
+  models of spec 2.3.9).
+
+Scores and ids are *unified*: text ids ``< V``, speech ids ``V + k``; the inactive head's
+part of a row is ``-inf``. transformers' ``generate`` cannot switch the output head and
+the input table inside one call, so the loop is written here; its logits processors,
+warpers and stopping criteria are transformers' interfaces and classes.
+"""
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Iterator, List, Optional, Sequence
+
+import torch
+from transformers import DynamicCache
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    MinLengthLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.generation.stopping_criteria import StoppingCriteriaList
+
+from espnet2_echat.data.templates import IM_END_ID
+from espnet2_echat.inference.logits_processors import (
+    AgeForcingLogitsProcessor,
+    ForceTextEndLogitsProcessor,
+    SpeechBudgetCriteria,
+    SpeechEndCriteria,
+    SpeechNGramBlockingLogitsProcessor,
+    TextBudgetCriteria,
+)
+from espnet2_echat.inference.settings import DecodingOptions
+from espnet2_echat.models.speech_llm import SpeechLLM
+
+
+class Phase(IntEnum):
+    TEXT = 0
+    SPEECH = 1
+    JOINT = 2
+
+
+@dataclass
+class Step:
+    """One decoding step of a batch."""
+
+    ids: torch.Tensor  # (B,) unified ids chosen at this step (pad where not active)
+    phase: torch.Tensor  # (B,) Phase whose head produced ``ids``
+    active: torch.Tensor  # (B,) bool, rows that were still decoding at this step
+    finished: torch.Tensor  # (B,) bool, rows that stopped with this step
+    raw_scores: torch.Tensor  # (B, V + S) head logits before any processor (float32)
+
+
+@dataclass
+class Generation:
+    """What :func:`generate` returns per row."""
+
+    ids: List[List[int]]  # unified ids, stop id included
+    phases: List[List[int]]  # Phase of each id
+    scores: Optional[List[List[torch.Tensor]]] = None  # raw (V + S) logits per id
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """How one task decodes: start phase, stop ids and the processors its options imply."""
+
+    start_phase: Phase
+    eos_ids: Sequence[int]
+    logits_processor: LogitsProcessorList
+    stopping_criteria: StoppingCriteriaList
+    do_sample: bool
+    max_steps: int
+
+
+def build_plan(
+    task_kind: str,
+    options: DecodingOptions,
+    text_vocab_size: int,
+    speech_token_num: int,
+    reference_compat: bool = False,
+    logits_processor: Optional[Sequence] = None,
+    stopping_criteria: Optional[Sequence] = None,
+) -> DecodePlan:
+    """Turn ``options`` into processors and criteria for ``task_kind`` ``text|s2s|tts|joint``.
+
+    Order: min length, repetition penalty, task constraints, the caller's
+    ``logits_processor``, then the sampling warpers (as transformers orders them).
+    """
+    vocab = text_vocab_size
+    marker = vocab + speech_token_num - 1
+    start = {"text": Phase.TEXT, "s2s": Phase.TEXT, "tts": Phase.SPEECH, "joint": Phase.JOINT}
+    if task_kind not in start:
+        raise ValueError(f"task_kind must be one of {sorted(start)}, got {task_kind!r}")
+    eos = {"text": [IM_END_ID], "tts": [marker], "s2s": [], "joint": []}[task_kind]
+    procs = LogitsProcessorList()
+    if options.min_new_tokens > 0 and eos:
+        procs.append(MinLengthLogitsProcessor(options.min_new_tokens, eos))
+    if options.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(options.repetition_penalty))
+    if options.age_forcing:
+        procs.append(AgeForcingLogitsProcessor())
+    if options.speech_ngram_blocking:
+        procs.append(SpeechNGramBlockingLogitsProcessor(vocab))
+    criteria = StoppingCriteriaList()
+    if task_kind in ("text", "s2s", "joint"):
+        if task_kind == "s2s" and not reference_compat:
+            procs.append(ForceTextEndLogitsProcessor(options.max_new_tokens, vocab))
+        else:
+            criteria.append(TextBudgetCriteria(options.max_new_tokens, vocab))
+    if task_kind in ("s2s", "joint"):
+        criteria.append(SpeechEndCriteria(marker, vocab, reference_compat))
+    if task_kind != "text":
+        criteria.append(SpeechBudgetCriteria(options.max_new_speech_tokens, vocab))
+    procs.extend(logits_processor or [])
+    criteria.extend(stopping_criteria or [])
+    if options.do_sample:
+        if options.temperature != 1.0:
+            procs.append(TemperatureLogitsWarper(options.temperature))
+        if options.top_k > 0:
+            procs.append(TopKLogitsWarper(options.top_k))
+        if options.top_p < 1.0:
+            procs.append(TopPLogitsWarper(options.top_p))
+    return DecodePlan(
+        start[task_kind],
+        eos,
+        procs,
+        criteria,
+        options.do_sample,
+        options.max_new_tokens + options.max_new_speech_tokens + 1,
+    )
+
+
+def head_scores(llm: SpeechLLM, hidden: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """(B, V + S) float32 logits: text head where TEXT, speech head where SPEECH, both where
+    JOINT, ``-inf`` elsewhere. Each head runs only on the rows that need it."""
+    vocab = llm.text_vocab_size
+    out = hidden.new_full((hidden.shape[0], vocab + llm.speech_token_num), float("-inf"))
+    out = out.float()
+    text_rows = (phase != Phase.SPEECH).nonzero().flatten()
+    speech_rows = (phase != Phase.TEXT).nonzero().flatten()
+    if len(text_rows):
+        out[text_rows, :vocab] = llm.text_logits(hidden[text_rows]).float()
+    if len(speech_rows):
+        out[speech_rows, vocab:] = llm.speech_logits(hidden[speech_rows]).float()
+    return out
+
+
+@torch.no_grad()
+def iter_generate(
+    llm: SpeechLLM,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    plan: DecodePlan,
+    use_cache: bool = True,
+    generator: Optional[torch.Generator] = None,
+    pad_id: int = 0,
+) -> Iterator[Step]:
+    """Decode a left-padded batch of prefills step by step, yielding every :class:`Step`.
+
+    ``use_cache=False`` recomputes the whole sequence every step (for checking the cache).
+    """
+    batch = inputs_embeds.shape[0]
+    device = inputs_embeds.device
+    phase = torch.full((batch,), int(plan.start_phase), dtype=torch.long, device=device)
+    generated = torch.zeros((batch, 0), dtype=torch.long, device=device)
+    active = torch.ones(batch, dtype=torch.bool, device=device)
+    eos = torch.tensor(list(plan.eos_ids), dtype=torch.long, device=device)
+    cache = DynamicCache() if use_cache else None
+    embeds, mask, positions = inputs_embeds, attention_mask, position_ids
+    hidden = llm.hidden_states(embeds, mask, positions, cache, use_cache).last_hidden_state
+    for _ in range(plan.max_steps):
+        raw = head_scores(llm, hidden[:, -1], phase)
+        scores = plan.logits_processor(generated, raw.clone())
+        if plan.do_sample:
+            probs = torch.softmax(scores, dim=-1)
+            ids = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        else:
+            ids = scores.argmax(dim=-1)
+        ids = torch.where(active, ids, pad_id)
+        step_phase = phase.clone()
+        generated = torch.cat([generated, ids[:, None]], dim=1)
+        switch = (phase == Phase.TEXT) & (ids == IM_END_ID)
+        phase = torch.where(switch, int(Phase.SPEECH), phase)
+        finished = torch.isin(ids, eos) | plan.stopping_criteria(generated, scores)
+        finished &= active
+        yield Step(ids, step_phase, active.clone(), finished, raw)
+        active &= ~finished
+        if not active.any():
+            return
+        new = llm.embed(ids)[:, None].to(inputs_embeds.dtype)
+        mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+        next_pos = positions[:, -1:] + 1
+        if use_cache:
+            hidden = llm.hidden_states(new, mask, next_pos, cache, True).last_hidden_state
+        else:
+            embeds = torch.cat([embeds, new], dim=1)
+            positions = torch.cat([positions, next_pos], dim=1)
+            hidden = llm.hidden_states(embeds, mask, positions).last_hidden_state
+            continue
+        positions = next_pos
+
+
+def generate(
+    llm: SpeechLLM,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    plan: DecodePlan,
+    use_cache: bool = True,
+    generator: Optional[torch.Generator] = None,
+    output_scores: bool = False,
+) -> Generation:
+    """Run :func:`iter_generate` to the end and collect each row's ids and heads."""
+    batch = inputs_embeds.shape[0]
+    out = Generation([[] for _ in range(batch)], [[] for _ in range(batch)])
+    if output_scores:
+        out.scores = [[] for _ in range(batch)]
+    steps = iter_generate(
+        llm, inputs_embeds, attention_mask, position_ids, plan, use_cache, generator
+    )
+    for step in steps:
+        for row in step.active.nonzero().flatten().tolist():
+            out.ids[row].append(int(step.ids[row]))
+            out.phases[row].append(int(step.phase[row]))
+            if output_scores:
+                out.scores[row].append(step.raw_scores[row])
+    return out

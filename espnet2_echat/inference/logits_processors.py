@@ -1,0 +1,174 @@
+"""Logits processors and stopping criteria of OSUM-EChat decoding (spec 6.5).
+
+All of them follow the transformers interfaces (``LogitsProcessor`` /
+``StoppingCriteria``) and see the decoder's *unified* ids: text ids ``< V``, speech ids
+``V + k``. ``input_ids`` holds the generated ids only (as in the reference, which calls
+``generate`` with ``inputs_embeds`` alone), ``scores`` is ``(B, V + speech_token_num)``
+with the inactive head at ``-inf``.
+
+transformers has no processor for these rules (forced choice after a trigger sequence,
+per-id repeat windows restricted to one part of the vocabulary, head-phase budgets), so
+they are written here; sampling warpers, repetition penalty and min length are
+transformers' own classes.
+"""
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from transformers.generation.logits_process import LogitsProcessor
+from transformers.generation.stopping_criteria import StoppingCriteria
+
+from espnet2_echat.data.templates import IM_END_ID
+
+# "年龄为:<" and the ids allowed after it: CHILD, AD(ULT), OLD (spec 2.4, 6.5).
+AGE_TRIGGER_IDS: Tuple[int, ...] = (102185, 17714, 31252)
+AGE_ALLOWED_IDS: Tuple[int, ...] = (99119, 1808, 7863)
+
+
+def _mask_all_but(scores: torch.Tensor, row: int, allowed: Sequence[int]) -> None:
+    keep = scores[row, list(allowed)].clone()
+    scores[row] = float("-inf")
+    scores[row, list(allowed)] = keep
+
+
+class AgeForcingLogitsProcessor(LogitsProcessor):
+    """After ``年龄为:<`` only ``CHILD`` / ``AD`` / ``OLD`` may follow (reference
+    ``OSUM_chat_LogitsProcessor``); fires at most once per row and call."""
+
+    def __init__(
+        self,
+        trigger: Sequence[int] = AGE_TRIGGER_IDS,
+        allowed: Sequence[int] = AGE_ALLOWED_IDS,
+    ):
+        self.trigger = list(trigger)
+        self.allowed = list(allowed)
+        self.fired: set = set()
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        n = len(self.trigger)
+        if input_ids.shape[1] < n:
+            return scores
+        tail = input_ids[:, -n:].tolist()
+        for row, ids in enumerate(tail):
+            if row not in self.fired and ids == self.trigger:
+                _mask_all_but(scores, row, self.allowed)
+                self.fired.add(row)
+        return scores
+
+
+class SpeechNGramBlockingLogitsProcessor(LogitsProcessor):
+    """Ban a speech id that repeats too often (what the reference's
+    ``SpeechOnlyNGramBlockingLogitsProcessor`` intends; the reference never activates it).
+
+    A speech id is banned after ``repeat_times`` consecutive repeats, or when it occurs
+    ``window_repeat`` times in the last ``window_size`` speech ids; ``special`` gives
+    per-id ``(repeat_times, window_size, window_repeat)`` (1446, silence-like: (10, 13, 10)).
+    Ids are raw speech ids; only rows whose last id is a speech id are touched.
+    """
+
+    def __init__(
+        self,
+        text_vocab_size: int,
+        repeat_times: int = 5,
+        window_size: int = 8,
+        window_repeat: int = 5,
+        special: Optional[Dict[int, Tuple[int, int, int]]] = None,
+    ):
+        self.vocab = text_vocab_size
+        self.default = (repeat_times, window_size, window_repeat)
+        self.special = {1446: (10, 13, 10)} if special is None else special
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, ids in enumerate(input_ids.tolist()):
+            speech = []
+            for i in reversed(ids):  # trailing run of speech ids
+                if i < self.vocab:
+                    break
+                speech.append(i - self.vocab)
+            speech.reverse()
+            for sid in set(speech[-13:]):
+                repeat, size, limit = self.special.get(sid, self.default)
+                run = 0
+                for i in reversed(speech):
+                    if i != sid:
+                        break
+                    run += 1
+                if run >= repeat or speech[-size:].count(sid) >= limit:
+                    scores[row, self.vocab + sid] = float("-inf")
+        return scores
+
+
+def _in_text_phase(input_ids: torch.LongTensor, vocab: int, im_end_id: int) -> torch.Tensor:
+    """(B,) True where no ``<|im_end|>`` and no speech id was generated yet."""
+    return ((input_ids < vocab) & (input_ids != im_end_id)).all(dim=1)
+
+
+def _num_speech(input_ids: torch.LongTensor, vocab: int) -> torch.Tensor:
+    """(B,) speech-phase ids so far: after the text phase only speech ids can come."""
+    return (input_ids >= vocab).sum(dim=1)
+
+
+class ForceTextEndLogitsProcessor(LogitsProcessor):
+    """Force ``<|im_end|>`` once a row has generated ``max_text_tokens`` text ids without it.
+
+    Ends the text phase of S2S within a budget (the reference instead crashes when no
+    ``<|im_end|>`` comes); the fixture's harness does the same with ``max_text_tokens=20``.
+    """
+
+    def __init__(self, max_text_tokens: int, text_vocab_size: int, im_end_id: int = IM_END_ID):
+        self.max_text_tokens = max_text_tokens
+        self.vocab = text_vocab_size
+        self.im_end_id = im_end_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] < self.max_text_tokens:
+            return scores
+        rows = _in_text_phase(input_ids, self.vocab, self.im_end_id).nonzero().flatten()
+        for row in rows.tolist():
+            _mask_all_but(scores, row, [self.im_end_id])
+        return scores
+
+
+class SpeechBudgetCriteria(StoppingCriteria):
+    """Stop a row after ``max_speech_tokens`` speech-phase ids."""
+
+    def __init__(self, max_speech_tokens: int, text_vocab_size: int):
+        self.max_speech_tokens = max_speech_tokens
+        self.vocab = text_vocab_size
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs):
+        return _num_speech(input_ids, self.vocab) >= self.max_speech_tokens
+
+
+class TextBudgetCriteria(StoppingCriteria):
+    """Stop a row that is still in its text phase after ``max_text_tokens`` ids."""
+
+    def __init__(self, max_text_tokens: int, text_vocab_size: int, im_end_id: int = IM_END_ID):
+        self.max_text_tokens = max_text_tokens
+        self.vocab = text_vocab_size
+        self.im_end_id = im_end_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs):
+        in_text = _in_text_phase(input_ids, self.vocab, self.im_end_id)
+        return in_text & (input_ids.shape[1] >= self.max_text_tokens)
+
+
+class SpeechEndCriteria(StoppingCriteria):
+    """Stop at the end-of-speech marker of the speech phase.
+
+    ``reference_compat``: the reference's ``S2SStopCriteria``: stop once the speech phase
+    holds more than one marker (start + end). Fixed: stop at a marker that is not the
+    first speech id, so a reply that starts without the start marker still ends at its
+    end marker.
+    """
+
+    def __init__(self, marker_id: int, text_vocab_size: int, reference_compat: bool = False):
+        self.marker = marker_id
+        self.vocab = text_vocab_size
+        self.reference_compat = reference_compat
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs):
+        is_marker = input_ids == self.marker
+        if self.reference_compat:
+            return is_marker.sum(dim=1) > 1
+        return is_marker[:, -1] & (_num_speech(input_ids, self.vocab) > 1)

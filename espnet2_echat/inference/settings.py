@@ -1,0 +1,132 @@
+"""Decoding tasks and their default settings (spec 6.3; DESIGN.md "Decoding").
+
+Every default is the reference's value for the function it calls for that task and can be
+overridden per call. The reference samples everywhere but T2T; pass ``do_sample=False``
+for greedy decoding.
+"""
+
+from dataclasses import dataclass, fields, replace
+from typing import Dict, Mapping, Optional
+
+# The decoding tasks of DESIGN.md and the understanding tag each one stands for.
+UNDERSTANDING_TASKS: Dict[str, str] = {
+    "asr": "<TRANSCRIBE>",
+    "emotion": "<EMOTION>",
+    "gender": "<GENDER>",
+    "age": "<AGE>",
+    "event": "<CAPTION>",
+}
+CHAT_TASKS = ("s2t_chat", "s2s", "t2t", "tts")
+TASKS = tuple(UNDERSTANDING_TASKS) + CHAT_TASKS
+THINK_MODES = ("none", "tag", "language")
+# Tasks whose decoding ends with speech tokens / starts in the speech phase.
+SPEECH_TASKS = ("s2s", "tts")
+TEXT_INPUT_TASKS = ("t2t", "tts")
+
+# Default instruction of each understanding task: the first Chinese entry of the
+# reference's prompt_config.yaml for the tag (spec 2.2); ASR uses the instruction of the
+# reference's batch/runtime inference (infer_runtime.py, infer_with_shards_or_raw.py).
+# Gender and age entries are not quoted in the spec; these follow the same pattern.
+DEFAULT_INSTRUCTIONS: Dict[str, str] = {
+    "asr": "将这段音频的语音内容详细记录为文字稿。",
+    "emotion": "请辨认以下音频中发言者的情感，并用<>括住情感标签。",
+    "gender": "请辨认以下音频中发言者的性别，并用<>括住性别标签。",
+    "age": "请辨认以下音频中发言者的年龄，并用<>括住年龄标签。",
+    "event": "分辨音频中的事件，直接返回标签，格式为<>。",
+}
+
+
+def output_type(task: str, think: str = "none", with_history: bool = False) -> str:
+    """The layout output_type (``espnet2_echat.data.templates``) of a decoding task."""
+    check_task(task, think)
+    if task in UNDERSTANDING_TASKS:
+        return "text"
+    if task == "s2t_chat":
+        return "s2t_chat" if think == "none" else "s2t_chat_think"
+    if task == "s2s":
+        if think != "none":
+            return "speech2text_token_think"
+        return "speech2text_token_history" if with_history else "speech2text_token"
+    return {"t2t": "text2text", "tts": "text2token"}[task]
+
+
+def check_task(task: str, think: str = "none") -> None:
+    """Raise ``ValueError`` naming the accepted values for an unknown task or think mode."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of: {' '.join(TASKS)}")
+    if think not in THINK_MODES:
+        raise ValueError(f"unknown think mode {think!r}; expected one of: {' '.join(THINK_MODES)}")
+    if think != "none" and task not in ("s2t_chat", "s2s"):
+        raise ValueError(f"think={think!r} applies to s2t_chat and s2s only, not to {task!r}")
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    """Sampling and stopping settings of one decode.
+
+    Attributes:
+        do_sample: sample (True) or take the argmax (ties: lowest id).
+        top_k, top_p, temperature, repetition_penalty: transformers' warpers / processor
+            (0 / 1.0 disable them).
+        max_new_tokens: budget of text-phase ids. S2S: ``<|im_end|>`` is forced when it is
+            reached (fixed) or decoding stops there (reference_compat).
+        max_new_speech_tokens: budget of speech-phase ids (TTS, S2S).
+        min_new_tokens: the stop id is banned before this many ids (the reference's
+            ``generate``-family passes ``min_length=1``).
+        age_forcing: the tag-CoT age constraint after ``年龄为:<`` (spec 6.5).
+        speech_ngram_blocking: ban over-repeated speech ids (the reference's no-op blocker,
+            made to work).
+        seed: seed of the sampling generator (None: torch's global RNG).
+    """
+
+    do_sample: bool = True
+    top_k: int = 0
+    top_p: float = 1.0
+    temperature: float = 1.0
+    repetition_penalty: float = 1.0
+    max_new_tokens: int = 2000
+    max_new_speech_tokens: int = 2000
+    min_new_tokens: int = 0
+    age_forcing: bool = False
+    speech_ngram_blocking: bool = False
+    seed: Optional[int] = None
+
+    def updated(self, overrides: Mapping[str, object]) -> "DecodingOptions":
+        """A copy with ``overrides`` applied (``None`` values are ignored)."""
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown decoding options {unknown}; expected some of {sorted(names)}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+_UNDERSTANDING = DecodingOptions(
+    top_k=5, top_p=0.9, temperature=1.0, repetition_penalty=1.05, max_new_tokens=8000,
+    min_new_tokens=1,
+)
+_DEFAULTS: Dict[str, DecodingOptions] = {
+    **{task: _UNDERSTANDING for task in UNDERSTANDING_TASKS},
+    "s2t_chat": replace(_UNDERSTANDING, top_k=2, top_p=1.0, temperature=0.4),
+    "t2t": DecodingOptions(do_sample=False, max_new_tokens=200, min_new_tokens=1),
+    "tts": DecodingOptions(top_k=15, top_p=0.8, temperature=1.2, max_new_speech_tokens=2000),
+    "s2s": DecodingOptions(
+        top_k=10, top_p=0.9, temperature=1.2, max_new_tokens=2000, max_new_speech_tokens=2000,
+        age_forcing=True,
+    ),
+}
+
+
+def default_options(task: str, think: str = "none", reference_compat: bool = False) -> DecodingOptions:
+    """The reference's settings for ``task`` (spec 6.3).
+
+    Outside reference_compat the speech n-gram blocker of S2S is on (the reference builds it
+    but never activates it) and the age constraint also guards S2T chat with tag think.
+    """
+    check_task(task, think)
+    options = _DEFAULTS[task]
+    if not reference_compat:
+        if task == "s2s":
+            options = replace(options, speech_ngram_blocking=True)
+        if task == "s2t_chat" and think == "tag":
+            options = replace(options, age_forcing=True)
+    return options
