@@ -1,0 +1,95 @@
+"""Which metrics a decoded set gets: from the data dir's task tag or ``--task``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional, Tuple
+
+# Paralinguistic task tag -> label kind (the data-dir label file is utt2{kind}).
+TAG_LABEL_KIND = {
+    "<EMOTION>": "emotion",
+    "<GENDER>": "gender",
+    "<AGE>": "age",
+    "<CAPTION>": "event",
+    "<STYLE>": "style",
+}
+CHAT_KINDS = ("s2t_chat", "s2s", "t2t")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What to score.
+
+    ``kind`` is ``understanding``, ``s2t_chat``, ``s2s``, ``t2t`` or ``tts``; understanding
+    tasks score the transcript (``transcribe``) and/or paralinguistic ``labels``.
+    """
+
+    name: str
+    kind: str
+    transcribe: bool = False
+    labels: Tuple[str, ...] = ()
+
+
+# The decoding CLI's --task names (DESIGN.md, "Decoding").
+CLI_TASKS: Mapping[str, TaskSpec] = {
+    "asr": TaskSpec("asr", "understanding", transcribe=True),
+    "emotion": TaskSpec("emotion", "understanding", labels=("emotion",)),
+    "gender": TaskSpec("gender", "understanding", labels=("gender",)),
+    "age": TaskSpec("age", "understanding", labels=("age",)),
+    "event": TaskSpec("event", "understanding", labels=("event",)),
+    "s2t_chat": TaskSpec("s2t_chat", "s2t_chat"),
+    "s2s": TaskSpec("s2s", "s2s"),
+    "t2t": TaskSpec("t2t", "t2t"),
+    "tts": TaskSpec("tts", "tts"),
+}
+
+
+def spec_from_tag(tag: str) -> TaskSpec:
+    """Map a reference task tag string (spec 2.1), e.g. ``<S2TCHAT> <TEXT2TOKEN> <THINK>``."""
+    tags = tag.split()
+    if not tags:
+        raise ValueError("empty task tag")
+    if "<Speech2TEXTandTOKEN>" in tags or ("<S2TCHAT>" in tags and "<TEXT2TOKEN>" in tags):
+        return CLI_TASKS["s2s"]
+    if "<TEXT2TOKEN>" in tags or tags == ["TEXT2TOKEN"]:
+        return CLI_TASKS["tts"]
+    if "<TEXT2TEXT>" in tags:
+        return CLI_TASKS["t2t"]
+    if "<S2TCHAT>" in tags or "<S2TCHAT_FAKE>" in tags:
+        return CLI_TASKS["s2t_chat"]
+    transcribe = "<TRANSCRIBE>" in tags
+    labels = tuple(TAG_LABEL_KIND[t] for t in tags if t in TAG_LABEL_KIND)
+    if not transcribe and not labels:
+        raise ValueError(f"task tag {tag!r} names no task that can be scored")
+    if not transcribe and len(labels) == 1:
+        return CLI_TASKS.get(labels[0], TaskSpec(labels[0], "understanding", labels=labels))
+    name = "+".join((["asr"] if transcribe else []) + list(labels))
+    return TaskSpec(name, "understanding", transcribe=transcribe, labels=labels)
+
+
+def resolve_task(
+    task_file: Optional[Mapping[str, str]], utts: Iterable[str], cli_task: Optional[str] = None
+) -> TaskSpec:
+    """The task of a set: ``cli_task`` if given, else the one tag all utterances share.
+
+    Raises:
+        ValueError: unknown ``cli_task``; no task file; or utterances with different tags.
+    """
+    if cli_task:
+        if cli_task not in CLI_TASKS:
+            raise ValueError(f"--task {cli_task!r}: expected one of {' '.join(CLI_TASKS)}")
+        return CLI_TASKS[cli_task]
+    if not task_file:
+        raise ValueError("the data dir has no `task` file; pass --task")
+    first = None
+    for utt in utts:
+        if utt not in task_file:
+            raise ValueError(f"task: no task tag for utterance {utt}")
+        if first is None:
+            first = (utt, task_file[utt])
+        elif task_file[utt] != first[1]:
+            raise ValueError(
+                f"task: utterance {utt} has {task_file[utt]!r} but {first[0]} has {first[1]!r}; "
+                "score one task per data dir or pass --task"
+            )
+    return spec_from_tag(first[1])
