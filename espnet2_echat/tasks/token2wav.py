@@ -1,0 +1,120 @@
+"""Token2WavTask: ESPnet task for the CosyVoice-style token2wav (flow + vocoder)."""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Callable, Collection, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import yaml
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.torch_utils.initialize import initialize
+from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.utils.get_default_kwargs import get_default_kwargs
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import str_or_none
+
+from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel
+
+
+class Token2WavTask(AbsTask):
+    """Trains and loads ``ESPnetToken2WavModel``.
+
+    Data: ``speech`` (wav.scp, ``sound``), ``speech_token`` (``text_int``: ``uttid id id``)
+    and optionally ``spk_embedding`` (192-d x-vectors, ``kaldi_ark`` or ``npy``; without it
+    the model uses its documented stand-in embedding).
+    """
+
+    num_optimizers: int = 1
+    class_choices_list = []
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="Task related")
+        group.add_argument(
+            "--init",
+            type=lambda x: str_or_none(x.lower()),
+            default=None,
+            help="Initialisation method of the model parameters",
+        )
+        group.add_argument(
+            "--model_conf",
+            action=NestedDictAction,
+            default=get_default_kwargs(ESPnetToken2WavModel),
+            help="The keyword arguments for ESPnetToken2WavModel.",
+        )
+
+    @classmethod
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
+        # Speech tokens are padded with -1 (the flow clamps them to 0 under its mask).
+        return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
+        return None
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        if inference:
+            return ("speech_token",)
+        return ("speech", "speech_token")
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("spk_embedding",)
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> ESPnetToken2WavModel:
+        model = ESPnetToken2WavModel(**(getattr(args, "model_conf", None) or {}))
+        if getattr(args, "init", None) is not None:
+            initialize(model, args.init)
+        return model
+
+    @classmethod
+    def build_model_from_file(
+        cls,
+        config_file: Optional[Union[Path, str]] = None,
+        model_file: Optional[Union[Path, str]] = None,
+        device: str = "cpu",
+    ) -> Tuple[ESPnetToken2WavModel, argparse.Namespace]:
+        """Build the model from ``config.yaml`` and load ``model.pth`` strictly.
+
+        Unlike ``AbsTask.build_model_from_file`` (``strict=False``), a key missing from or
+        unexpected in ``model_file`` is an error that names the keys.
+        """
+        if config_file is None:
+            if model_file is None:
+                raise ValueError("give config_file or model_file")
+            config_file = Path(model_file).parent / "config.yaml"
+        with Path(config_file).open("r", encoding="utf-8") as f:
+            args = argparse.Namespace(**yaml.safe_load(f))
+        model = cls.build_model(args)
+        if model_file is not None:
+            state = torch.load(model_file, map_location="cpu", weights_only=True)
+            missing, unexpected = _key_diff(model.state_dict(), state)
+            if missing or unexpected:
+                raise RuntimeError(
+                    f"{model_file} does not match the model of {config_file}: "
+                    f"missing keys {missing[:10]}{'...' if len(missing) > 10 else ''}, "
+                    f"unexpected keys {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}"
+                )
+            model.load_state_dict(state, strict=True)
+        model.to(device)
+        return model, args
+
+    @classmethod
+    def default_config(cls, model_conf: Dict) -> Dict:
+        """A complete task config (parser defaults) with the given ``model_conf``."""
+        args = cls.get_parser().parse_args([])
+        args.model_conf = model_conf
+        return vars(args)
+
+
+def _key_diff(expected: Dict[str, torch.Tensor], given: Dict[str, torch.Tensor]) -> Tuple[List[str], List[str]]:
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    return missing, unexpected
+
+
+__all__ = ["Token2WavTask"]
