@@ -1,0 +1,42 @@
+"""Convert OSUM-EChat data (raw JSONL, or shard / combine tar lists) into a data dir.
+
+Every convertible sample is written; each problem (bad JSON line, unknown label,
+corrupt or truncated tar member) is printed naming the file and line, or the tar and
+member, and makes the exit status 1.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from espnet2_echat.data.osum_format import osum_to_datadir
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Return the argument parser."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data_type", choices=["raw", "shard"], required=True,
+                        help="raw: JSONL list; shard: shards_list.txt, combines_list.txt "
+                        "or a 'JSONL|TAR' / '-|TAR' manifest")
+    parser.add_argument("--input", type=Path, required=True, help="the list file")
+    parser.add_argument("--out_dir", type=Path, required=True)
+    parser.add_argument("--wav_root", type=Path, default=None,
+                        help="folder that relative raw wav paths start from "
+                        "(default: the list's folder)")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Convert; return 1 if any sample had an error."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = get_parser().parse_args(argv)
+    errors = osum_to_datadir(args.data_type, args.input, args.out_dir, args.wav_root)
+    for error in errors:
+        print(error, file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
