@@ -15,9 +15,18 @@ from espnet2_echat.scoring.results import write_results_md
 def get_parser() -> argparse.ArgumentParser:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--exp_dir", type=Path, required=True, help="searched recursively for results.json")
-    parser.add_argument("--out", type=Path, required=True, help="the RESULTS.md to write")
-    parser.add_argument("--info", nargs="*", default=[], help="model info lines as key=value")
+    parser.add_argument(
+        "--exp_dir",
+        type=Path,
+        required=True,
+        help="searched recursively for results.json",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="the RESULTS.md to write"
+    )
+    parser.add_argument(
+        "--info", nargs="*", default=[], help="model info lines as key=value"
+    )
     return parser
 
 

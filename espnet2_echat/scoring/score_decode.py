@@ -21,7 +21,6 @@ s2s, tts                ``speech_token_len_mean``; generated audio: ``asr_wer``/
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +39,12 @@ from espnet2_echat.scoring.judge import (
     judge_samples,
 )
 from espnet2_echat.scoring.results import write_results
-from espnet2_echat.scoring.task_spec import CHAT_KINDS, TaskSpec, resolve_task
+from espnet2_echat.scoring.task_spec import CHAT_KINDS, resolve_task
 from espnet2_echat.scoring.text_metrics import error_rates
 
-DEFAULT_RUBRIC = Path(__file__).resolve().parents[2] / "conf" / "judge" / "echat_eval_v1.yaml"
+DEFAULT_RUBRIC = (
+    Path(__file__).resolve().parents[2] / "conf" / "judge" / "echat_eval_v1.yaml"
+)
 _DATA_FILES = (
     "wav.scp",
     "utt2spk",
@@ -67,10 +68,14 @@ _TAG_THINK_MARK = "用户说的话是"
 class ScoreOptions:
     """Options of :func:`score_decode_dir` (the CLI flags of ``echat_score``)."""
 
-    task: Optional[str] = None  # a decoding --task name; default: the data dir's task tag
+    task: Optional[str] = (
+        None  # a decoding --task name; default: the data dir's task tag
+    )
     think: str = "auto"  # auto | tag | language | none: how to read the decoded `think`
     language: str = "auto"  # auto | en | zh: text normalisation
-    asr_model: Optional[str] = None  # Whisper for generated audio (dir, hub name, wheel:whisper-base)
+    asr_model: Optional[str] = (
+        None  # Whisper for generated audio (dir, hub name, wheel:whisper-base)
+    )
     judge: Optional[str] = None  # None | "endpoint" | a local causal-LM dir
     judge_rubric: Path = DEFAULT_RUBRIC
     judge_dimensions: Sequence[str] = field(default_factory=lambda: list(DIMENSIONS))
@@ -96,18 +101,25 @@ def _think_mode(option: str, think: Mapping[str, str]) -> str:
 
 
 def _score_labels(
-    kinds: Sequence[str], data: Mapping[str, Mapping[str, str]], outputs: Mapping[str, str], out_dir: Path
+    kinds: Sequence[str],
+    data: Mapping[str, Mapping[str, str]],
+    outputs: Mapping[str, str],
+    out_dir: Path,
 ) -> Dict[str, float]:
     metrics: Dict[str, float] = {}
     for kind in kinds:
         ref_file = "reply_emotion" if kind == "reply_emotion" else f"utt2{kind}"
         if ref_file not in data:
-            raise FileNotFoundError(f"the data dir has no {ref_file}, needed to score {kind}")
+            raise FileNotFoundError(
+                f"the data dir has no {ref_file}, needed to score {kind}"
+            )
         result = classification.score_labels(kind, data[ref_file], outputs)
         if result is None:
             continue
         metrics.update(classification.as_metrics(result))
-        if kind != "reply_emotion":  # Chinese tick labels need CJK fonts; the numbers suffice
+        if (
+            kind != "reply_emotion"
+        ):  # Chinese tick labels need CJK fonts; the numbers suffice
             classification.plot_confusion(result, out_dir / f"confusion_{kind}.png")
     return metrics
 
@@ -118,15 +130,21 @@ def _build_judge(option: str):
     return LocalCausalLMJudge(option)
 
 
-def score_decode_dir(data_dir: Path, decode_dir: Path, out_dir: Path, opts: ScoreOptions) -> dict:
+def score_decode_dir(
+    data_dir: Path, decode_dir: Path, out_dir: Path, opts: ScoreOptions
+) -> dict:
     """Score a decode dir against its data dir; writes and returns the results dict."""
     data_dir, decode_dir, out_dir = Path(data_dir), Path(decode_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = read_dir(data_dir, _DATA_FILES)
     dec = read_dir(decode_dir, _DECODE_FILES)
     if "text" not in dec:
-        raise FileNotFoundError(f"{decode_dir / 'text'} is missing: not a decode dir of echat_inference")
-    key_file = next((n for n in ("wav.scp", "text", "question", "reply") if n in data), None)
+        raise FileNotFoundError(
+            f"{decode_dir / 'text'} is missing: not a decode dir of echat_inference"
+        )
+    key_file = next(
+        (n for n in ("wav.scp", "text", "question", "reply") if n in data), None
+    )
     if key_file is None:
         raise FileNotFoundError(f"{data_dir}: no wav.scp, text, question or reply file")
     utts = sorted(data[key_file])
@@ -134,20 +152,33 @@ def score_decode_dir(data_dir: Path, decode_dir: Path, out_dir: Path, opts: Scor
     hyp_text = dec["text"]
     missing = [u for u in utts if u not in hyp_text]
     if missing:
-        logging.warning("%s: %d utterances have no output (e.g. %s); scored as empty", decode_dir, len(missing), missing[0])
+        logging.warning(
+            "%s: %d utterances have no output (e.g. %s); scored as empty",
+            decode_dir,
+            len(missing),
+            missing[0],
+        )
     metrics: Dict[str, Optional[float]] = {"missing_outputs": float(len(missing))}
-    info = {"test_set": data_dir.name, "data_dir": str(data_dir), "decode_dir": str(decode_dir)}
+    info = {
+        "test_set": data_dir.name,
+        "data_dir": str(data_dir),
+        "decode_dir": str(decode_dir),
+    }
 
     if spec.kind == "understanding":
         if spec.transcribe:
             refs = _need(data, "text", data_dir, utts)
-            metrics.update(error_rates(refs, hyp_text, opts.language, out_dir, data.get("utt2spk")))
+            metrics.update(
+                error_rates(refs, hyp_text, opts.language, out_dir, data.get("utt2spk"))
+            )
         metrics.update(_score_labels(spec.labels, data, hyp_text, out_dir))
     if spec.kind in CHAT_KINDS:
         replies = {u: _strip_reply_tag(hyp_text.get(u, "")) for u in utts}
         if "reply" in data:
             refs = _need(data, "reply", data_dir, utts)
-            rates = error_rates(refs, replies, opts.language, out_dir / "reply", data.get("utt2spk"))
+            rates = error_rates(
+                refs, replies, opts.language, out_dir / "reply", data.get("utt2spk")
+            )
             metrics.update({f"reply_{k}": v for k, v in rates.items()})
         if "reply_emotion" in data:
             leading = {u: split_leading_tag(hyp_text.get(u, ""))[0] for u in utts}
@@ -158,7 +189,9 @@ def score_decode_dir(data_dir: Path, decode_dir: Path, out_dir: Path, opts: Scor
         if mode == "tag":
             metrics.update(cot_fields.score_tag_think(think, data, utts))
         if opts.judge:
-            metrics.update(_run_judge(opts, data, utts, replies, hyp_text, think, out_dir))
+            metrics.update(
+                _run_judge(opts, data, utts, replies, hyp_text, think, out_dir)
+            )
             info["judge_rubric"] = Rubric.load(opts.judge_rubric).version
     if spec.kind in ("s2s", "tts"):
         if "speech_token" in dec:
@@ -169,38 +202,67 @@ def score_decode_dir(data_dir: Path, decode_dir: Path, out_dir: Path, opts: Scor
                 refs = _need(data, "text", data_dir, utts)
             else:
                 refs = {u: _strip_reply_tag(hyp_text.get(u, "")) for u in utts}
-            transcriber = consistency.load_transcriber(opts.asr_model, opts.cache_dir) if opts.asr_model else None
+            transcriber = (
+                consistency.load_transcriber(opts.asr_model, opts.cache_dir)
+                if opts.asr_model
+                else None
+            )
             metrics.update(
-                consistency.score_consistency(dec["wav.scp"], refs, transcriber, out_dir / "asr")
+                consistency.score_consistency(
+                    dec["wav.scp"], refs, transcriber, out_dir / "asr"
+                )
             )
             info["asr_model"] = opts.asr_model
-    results = {"task": spec.name, "num_utts": len(utts), "metrics": metrics, "info": info}
+    results = {
+        "task": spec.name,
+        "num_utts": len(utts),
+        "metrics": metrics,
+        "info": info,
+    }
     write_results(results, out_dir)
     return results
 
 
-def _need(data: Mapping[str, Mapping[str, str]], name: str, data_dir: Path, utts) -> Dict[str, str]:
+def _need(
+    data: Mapping[str, Mapping[str, str]], name: str, data_dir: Path, utts
+) -> Dict[str, str]:
     if name not in data:
-        raise FileNotFoundError(f"{data_dir / name} is missing; it is the reference of this task")
+        raise FileNotFoundError(
+            f"{data_dir / name} is missing; it is the reference of this task"
+        )
     lacking = [u for u in utts if u not in data[name]]
     if lacking:
-        raise ValueError(f"{data_dir / name}: no entry for utterance {lacking[0]} ({len(lacking)} missing)")
+        raise ValueError(
+            f"{data_dir / name}: no entry for utterance {lacking[0]} ({len(lacking)} missing)"
+        )
     return {u: data[name][u] for u in utts}
 
 
-def _run_judge(opts, data, utts, replies, hyp_text, think, out_dir: Path) -> Dict[str, float]:
+def _run_judge(
+    opts, data, utts, replies, hyp_text, think, out_dir: Path
+) -> Dict[str, float]:
     rubric = Rubric.load(opts.judge_rubric)
     samples = {}
     for u in utts:
         parsed = parse_tag_think(think.get(u, "")) if think.get(u) else {}
-        reply_emotion = split_leading_tag(hyp_text.get(u, ""))[0] or parsed.get("reply_emotion")
+        reply_emotion = split_leading_tag(hyp_text.get(u, ""))[0] or parsed.get(
+            "reply_emotion"
+        )
         samples[u] = {
-            "question": data.get("question", {}).get(u) or data.get("text", {}).get(u, ""),
+            "question": data.get("question", {}).get(u)
+            or data.get("text", {}).get(u, ""),
             "reply": replies[u],
             "think": think.get(u, ""),
             "reply_emotion": reply_emotion or "",
-            **{k: data.get(f"utt2{k}", {}).get(u, "") for k in ("emotion", "age", "gender", "event")},
+            **{
+                k: data.get(f"utt2{k}", {}).get(u, "")
+                for k in ("emotion", "age", "gender", "event")
+            },
         }
     return judge_samples(
-        _build_judge(opts.judge), rubric, samples, opts.judge_dimensions, out_dir / "judge.jsonl"
+        _build_judge(opts.judge),
+        rubric,
+        samples,
+        opts.judge_dimensions,
+        out_dir / "judge.jsonl",
     )

@@ -49,7 +49,9 @@ def spec_from_tag(tag: str) -> TaskSpec:
     tags = tag.split()
     if not tags:
         raise ValueError("empty task tag")
-    if "<Speech2TEXTandTOKEN>" in tags or ("<S2TCHAT>" in tags and "<TEXT2TOKEN>" in tags):
+    if "<Speech2TEXTandTOKEN>" in tags or (
+        "<S2TCHAT>" in tags and "<TEXT2TOKEN>" in tags
+    ):
         return CLI_TASKS["s2s"]
     if "<TEXT2TOKEN>" in tags or tags == ["TEXT2TOKEN"]:
         return CLI_TASKS["tts"]
@@ -62,13 +64,17 @@ def spec_from_tag(tag: str) -> TaskSpec:
     if not transcribe and not labels:
         raise ValueError(f"task tag {tag!r} names no task that can be scored")
     if not transcribe and len(labels) == 1:
-        return CLI_TASKS.get(labels[0], TaskSpec(labels[0], "understanding", labels=labels))
+        return CLI_TASKS.get(
+            labels[0], TaskSpec(labels[0], "understanding", labels=labels)
+        )
     name = "+".join((["asr"] if transcribe else []) + list(labels))
     return TaskSpec(name, "understanding", transcribe=transcribe, labels=labels)
 
 
 def resolve_task(
-    task_file: Optional[Mapping[str, str]], utts: Iterable[str], cli_task: Optional[str] = None
+    task_file: Optional[Mapping[str, str]],
+    utts: Iterable[str],
+    cli_task: Optional[str] = None,
 ) -> TaskSpec:
     """The task of a set: ``cli_task`` if given, else the one tag all utterances share.
 
@@ -77,7 +83,9 @@ def resolve_task(
     """
     if cli_task:
         if cli_task not in CLI_TASKS:
-            raise ValueError(f"--task {cli_task!r}: expected one of {' '.join(CLI_TASKS)}")
+            raise ValueError(
+                f"--task {cli_task!r}: expected one of {' '.join(CLI_TASKS)}"
+            )
         return CLI_TASKS[cli_task]
     if not task_file:
         raise ValueError("the data dir has no `task` file; pass --task")

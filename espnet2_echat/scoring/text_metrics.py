@@ -6,7 +6,11 @@ import logging
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
-from espnet2_echat.scoring.normalize import char_units, normalize_for_scoring, word_units
+from espnet2_echat.scoring.normalize import (
+    char_units,
+    normalize_for_scoring,
+    word_units,
+)
 from espnet2_echat.scoring.wer import score_with_python, score_with_sclite
 
 _UNITS = {"wer": word_units, "cer": char_units}
@@ -37,7 +41,9 @@ def error_rates(
         if score_dir is None:
             rates[name] = python_total.rate()
             continue
-        total, _ = score_with_sclite(ref_units, hyp_units, Path(score_dir) / f"score_{name}", utt2spk)
+        total, _ = score_with_sclite(
+            ref_units, hyp_units, Path(score_dir) / f"score_{name}", utt2spk
+        )
         if (total.errors, total.ref_len) != (python_total.errors, python_total.ref_len):
             logging.warning(
                 "%s: sclite counts %d errors / %d units, the Python edit distance %d / %d",

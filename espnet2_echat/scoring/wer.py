@@ -56,7 +56,12 @@ class ErrorCounts:
 
     def as_dict(self) -> Dict[str, float]:
         """Counts plus the error rate (``None`` when undefined)."""
-        return {**asdict(self), "ref_len": self.ref_len, "errors": self.errors, "rate": self.rate()}
+        return {
+            **asdict(self),
+            "ref_len": self.ref_len,
+            "errors": self.errors,
+            "rate": self.rate(),
+        }
 
 
 def _fields(c: ErrorCounts) -> Tuple[int, ...]:
@@ -102,7 +107,9 @@ def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> ErrorCounts:
         else:
             j -= 1
     errors = counts["S"] + counts["D"] + counts["I"]
-    return ErrorCounts(counts["C"], counts["S"], counts["D"], counts["I"], 1, int(errors > 0))
+    return ErrorCounts(
+        counts["C"], counts["S"], counts["D"], counts["I"], 1, int(errors > 0)
+    )
 
 
 def score_with_python(
@@ -117,7 +124,9 @@ def find_sclite() -> Optional[str]:
     """Path of the sclite binary: ``$PATH``, Debian's ``/usr/lib/sctk/bin`` or Kaldi's."""
     candidates = [shutil.which("sclite"), "/usr/lib/sctk/bin/sclite"]
     if os.environ.get("KALDI_ROOT"):
-        candidates.append(os.path.join(os.environ["KALDI_ROOT"], "tools/sctk/bin/sclite"))
+        candidates.append(
+            os.path.join(os.environ["KALDI_ROOT"], "tools/sctk/bin/sclite")
+        )
     for path in candidates:
         if path and os.access(path, os.X_OK):
             return path
@@ -168,17 +177,36 @@ def score_with_sclite(
     utts = sorted(refs)
     write_trn(out_dir / "ref.trn", refs, utts, utt2spk)
     write_trn(out_dir / "hyp.trn", hyps, utts, utt2spk)
-    cmd = [sclite, "-r", "ref.trn", "trn", "-h", "hyp.trn", "trn", "-i", "rm", "-o", "all", "stdout"]
-    proc = subprocess.run(cmd, cwd=out_dir, capture_output=True, text=True, encoding="utf-8")
+    cmd = [
+        sclite,
+        "-r",
+        "ref.trn",
+        "trn",
+        "-h",
+        "hyp.trn",
+        "trn",
+        "-i",
+        "rm",
+        "-o",
+        "all",
+        "stdout",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=out_dir, capture_output=True, text=True, encoding="utf-8"
+    )
     (out_dir / "result.txt").write_text(proc.stdout, encoding="utf-8")
     if proc.returncode != 0:
-        raise RuntimeError(f"sclite failed in {out_dir} (rc {proc.returncode}): {proc.stderr[-500:]}")
+        raise RuntimeError(
+            f"sclite failed in {out_dir} (rc {proc.returncode}): {proc.stderr[-500:]}"
+        )
     per_id = _parse_pra(proc.stdout)
     per_utt: Dict[str, ErrorCounts] = {}
     for utt in utts:
         trn_id = _trn_id(utt, utt2spk)
         if trn_id not in per_id:
-            raise RuntimeError(f"{out_dir / 'result.txt'}: sclite reported no alignment for ({trn_id})")
+            raise RuntimeError(
+                f"{out_dir / 'result.txt'}: sclite reported no alignment for ({trn_id})"
+            )
         per_utt[utt] = per_id[trn_id]
     return sum(per_utt.values(), ErrorCounts()), per_utt
 

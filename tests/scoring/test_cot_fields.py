@@ -26,7 +26,9 @@ REFS = {
 def test_well_formed_missing_and_garbage():
     think = {
         # well formed, all right
-        "u1": cot("今天好累啊", "<ADULT>", "<FEMALE>", "<SAD>", "<OTHER>", "<安慰鼓励>"),
+        "u1": cot(
+            "今天好累啊", "<ADULT>", "<FEMALE>", "<SAD>", "<OTHER>", "<安慰鼓励>"
+        ),
         # age wrong (ADULT vs CHILD), gender field missing, transcript one word off
         "u2": (
             "用户说的话是:I lost my key,年龄为:<ADULT>,情感为:<SAD>,声音事件为:<OTHER>,"
@@ -38,8 +40,12 @@ def test_well_formed_missing_and_garbage():
     m = score_tag_think(think, REFS, ["u1", "u2", "u3"])
     assert m["cot_parsed_rate"] == pytest.approx(100 / 3)
     assert m["cot_age_accuracy"] == pytest.approx(100 / 3)
-    assert m["cot_gender_accuracy"] == pytest.approx(100 / 3)  # missing and garbage are wrong
-    assert m["cot_emotion_accuracy"] == pytest.approx(100.0)  # u3's reference is unknown
+    assert m["cot_gender_accuracy"] == pytest.approx(
+        100 / 3
+    )  # missing and garbage are wrong
+    assert m["cot_emotion_accuracy"] == pytest.approx(
+        100.0
+    )  # u3's reference is unknown
     assert m["cot_reply_emotion_accuracy"] == pytest.approx(100 * 2 / 3)
     # transcript words: u1 five CJK units, all right; u2 "key" vs "keys" 1 sub of 4 words;
     # u3 nothing parsed: 2 deletions. (0 + 1 + 2) / (5 + 4 + 2)

@@ -35,10 +35,19 @@ def test_task_resolution():
     assert spec_from_tag("<S2TCHAT> <THINKER>").name == "s2t_chat"
     assert spec_from_tag("<TEXT2TOKEN>").name == "tts"
     both = spec_from_tag("<TRANSCRIBE> <AGE> <GENDER>")
-    assert (both.name, both.transcribe, both.labels) == ("asr+age+gender", True, ("age", "gender"))
+    assert (both.name, both.transcribe, both.labels) == (
+        "asr+age+gender",
+        True,
+        ("age", "gender"),
+    )
     with pytest.raises(ValueError, match="u2"):
         resolve_task({"u1": "<TRANSCRIBE>", "u2": "<EMOTION>"}, ["u1", "u2"])
-    assert resolve_task({"u1": "<TRANSCRIBE>", "u2": "<EMOTION>"}, ["u1", "u2"], "emotion").name == "emotion"
+    assert (
+        resolve_task(
+            {"u1": "<TRANSCRIBE>", "u2": "<EMOTION>"}, ["u1", "u2"], "emotion"
+        ).name
+        == "emotion"
+    )
 
 
 def test_asr_set(tmp_path):
@@ -47,12 +56,19 @@ def test_asr_set(tmp_path):
         {
             "wav.scp": {"s1-a": "/x/a.wav", "s1-b": "/x/b.wav", "s2-c": "/x/c.wav"},
             "utt2spk": {"s1-a": "s1", "s1-b": "s1", "s2-c": "s2"},
-            "text": {"s1-a": "THE CAT SAT ON THE MAT", "s1-b": "HELLO WORLD", "s2-c": "GOOD MORNING"},
+            "text": {
+                "s1-a": "THE CAT SAT ON THE MAT",
+                "s1-b": "HELLO WORLD",
+                "s2-c": "GOOD MORNING",
+            },
             "task": {u: "<TRANSCRIBE>" for u in ("s1-a", "s1-b", "s2-c")},
         },
     )
     # decode lost s2-c: 2 deletions; s1-a: 1 sub + 1 del; s1-b: right -> 4 errors / 10 words
-    decode = write_dir(tmp_path / "decode", {"text": {"s1-a": "the cat sit on mat", "s1-b": "hello, world!"}})
+    decode = write_dir(
+        tmp_path / "decode",
+        {"text": {"s1-a": "the cat sit on mat", "s1-b": "hello, world!"}},
+    )
     out = tmp_path / "score"
     res = score_decode_dir(data, decode, out, ScoreOptions())
     assert json.loads((out / "results.json").read_text(encoding="utf-8")) == res
@@ -72,10 +88,18 @@ def test_emotion_set(tmp_path):
         {
             "wav.scp": {u: f"/x/{u}.wav" for u in utts},
             "task": {u: "<EMOTION>" for u in utts},
-            "utt2emotion": {"u1": "<HAPPY>", "u2": "<HAPPY>", "u3": "<SAD>", "u4": "<ANGRY>"},
+            "utt2emotion": {
+                "u1": "<HAPPY>",
+                "u2": "<HAPPY>",
+                "u3": "<SAD>",
+                "u4": "<ANGRY>",
+            },
         },
     )
-    decode = write_dir(tmp_path / "decode", {"text": {"u1": "<HAPPY>", "u2": "<SAD>", "u3": "<sad>", "u4": "none"}})
+    decode = write_dir(
+        tmp_path / "decode",
+        {"text": {"u1": "<HAPPY>", "u2": "<SAD>", "u3": "<sad>", "u4": "none"}},
+    )
     out = tmp_path / "score"
     m = score_decode_dir(data, decode, out, ScoreOptions())["metrics"]
     assert m["emotion_accuracy"] == pytest.approx(50.0)
@@ -102,33 +126,71 @@ def test_s2s_tag_think_cli_with_judge(tmp_path, stub):
     wavs = {}
     for u, seconds in (("u1", 1.0), ("u2", 2.0)):
         t = np.arange(int(seconds * 16000)) / 16000
-        soundfile.write(tmp_path / f"gen_{u}.wav", (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 16000)
+        soundfile.write(
+            tmp_path / f"gen_{u}.wav",
+            (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32),
+            16000,
+        )
         wavs[u] = str(tmp_path / f"gen_{u}.wav")
     decode = write_dir(
         tmp_path / "decode",
         {
-            "text": {"u1": "<安慰鼓励>别难过，我陪着你。", "u2": "<中立>That is great to hear"},
+            "text": {
+                "u1": "<安慰鼓励>别难过，我陪着你。",
+                "u2": "<中立>That is great to hear",
+            },
             "think": {"u1": cot1, "u2": cot2},
             "speech_token": {"u1": "1 2 3 4", "u2": "5 6"},
             "wav.scp": wavs,
         },
     )
     # judge answers in order: u1 emotion, u1 multi, u2 emotion, u2 multi
-    stub.script = [("content", '{"score": 90}'), ("status", 429, "0"), ("content", "Score: 70"),
-                   ("content", '{"score": 50}'), ("content", "80/100")]
-    env = dict(os.environ, ECHAT_JUDGE_BASE_URL=f"http://127.0.0.1:{stub.server_address[1]}",
-               ECHAT_JUDGE_MODEL="stub", ECHAT_JUDGE_API_KEY=SECRET)
+    stub.script = [
+        ("content", '{"score": 90}'),
+        ("status", 429, "0"),
+        ("content", "Score: 70"),
+        ("content", '{"score": 50}'),
+        ("content", "80/100"),
+    ]
+    env = dict(
+        os.environ,
+        ECHAT_JUDGE_BASE_URL=f"http://127.0.0.1:{stub.server_address[1]}",
+        ECHAT_JUDGE_MODEL="stub",
+        ECHAT_JUDGE_API_KEY=SECRET,
+    )
     out = tmp_path / "score"
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet2_echat.bin.echat_score", "--data_dir", str(data), "--decode_dir",
-         str(decode), "--out_dir", str(out), "--judge", "endpoint", "--judge_dimensions", "emotion", "multi"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "espnet2_echat.bin.echat_score",
+            "--data_dir",
+            str(data),
+            "--decode_dir",
+            str(decode),
+            "--out_dir",
+            str(out),
+            "--judge",
+            "endpoint",
+            "--judge_dimensions",
+            "emotion",
+            "multi",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert SECRET not in proc.stdout + proc.stderr
     res = json.loads((out / "results.json").read_text(encoding="utf-8"))
     m = res["metrics"]
-    assert res["task"] == "s2s" and res["info"]["think"] == "tag" and res["info"]["judge_rubric"] == "echat_eval_v1"
+    assert (
+        res["task"] == "s2s"
+        and res["info"]["think"] == "tag"
+        and res["info"]["judge_rubric"] == "echat_eval_v1"
+    )
     # replies: u1 exact (7 CJK units); u2 "great" vs "wonderful": 1 sub of 5 words
     assert m["reply_wer"] == pytest.approx(100 * 1 / 12)
     assert m["reply_emotion_accuracy"] == pytest.approx(50.0)  # leading tags
@@ -136,29 +198,52 @@ def test_s2s_tag_think_cli_with_judge(tmp_path, stub):
     assert m["cot_age_accuracy"] == pytest.approx(50.0)
     assert m["cot_emotion_accuracy"] == 100.0
     assert m["cot_reply_emotion_accuracy"] == pytest.approx(50.0)
-    assert m["cot_transcript_wer"] == pytest.approx(100 * 1 / 10)  # 6 CJK units + 4 words
+    assert m["cot_transcript_wer"] == pytest.approx(
+        100 * 1 / 10
+    )  # 6 CJK units + 4 words
     assert m["speech_token_len_mean"] == pytest.approx(3.0)
     assert m["duration_mean_s"] == pytest.approx(1.5)
     assert "asr_wer" not in m  # no --asr_model
-    assert m["judge_emotion"] == pytest.approx(70.0) and m["judge_multi"] == pytest.approx(75.0)
+    assert m["judge_emotion"] == pytest.approx(70.0) and m[
+        "judge_multi"
+    ] == pytest.approx(75.0)
     assert len(stub.requests) == 5
 
 
 def test_results_md(tmp_path):
     sets = [
-        ("decode_asr/test_clean", {"task": "asr", "num_utts": 3, "metrics": {"wer": 40.0, "cer": None}}),
-        ("decode_emotion/meld", {"task": "emotion", "num_utts": 4, "metrics": {"emotion_accuracy": 50.0}}),
-        ("decode_s2s/echat_eval", {"task": "s2s", "num_utts": 2, "metrics": {"judge_multi": 75.0}}),
-        ("decode_s2s/mini_test", {"task": "s2s", "num_utts": 2, "metrics": {"reply_wer": 12.345}}),
+        (
+            "decode_asr/test_clean",
+            {"task": "asr", "num_utts": 3, "metrics": {"wer": 40.0, "cer": None}},
+        ),
+        (
+            "decode_emotion/meld",
+            {"task": "emotion", "num_utts": 4, "metrics": {"emotion_accuracy": 50.0}},
+        ),
+        (
+            "decode_s2s/echat_eval",
+            {"task": "s2s", "num_utts": 2, "metrics": {"judge_multi": 75.0}},
+        ),
+        (
+            "decode_s2s/mini_test",
+            {"task": "s2s", "num_utts": 2, "metrics": {"reply_wer": 12.345}},
+        ),
     ]
     for sub, res in sets:
         (tmp_path / "exp" / "model_a" / sub / "score").mkdir(parents=True)
         res["info"] = {"test_set": sub.split("/")[1]}
-        (tmp_path / "exp" / "model_a" / sub / "score" / "results.json").write_text(json.dumps(res))
+        (tmp_path / "exp" / "model_a" / sub / "score" / "results.json").write_text(
+            json.dumps(res)
+        )
     md = tmp_path / "RESULTS.md"
     assert write_results_md(tmp_path / "exp", md, {"model": "tiny"}) == 4
     text = md.read_text(encoding="utf-8")
-    assert "## model_a" in text and "### asr" in text and "### emotion" in text and "### s2s" in text
+    assert (
+        "## model_a" in text
+        and "### asr" in text
+        and "### emotion" in text
+        and "### s2s" in text
+    )
     assert "|dataset|Snt|wer|cer|" in text and "|test_clean|3|40|-|" in text
     assert "|dataset|Snt|reply_wer|judge_multi|" in text
     assert "|echat_eval|2|-|75|" in text and "|mini_test|2|12.35|-|" in text

@@ -48,11 +48,22 @@ def test_parse_score(answer, expected):
 def test_rubric_messages_fill_every_field():
     rubric = Rubric.load(RUBRIC)
     assert rubric.version == "echat_eval_v1"
-    sample = {"question": "我好难过", "reply": "别难过", "emotion": "<SAD>", "age": "<CHILD>", "think": "t"}
+    sample = {
+        "question": "我好难过",
+        "reply": "别难过",
+        "emotion": "<SAD>",
+        "age": "<CHILD>",
+        "think": "t",
+    }
     msgs = rubric.messages("multi", sample)
     assert [m["role"] for m in msgs] == ["system", "user"]
     user = msgs[1]["content"]
-    assert "我好难过" in user and "别难过" in user and "<SAD>" in user and "<CHILD>" in user
+    assert (
+        "我好难过" in user
+        and "别难过" in user
+        and "<SAD>" in user
+        and "<CHILD>" in user
+    )
     assert '{"score": 73' in user  # the JSON example survives str.format
     assert "{" not in user.replace('{"score"', "")  # no unfilled placeholder
     assert dimensions_for(sample) == ["emotion", "age", "multi"]
@@ -74,7 +85,9 @@ def test_endpoint_retries_then_scores(stub, caplog):
         ("content", '{"score": 64, "reason": "kind"}'),
     ]
     sleeps = []
-    judge = _judge(stub, sleeps, timeout=0.2, max_retries=6, backoff=0.01, backoff_max=0.05)
+    judge = _judge(
+        stub, sleeps, timeout=0.2, max_retries=6, backoff=0.01, backoff_max=0.05
+    )
     with caplog.at_level(logging.DEBUG):
         answer = judge.score([{"role": "user", "content": "hi"}])
     assert answer.score == 64.0 and answer.attempts == 6
@@ -89,20 +102,35 @@ def test_endpoint_retries_then_scores(stub, caplog):
 def test_endpoint_gives_up_and_does_not_retry_auth_errors(stub):
     stub.script = [("content", "no number")] * 3
     sleeps = []
-    answer = _judge(stub, sleeps, max_retries=2, backoff=0.001).score([{"role": "user", "content": "x"}])
+    answer = _judge(stub, sleeps, max_retries=2, backoff=0.001).score(
+        [{"role": "user", "content": "x"}]
+    )
     assert answer.score is None and answer.attempts == 3 and len(sleeps) == 2
     stub.script = [("status", 401)]
     with pytest.raises(JudgeError) as err:
         _judge(stub, []).score([{"role": "user", "content": "x"}])
-    assert "401" in str(err.value) and SECRET not in str(err.value) and "127.0.0.1" not in str(err.value)
+    assert (
+        "401" in str(err.value)
+        and SECRET not in str(err.value)
+        and "127.0.0.1" not in str(err.value)
+    )
 
 
 def test_judge_samples_means_per_dimension(stub, tmp_path):
     # utt a: emotion + multi; utt b: multi only. Answers in that order (sorted utterances).
-    stub.script = [("content", '{"score": 80}'), ("content", "Score: 60"), ("content", "garbage")]
-    samples = {"a": {"reply": "r", "emotion": "<SAD>"}, "b": {"reply": "r2", "emotion": "<&&>"}}
+    stub.script = [
+        ("content", '{"score": 80}'),
+        ("content", "Score: 60"),
+        ("content", "garbage"),
+    ]
+    samples = {
+        "a": {"reply": "r", "emotion": "<SAD>"},
+        "b": {"reply": "r2", "emotion": "<&&>"},
+    }
     judge = _judge(stub, [], max_retries=0)
-    m = judge_samples(judge, Rubric.load(RUBRIC), samples, ["emotion", "multi"], tmp_path / "j.jsonl")
+    m = judge_samples(
+        judge, Rubric.load(RUBRIC), samples, ["emotion", "multi"], tmp_path / "j.jsonl"
+    )
     assert m == {
         "judge_emotion": 80.0,
         "judge_emotion_num": 1.0,
@@ -111,7 +139,10 @@ def test_judge_samples_means_per_dimension(stub, tmp_path):
         "judge_multi_num": 2.0,
         "judge_multi_failed": 1.0,
     }
-    lines = [json.loads(x) for x in (tmp_path / "j.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = [
+        json.loads(x)
+        for x in (tmp_path / "j.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert [(x["utt"], x["dimension"], x["score"]) for x in lines] == [
         ("a", "emotion", 80.0),
         ("a", "multi", 60.0),

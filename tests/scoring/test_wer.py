@@ -4,7 +4,11 @@ import random
 
 import pytest
 
-from espnet2_echat.scoring.normalize import char_units, normalize_for_scoring, word_units
+from espnet2_echat.scoring.normalize import (
+    char_units,
+    normalize_for_scoring,
+    word_units,
+)
 from espnet2_echat.scoring.text_metrics import error_rates
 from espnet2_echat.scoring.wer import (
     ErrorCounts,
@@ -15,11 +19,16 @@ from espnet2_echat.scoring.wer import (
     summary_lines,
 )
 
-needs_sclite = pytest.mark.skipif(find_sclite() is None, reason="sclite missing: install Debian's sctk")
+needs_sclite = pytest.mark.skipif(
+    find_sclite() is None, reason="sclite missing: install Debian's sctk"
+)
 
 
 def test_normalize_english_whisper_rules():
-    assert normalize_for_scoring("Hello, Mr. Smith! It's colour.") == "hello mister smith it is color"
+    assert (
+        normalize_for_scoring("Hello, Mr. Smith! It's colour.")
+        == "hello mister smith it is color"
+    )
 
 
 def test_normalize_chinese_numbers_punctuation_and_spaces():
@@ -49,7 +58,10 @@ def test_mixed_chinese_english():
     rates = error_rates({"u": "我爱 Python 编程"}, {"u": "我爱 java 编程"})
     assert rates["wer"] == pytest.approx(20.0)
     assert rates["cer"] == pytest.approx(60.0)
-    assert error_rates({"u": "我有3个苹果"}, {"u": "我有三个苹果。"}) == {"wer": 0.0, "cer": 0.0}
+    assert error_rates({"u": "我有3个苹果"}, {"u": "我有三个苹果。"}) == {
+        "wer": 0.0,
+        "cer": 0.0,
+    }
 
 
 def test_empty_reference_and_empty_hypothesis():
@@ -69,7 +81,11 @@ def _random_sets(seed: int, n: int = 40):
     refs, hyps = {}, {}
     for i in range(n):
         ref = [rng.choice(vocab) for _ in range(rng.randint(0, 8))]
-        hyp = [t if rng.random() < 0.7 else rng.choice(vocab) for t in ref if rng.random() < 0.85]
+        hyp = [
+            t if rng.random() < 0.7 else rng.choice(vocab)
+            for t in ref
+            if rng.random() < 0.85
+        ]
         hyp += [rng.choice(vocab) for _ in range(rng.randint(0, 2))]
         refs[f"utt{i:02d}"], hyps[f"utt{i:02d}"] = ref, hyp
     return refs, hyps
@@ -78,10 +94,15 @@ def _random_sets(seed: int, n: int = 40):
 @needs_sclite
 def test_sclite_agrees_with_python_edit_distance(tmp_path):
     refs, hyps = _random_sets(0)
-    total, per_utt = score_with_sclite(refs, hyps, tmp_path, utt2spk={u: "spk1" for u in refs})
+    total, per_utt = score_with_sclite(
+        refs, hyps, tmp_path, utt2spk={u: "spk1" for u in refs}
+    )
     py_total, py_per_utt = score_with_python(refs, hyps)
     for utt in refs:
-        assert (per_utt[utt].errors, per_utt[utt].ref_len) == (py_per_utt[utt].errors, py_per_utt[utt].ref_len), utt
+        assert (per_utt[utt].errors, per_utt[utt].ref_len) == (
+            py_per_utt[utt].errors,
+            py_per_utt[utt].ref_len,
+        ), utt
     assert (total.errors, total.ref_len, total.sentence_errors) == (
         py_total.errors,
         py_total.ref_len,
@@ -100,15 +121,28 @@ def test_sclite_hand_computed_counts(tmp_path):
     hyps = {"u1": ["a", "c", "d"], "u2": ["q"], "u3": ["今", "天", "好"]}
     total, _ = score_with_sclite(refs, hyps, tmp_path)
     # u1: b deleted, d inserted; u2: q inserted; u3: 好 inserted
-    assert total == ErrorCounts(correct=4, substitutions=0, deletions=1, insertions=3, sentences=3, sentence_errors=3)
+    assert total == ErrorCounts(
+        correct=4,
+        substitutions=0,
+        deletions=1,
+        insertions=3,
+        sentences=3,
+        sentence_errors=3,
+    )
     assert total.rate() == pytest.approx(100 * 4 / 5)
 
 
 @needs_sclite
 def test_error_rates_with_score_dir_writes_espnet_folders(tmp_path):
-    rates = error_rates({"u": "the cat sat on the mat"}, {"u": "the cat sit on mat"}, score_dir=tmp_path)
+    rates = error_rates(
+        {"u": "the cat sat on the mat"}, {"u": "the cat sit on mat"}, score_dir=tmp_path
+    )
     assert rates["wer"] == pytest.approx(100 * 2 / 6)
     assert rates["cer"] == pytest.approx(100 * 5 / 22)
     for name in ("score_wer", "score_cer"):
-        assert {p.name for p in (tmp_path / name).iterdir()} >= {"ref.trn", "hyp.trn", "result.txt"}
+        assert {p.name for p in (tmp_path / name).iterdir()} >= {
+            "ref.trn",
+            "hyp.trn",
+            "result.txt",
+        }
     assert "<space>" in (tmp_path / "score_cer" / "ref.trn").read_text(encoding="utf-8")
