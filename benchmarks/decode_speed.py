@@ -1,0 +1,126 @@
+"""Decode speed of the speech LLM vs the memory-bandwidth floor and plain transformers.
+
+Everything is measured side by side in one run on the same weights (the "small" size of
+performance_anchors.md, fp32, batch 1, greedy):
+
+* read bandwidth: ``x.sum()`` over a 1 GiB tensor;
+* floor per step: parameter bytes a decode step must read / read bandwidth (text steps read
+  the LLM body and lm_head; speech steps the body and the speech head);
+* ours: ``espnet2_echat.inference.decoder.generate`` (ASR-like text decode, S2S-like speech
+  decode), and the prefill of an S2S prompt with 2.26 s of audio;
+* plain transformers: ``Qwen2ForCausalLM.generate`` from the same prefill embeddings.
+
+Run: ``python benchmarks/decode_speed.py [--size small] [--tokens 100] [--out results.json]``.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from benchmarks.sizes import build
+from espnet2_echat.data.layout import LayoutBuilder
+from espnet2_echat.inference.decoder import build_plan, generate
+from espnet2_echat.inference.settings import DecodingOptions
+from transformers.generation.stopping_criteria import StoppingCriteria
+
+
+def timed(fn, repeats):
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return min(out), statistics.median(out)
+
+
+def read_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
+    x = torch.ones(int(gib * 2**30 / 4))
+    x.sum()
+    best, _ = timed(x.sum, repeats)
+    return x.numel() * 4 / best
+
+
+class NoStop(StoppingCriteria):
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    model = build(args.size)
+    llm = model.llm
+    body = sum(p.numel() for n, p in llm.causal_lm.model.named_parameters() if "embed" not in n)
+    text_head = llm.causal_lm.lm_head.weight.numel()
+    speech_head = sum(p.numel() for p in llm.speech_head.parameters())
+    bw = read_bandwidth()
+    floor_text = (body + text_head) * 4 / bw
+    floor_speech = (body + speech_head) * 4 / bw
+
+    builder = LayoutBuilder("conf/tokenizer/qwen2.5", llm.text_vocab_size, llm.speech_token_num)
+    wav = torch.randn(1, int(2.26 * 16000)) * 0.1
+    prompt = torch.tensor(builder.prompt("speech2text_token"))
+
+    def prefill():
+        with torch.no_grad():
+            audio = model.audio_per_sample([prompt], wav, torch.tensor([wav.shape[1]]))
+            return model.build_inputs([prompt], audio, padding_side="left")
+
+    batch = prefill()
+    n = args.tokens
+    text_opts = DecodingOptions(do_sample=False, max_new_tokens=n, max_new_speech_tokens=0,
+                                min_new_tokens=n)
+    # text decode: never stop early (min length bans <|im_end|>, budget n)
+    text_plan = build_plan("text", text_opts, llm.text_vocab_size, llm.speech_token_num)
+    speech_opts = DecodingOptions(do_sample=False, max_new_tokens=0, max_new_speech_tokens=n)
+    speech_plan = build_plan("tts", speech_opts, llm.text_vocab_size, llm.speech_token_num,
+                             stopping_criteria=[])
+
+    def ours(plan):
+        def run():
+            generate(llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan)
+        return run
+
+    def plain_transformers():
+        with torch.no_grad():
+            llm.causal_lm.generate(
+                inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0,
+                eos_token_id=None,
+            )
+
+    res = {"size": args.size, "threads": args.threads, "tokens": n,
+           "machine": platform.processor() or platform.machine(),
+           "read_bandwidth_GBps": bw / 1e9,
+           "floor_ms_per_token": {"text": floor_text * 1e3, "speech": floor_speech * 1e3}}
+    res["prefill_ms"] = [t * 1e3 for t in timed(prefill, args.repeats)]
+    for name, fn in (("ours_text", ours(text_plan)), ("ours_speech", ours(speech_plan)),
+                     ("transformers_text", plain_transformers)):
+        best, med = timed(fn, args.repeats)
+        res[name + "_ms_per_token"] = [best / n * 1e3, med / n * 1e3]
+    res["ratios"] = {
+        "ours_text_vs_floor": res["ours_text_ms_per_token"][0] / res["floor_ms_per_token"]["text"],
+        "ours_speech_vs_floor": res["ours_speech_ms_per_token"][0]
+        / res["floor_ms_per_token"]["speech"],
+        "ours_text_vs_transformers": res["ours_text_ms_per_token"][0]
+        / res["transformers_text_ms_per_token"][0],
+    }
+    print(json.dumps(res, indent=2))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
