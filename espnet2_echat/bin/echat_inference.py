@@ -1,0 +1,105 @@
+"""Decode a data dir with an OSUM-EChat model (ESPnet-style batch inference).
+
+Example::
+
+    python -m espnet2_echat.bin.echat_inference \\
+        --train_config exp/echat/config.yaml --model_file exp/echat/valid.acc.ave.pth \\
+        --data_path_and_name_and_type dump/raw/test/wav.scp,speech,sound \\
+        --key_file dump/raw/test/split4/keys.1.scp --output_dir exp/echat/decode/output.1 \\
+        --task s2s --think tag
+
+Writes ``text``, ``token_int``, ``think`` (think modes), ``speech_token`` (S2S, TTS) and
+``wav.scp`` (with a token2wav model) keyed by utterance id; finished utterances are skipped.
+"""
+
+import argparse
+import logging
+
+from espnet2.utils.types import str2bool, str_or_none
+
+from espnet2_echat.inference.batch_decode import decode_data_dir
+from espnet2_echat.inference.settings import TASKS, THINK_MODES
+from espnet2_echat.inference.speech2response import Speech2Response
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--log_level", default="INFO")
+    group = parser.add_argument_group("Input / output")
+    group.add_argument(
+        "--data_path_and_name_and_type", action="append", required=True,
+        help="PATH,NAME,TYPE: speech (sound), text / question / history (text)",
+    )
+    group.add_argument("--key_file", type=str_or_none, help="decode only these utterances")
+    group.add_argument("--output_dir", required=True)
+    group.add_argument("--batch_size", type=int, default=1)
+    group.add_argument("--ngpu", type=int, default=0, help="0: CPU, 1: the first GPU")
+    group.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    group = parser.add_argument_group("Model")
+    group.add_argument("--train_config", type=str_or_none)
+    group.add_argument("--model_file", type=str_or_none)
+    group.add_argument("--model_tag", type=str_or_none, help="model zoo name, packed zip or dir")
+    group.add_argument("--token2wav_train_config", type=str_or_none)
+    group.add_argument("--token2wav_model_file", type=str_or_none)
+    group = parser.add_argument_group("Task")
+    group.add_argument("--task", required=True, choices=TASKS)
+    group.add_argument("--think", default="none", choices=THINK_MODES)
+    group.add_argument(
+        "--prompt", type=str_or_none,
+        help="instruction of an understanding task (default: the task's prompt)",
+    )
+    group.add_argument("--reference_compat", type=str2bool, default=False)
+    group = parser.add_argument_group("Decoding (default: the task's reference setting)")
+    group.add_argument("--do_sample", type=str2bool)
+    group.add_argument("--top_k", type=int)
+    group.add_argument("--top_p", type=float)
+    group.add_argument("--temperature", type=float)
+    group.add_argument("--repetition_penalty", type=float)
+    group.add_argument("--max_new_tokens", type=int)
+    group.add_argument("--max_new_speech_tokens", type=int)
+    group.add_argument("--min_new_tokens", type=int)
+    group.add_argument("--age_forcing", type=str2bool)
+    group.add_argument("--speech_ngram_blocking", type=str2bool)
+    group.add_argument("--seed", type=int)
+    return parser
+
+
+DECODING_OPTIONS = (
+    "do_sample", "top_k", "top_p", "temperature", "repetition_penalty", "max_new_tokens",
+    "max_new_speech_tokens", "min_new_tokens", "age_forcing", "speech_ngram_blocking", "seed",
+)
+
+
+def main(cmd=None):
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+    )
+    model_kwargs = dict(
+        device="cuda" if args.ngpu > 0 else "cpu",
+        dtype=args.dtype,
+        reference_compat=args.reference_compat,
+        token2wav_train_config=args.token2wav_train_config,
+        token2wav_model_file=args.token2wav_model_file,
+    )
+    if args.model_tag:
+        s2r = Speech2Response.from_pretrained(args.model_tag, **model_kwargs)
+    else:
+        s2r = Speech2Response(args.train_config, args.model_file, **model_kwargs)
+    decode_data_dir(
+        s2r,
+        args.data_path_and_name_and_type,
+        args.output_dir,
+        args.task,
+        args.think,
+        prompt=args.prompt,
+        key_file=args.key_file,
+        batch_size=args.batch_size,
+        **{name: getattr(args, name) for name in DECODING_OPTIONS},
+    )
+
+
+if __name__ == "__main__":
+    main()

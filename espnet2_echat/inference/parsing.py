@@ -1,0 +1,74 @@
+"""Split generated ids into reply text ids and speech tokens (spec 6.4).
+
+Input ids are unified (text ``< V``, speech ``V + k``). The fixed parser keeps every text
+id before ``<|im_end|>`` and the speech ids between the begin/end markers. With
+``reference_compat`` the reference's callers are reproduced: S2S text drops the last id
+before ``<|im_end|>``, S2S speech is ``ids[eos + 1 : -1]`` without its first element, TTS
+drops its last id, whatever those ids are.
+"""
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+from espnet2_echat.data.templates import IM_END_ID
+
+
+@dataclass
+class ParsedIds:
+    """Reply parts of one generation."""
+
+    token_int: List[int]  # every text-phase id (CoT included), without <|im_end|>
+    text_ids: List[int]  # the ids the reply text is decoded from
+    speech_tokens: List[int]  # raw speech ids 0..K-1, no markers
+
+
+def parse_generation(
+    ids: Sequence[int],
+    task_kind: str,
+    text_vocab_size: int,
+    speech_token_num: int,
+    reference_compat: bool = False,
+) -> ParsedIds:
+    """Parse one row of :func:`espnet2_echat.inference.decoder.generate`.
+
+    Args:
+        ids: unified generated ids.
+        task_kind: ``text`` (text reply only), ``s2s`` (text, ``<|im_end|>``, speech),
+            ``tts`` (speech only) or ``joint`` (interleaved text and speech ids).
+        reference_compat: reproduce the reference's parsing (see the module docstring).
+
+    Raises:
+        ValueError: reference_compat S2S output without ``<|im_end|>`` (the reference
+            crashes there with an index error).
+    """
+    ids = list(ids)
+    vocab = text_vocab_size
+    marker = speech_token_num - 1
+    text = [i for i in ids if i < vocab]
+    speech = [i - vocab for i in ids if i >= vocab]
+    if IM_END_ID in text:
+        text = text[: text.index(IM_END_ID)]
+    if task_kind == "s2s" and reference_compat:
+        if IM_END_ID not in ids:
+            raise ValueError(
+                "reference_compat S2S parsing needs <|im_end|> (151645) in the output; none "
+                f"was generated in {len(ids)} ids (decode without reference_compat, which "
+                "forces it after max_new_tokens)"
+            )
+        eos = ids.index(IM_END_ID)
+        text_ids = ids[: max(eos - 1, 0)]
+        speech_res = [i - vocab for i in ids[eos + 1 : -1]]
+        return ParsedIds(text, text_ids, speech_res[1:])
+    if task_kind == "tts" and reference_compat:
+        return ParsedIds([], [], speech[:-1])
+    return ParsedIds(text, text, strip_markers(speech, marker))
+
+
+def strip_markers(speech: Sequence[int], marker: int) -> List[int]:
+    """Speech ids between a leading begin marker (optional) and the end marker."""
+    speech = list(speech)
+    if speech and speech[0] == marker:
+        speech = speech[1:]
+    if marker in speech:
+        speech = speech[: speech.index(marker)]
+    return speech

@@ -1,0 +1,435 @@
+"""``Speech2Response``: the Python API of OSUM-EChat decoding (DESIGN.md "Decoding").
+
+>>> s2r = Speech2Response.from_pretrained("exp/echat_tiny")      # or train_config/model_file
+>>> out = s2r(speech=wav, fs=44100, task="s2s", think="tag")
+>>> out.text, out.think, out.speech_token, out.wav
+
+Audio of any rate is resampled to 16 kHz; text-input tasks (``t2t``, ``tts``) take ``text``.
+Many requests decode together with :meth:`Speech2Response.batch` (left padding, one task),
+a reply streams with :meth:`Speech2Response.stream`, and a :class:`Conversation` passed as
+``history`` carries a multi-turn chat (the new turn is appended after each call).
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torchaudio
+
+from espnet2_echat.data.cot import parse_tag_think, split_think
+from espnet2_echat.data.layout import LayoutBuilder
+from espnet2_echat.data.templates import IM_END_ID
+from espnet2_echat.inference.conversation import (
+    Conversation,
+    Turn,
+    embed_prompt,
+    history_prompt,
+)
+from espnet2_echat.inference.decoder import (
+    Phase,
+    build_plan,
+    generate,
+    iter_generate,
+)
+from espnet2_echat.inference.parsing import parse_generation
+from espnet2_echat.inference.settings import (
+    DEFAULT_INSTRUCTIONS,
+    SPEECH_TASKS,
+    TEXT_INPUT_TASKS,
+    check_task,
+    default_options,
+    output_type,
+)
+from espnet2_echat.models.splice import pack
+
+MODEL_FS = 16000
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Request:
+    """One input: audio (any rate, 1-D) and/or text, and an optional chat history."""
+
+    speech: Optional[Union[np.ndarray, torch.Tensor]] = None
+    fs: int = MODEL_FS
+    text: Optional[str] = None
+    history: Optional[Union[Conversation, Sequence[Turn]]] = None
+
+
+@dataclass
+class Response:
+    """One reply.
+
+    ``text`` is the reply (transcript / label for understanding tasks) without CoT and
+    special tokens; ``think`` the CoT; ``token_int`` every generated text-phase id (CoT
+    included, no ``<|im_end|>``); ``speech_token`` the speech ids without markers; ``wav``
+    the synthesised reply when a token2wav model is attached. ``ids`` / ``heads`` are the
+    raw generated ids (speech ids not offset) and ``"text"`` / ``"speech"`` per id.
+    """
+
+    text: str
+    think: str = ""
+    token_int: List[int] = field(default_factory=list)
+    speech_token: List[int] = field(default_factory=list)
+    reply_emotion: Optional[str] = None
+    wav: Optional[np.ndarray] = None
+    sample_rate: Optional[int] = None
+    ids: List[int] = field(default_factory=list)
+    heads: List[str] = field(default_factory=list)
+    scores: Optional[List[torch.Tensor]] = None
+
+
+@dataclass
+class StreamChunk:
+    """A piece of a streamed reply: new text, new speech tokens, or the final response."""
+
+    text: str = ""
+    speech_token: List[int] = field(default_factory=list)
+    wav: Optional[np.ndarray] = None
+    final: Optional[Response] = None
+
+
+class Speech2Response:
+    """Decode OSUM-EChat tasks with a trained or converted model.
+
+    Args:
+        train_config, model_file: ``config.yaml`` / ``model.pth`` of ``EChatTask``.
+        device: torch device.
+        dtype: ``float32`` (default), ``bfloat16`` or ``float16`` for the encoder, adapter
+            and LLM (features and logits stay float32).
+        reference_compat: reproduce the reference exactly (its prompt typos, S2S parsing
+            off-by-one, stop rule, multi-turn layout); by default its bugs are fixed.
+        token2wav_train_config, token2wav_model_file: a ``Token2WavTask`` model that turns
+            speech tokens into a waveform.
+        max_history_turns: turns a :class:`Conversation` keeps.
+        max_audio_seconds: longer user audio is rejected (default: what the encoder's
+            positional table allows, 600 s for the released model).
+    """
+
+    def __init__(
+        self,
+        train_config: Optional[Union[str, Path]] = None,
+        model_file: Optional[Union[str, Path]] = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        reference_compat: bool = False,
+        token2wav_train_config: Optional[Union[str, Path]] = None,
+        token2wav_model_file: Optional[Union[str, Path]] = None,
+        max_history_turns: int = 5,
+        max_audio_seconds: Optional[float] = None,
+    ):
+        from espnet2_echat.models.causal_lm import resolve_path
+        from espnet2_echat.tasks.echat import EChatTask
+
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        model, args = EChatTask.build_model_from_file(train_config, model_file, device)
+        model.eval()
+        for part in (model.encoder, model.adapter, model.llm):
+            part.to(_DTYPES[dtype])
+        self.model = model
+        self.device = torch.device(device)
+        self.reference_compat = reference_compat
+        self.max_history_turns = max_history_turns
+        tokenizer = args.tokenizer or args.llm_conf["name_or_path"]
+        self.layout = LayoutBuilder(
+            resolve_path(tokenizer, args.config_dir),
+            text_vocab_size=model.llm.text_vocab_size,
+            speech_token_num=model.llm.speech_token_num,
+            reference_compat=reference_compat,
+        )
+        self.tokenizer = self.layout.tokenizer
+        positions = getattr(model.encoder, "positions", None)
+        limit = positions.shape[0] * 2 / 100 if positions is not None else float("inf")
+        self.max_audio_seconds = min(max_audio_seconds or limit, limit)
+        self.token2wav = None
+        if token2wav_train_config or token2wav_model_file:
+            self.token2wav = load_token2wav(token2wav_train_config, token2wav_model_file, device)
+
+    @classmethod
+    def from_pretrained(cls, tag_or_dir: str, **kwargs) -> "Speech2Response":
+        """Build from a model directory (``config.yaml`` + ``model.pth``), a packed zip, or
+        an ESPnet model zoo / Hugging Face name (espnet_model_zoo's ``ModelDownloader``).
+
+        Keyword arguments override the packed ones (e.g. ``device``, ``dtype``).
+        """
+        path = Path(tag_or_dir)
+        if path.is_dir():
+            model_files = sorted(path.glob("*.pth"))
+            if not (path / "config.yaml").exists() or len(model_files) != 1:
+                raise FileNotFoundError(
+                    f"{path}: expected config.yaml and exactly one *.pth model file, found "
+                    f"{[p.name for p in path.iterdir()]}"
+                )
+            found = dict(train_config=path / "config.yaml", model_file=model_files[0])
+        else:
+            from espnet_model_zoo.downloader import ModelDownloader
+
+            packed = ModelDownloader().download_and_unpack(str(tag_or_dir))
+            known = ("train_config", "model_file", "token2wav_train_config", "token2wav_model_file")
+            found = {k: v for k, v in packed.items() if k in known}
+            if "train_config" not in found:
+                raise KeyError(f"{tag_or_dir}: the packed model names no train_config ({packed})")
+        given = {k: v for k, v in kwargs.items() if v is not None}
+        return cls(**{**found, **given})
+
+    # ------------------------------------------------------------------ inputs
+    def prepare_waveform(self, speech, fs: int, index: int) -> torch.Tensor:
+        """A 1-D float32 16 kHz tensor, or a clear error."""
+        wav = torch.as_tensor(np.asarray(speech), dtype=torch.float32)
+        if wav.dim() == 2 and 1 in wav.shape:
+            wav = wav.flatten()
+        if wav.dim() != 1:
+            raise ValueError(f"request {index}: expected mono 1-D audio, got shape {tuple(wav.shape)}")
+        if fs != MODEL_FS:
+            wav = torchaudio.functional.resample(wav, fs, MODEL_FS)
+        seconds = wav.numel() / MODEL_FS
+        if seconds < 0.1:
+            raise ValueError(
+                f"request {index}: audio of {wav.numel()} samples ({seconds:.3f} s at 16 kHz) is "
+                "too short; at least 0.1 s is needed"
+            )
+        if seconds > self.max_audio_seconds:
+            raise ValueError(
+                f"request {index}: audio of {seconds:.1f} s exceeds the model's limit of "
+                f"{self.max_audio_seconds:.0f} s; split it into shorter segments"
+            )
+        return wav
+
+    @torch.no_grad()
+    def encode_audio(self, wavs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """16 kHz waveforms -> per-utterance audio embeddings (n_i, H)."""
+        lengths = torch.tensor([w.numel() for w in wavs], device=self.device)
+        padded = torch.nn.utils.rnn.pad_sequence(list(wavs), batch_first=True).to(self.device)
+        emb, emb_lengths = self.model.encode_speech(padded, lengths)
+        return [emb[i, : int(n)] for i, n in enumerate(emb_lengths)]
+
+    def _history(self, history) -> List[Turn]:
+        if history is None:
+            return []
+        turns = history.turns if isinstance(history, Conversation) else list(history)
+        if len(turns) > self.max_history_turns:
+            logging.warning(
+                f"history of {len(turns)} turns: keeping the last {self.max_history_turns}"
+            )
+            turns = turns[-self.max_history_turns :]
+        return turns
+
+    def _prompt(self, task, think, instruction, request, audio, index):
+        """(ids with placeholders, audios) of one request."""
+        turns = self._history(request.history)
+        otype = output_type(task, think, with_history=bool(turns))
+        if task in TEXT_INPUT_TASKS:
+            if not request.text:
+                raise ValueError(f"request {index}: task {task!r} needs text input")
+            if turns:
+                raise ValueError(f"request {index}: task {task!r} does not take a history")
+            return self.layout.prompt(otype, text_input=request.text), []
+        if turns:
+            if task not in ("s2s", "s2t_chat"):
+                raise ValueError(f"request {index}: task {task!r} does not take a history")
+            ids, audios = history_prompt(self.layout, otype, turns)
+            return ids, audios + [audio]
+        return self.layout.prompt(otype, instruction=instruction), [audio]
+
+    # ------------------------------------------------------------------ decoding
+    def _prepare(self, requests, task, think, prompt, logits_processor, stopping_criteria, overrides):
+        check_task(task, think)
+        audio_task = task not in TEXT_INPUT_TASKS
+        instruction = prompt if prompt is not None else DEFAULT_INSTRUCTIONS.get(task)
+        audios: List[Optional[torch.Tensor]] = [None] * len(requests)
+        if audio_task:
+            for i, r in enumerate(requests):
+                if r.speech is None:
+                    raise ValueError(f"request {i}: task {task!r} needs speech input")
+            wavs = [self.prepare_waveform(r.speech, r.fs, i) for i, r in enumerate(requests)]
+            audios = self.encode_audio(wavs)
+        embeds = []
+        for i, (r, a) in enumerate(zip(requests, audios)):
+            ids, parts = self._prompt(task, think, instruction, r, a, i)
+            embeds.append(embed_prompt(self.model.llm, ids, parts))
+        batch = pack(embeds, padding_side="left")
+        options = default_options(task, think, self.reference_compat).updated(overrides)
+        kind = task if task in SPEECH_TASKS else "text"
+        llm = self.model.llm
+        plan = build_plan(
+            kind, options, llm.text_vocab_size, llm.speech_token_num, self.reference_compat,
+            logits_processor, stopping_criteria,
+        )
+        generator = None
+        if options.seed is not None:
+            generator = torch.Generator(self.device).manual_seed(options.seed)
+        return batch, plan, kind, generator, audios
+
+    def batch(
+        self,
+        requests: Sequence[Request],
+        task: str = "s2s",
+        think: str = "none",
+        prompt: Optional[str] = None,
+        logits_processor: Optional[Sequence] = None,
+        stopping_criteria: Optional[Sequence] = None,
+        use_cache: bool = True,
+        output_scores: bool = False,
+        synthesize: bool = True,
+        **overrides,
+    ) -> List[Response]:
+        """Decode many requests of one task together (left-padded batch).
+
+        Args:
+            task, think: see ``espnet2_echat.inference.settings``.
+            prompt: instruction of an understanding task (default: the task's).
+            logits_processor, stopping_criteria: extra transformers-style processors and
+                criteria; they see unified ids (speech id k as V + k), generated ids only.
+            use_cache: KV-cached decoding (False recomputes the sequence every step).
+            output_scores: keep each step's raw head logits in ``Response.scores``.
+            synthesize: run the attached token2wav on speech replies.
+            **overrides: ``DecodingOptions`` fields (do_sample, top_k, max_new_tokens, ...).
+        """
+        if not requests:
+            return []
+        batch, plan, kind, generator, audios = self._prepare(
+            requests, task, think, prompt, logits_processor, stopping_criteria, overrides
+        )
+        gen = generate(
+            self.model.llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids,
+            plan, use_cache, generator, output_scores,
+        )
+        responses = []
+        for i, request in enumerate(requests):
+            response = self._response(gen.ids[i], gen.phases[i], kind, think, synthesize)
+            if output_scores:
+                response.scores = gen.scores[i]
+            self._remember(request, audios[i], response)
+            responses.append(response)
+        return responses
+
+    def __call__(
+        self,
+        speech=None,
+        fs: int = MODEL_FS,
+        text: Optional[str] = None,
+        task: str = "s2s",
+        think: str = "none",
+        history: Optional[Union[Conversation, Sequence[Turn]]] = None,
+        **kwargs,
+    ) -> Response:
+        """Decode one request; ``kwargs`` as in :meth:`batch`."""
+        return self.batch([Request(speech, fs, text, history)], task, think, **kwargs)[0]
+
+    def stream(
+        self,
+        speech=None,
+        fs: int = MODEL_FS,
+        text: Optional[str] = None,
+        task: str = "s2s",
+        think: str = "none",
+        history: Optional[Union[Conversation, Sequence[Turn]]] = None,
+        speech_chunk: int = 18,
+        prompt: Optional[str] = None,
+        logits_processor: Optional[Sequence] = None,
+        stopping_criteria: Optional[Sequence] = None,
+        **overrides,
+    ) -> Iterator[StreamChunk]:
+        """Yield the reply as it is generated: text pieces, then speech tokens in chunks of
+        ``speech_chunk`` (with waveform chunks when a token2wav is attached), and finally a
+        chunk whose ``final`` holds the whole :class:`Response`."""
+        request = Request(speech, fs, text, history)
+        batch, plan, kind, generator, audios = self._prepare(
+            [request], task, think, prompt, logits_processor, stopping_criteria, overrides
+        )
+        vocab = self.model.llm.text_vocab_size
+        marker = self.model.llm.speech_eos_id
+        ids: List[int] = []
+        phases: List[int] = []
+        text_ids: List[int] = []
+        shown = ""
+        pending: List[int] = []
+        num_speech, speech_done = 0, False
+        steps = iter_generate(
+            self.model.llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan,
+            generator=generator,
+        )
+        for step in steps:
+            token, phase = int(step.ids[0]), int(step.phase[0])
+            ids.append(token)
+            phases.append(phase)
+            if token < vocab:
+                if token != IM_END_ID and num_speech == 0:
+                    text_ids.append(token)
+                    now = self.tokenizer.decode(text_ids, skip_special_tokens=True)
+                    if not now.endswith("\ufffd") and now != shown:  # whole characters only
+                        yield StreamChunk(text=now[len(shown) :])
+                        shown = now
+                continue
+            num_speech += 1
+            if speech_done or token - vocab == marker:
+                speech_done = speech_done or num_speech > 1  # a leading marker begins speech
+                continue
+            pending.append(token - vocab)
+            if len(pending) >= speech_chunk:
+                yield self._speech_chunk(pending)
+                pending = []
+        if pending:
+            yield self._speech_chunk(pending)
+        response = self._response(ids, phases, kind, think, synthesize=False)
+        self._remember(request, audios[0], response)
+        yield StreamChunk(final=response)
+
+    def _speech_chunk(self, tokens: List[int]) -> StreamChunk:
+        # Chunks are synthesised independently; a token2wav with a streaming interface
+        # (overlap-add across chunks) can consume ``speech_token`` directly instead.
+        wav = None
+        if self.token2wav is not None:
+            wav = self.token2wav.synthesize(tokens)[0].float().cpu().numpy()
+        return StreamChunk(speech_token=list(tokens), wav=wav)
+
+    # ------------------------------------------------------------------ outputs
+    def _response(self, ids, phases, kind, think, synthesize) -> Response:
+        llm = self.model.llm
+        vocab = llm.text_vocab_size
+        parsed = parse_generation(ids, kind, vocab, llm.speech_token_num, self.reference_compat)
+        text = self.tokenizer.decode(parsed.text_ids, skip_special_tokens=True)
+        cot, reply_emotion = "", None
+        if think != "none":
+            cot, text = split_think(text)
+            if think == "tag":
+                fields = parse_tag_think(text)
+                reply_emotion, text = fields["reply_emotion"], fields["reply"]
+        response = Response(
+            text=text.strip(),
+            think=cot.strip(),
+            token_int=parsed.token_int,
+            speech_token=parsed.speech_tokens,
+            reply_emotion=reply_emotion,
+            ids=[i - vocab if i >= vocab else i for i in ids],
+            heads=["text" if p == Phase.TEXT else "speech" for p in phases],
+        )
+        if synthesize and self.token2wav is not None and response.speech_token:
+            wav = self.token2wav.synthesize(response.speech_token)
+            response.wav = wav[0].float().cpu().numpy()
+            response.sample_rate = self.token2wav.sample_rate
+        return response
+
+    def _remember(self, request: Request, audio: Optional[torch.Tensor], response: Response):
+        """Append the new turn to a :class:`Conversation` given as history."""
+        if not isinstance(request.history, Conversation):
+            return
+        reply = response.token_int
+        if self.reference_compat:  # the reference keeps its S2S text with the dropped id
+            reply = reply[:-1]
+        request.history.add(
+            Turn(reply_ids=reply, speech_tokens=response.speech_token, user_audio=audio,
+                 user_text=request.text)
+        )
+
+
+def load_token2wav(train_config, model_file, device: str):
+    """The ``Token2WavTask`` model (flow + vocoder) that voices speech tokens."""
+    from espnet2_echat.tasks.token2wav import Token2WavTask
+
+    model, _ = Token2WavTask.build_model_from_file(train_config, model_file, device)
+    return model.eval()

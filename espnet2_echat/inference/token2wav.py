@@ -1,0 +1,142 @@
+"""Token2wav inference: speech tokens -> 22.05 kHz waveform, offline or chunked.
+
+    t2w = Token2WavInference.from_pretrained("exp/token2wav")          # config.yaml + model.pth
+    wav = t2w([12, 873, 4001, ...])                                   # (S,) float32, t2w.fs Hz
+    for chunk in t2w.stream(token_pieces):                            # as tokens arrive
+        play(chunk)
+
+The flow's initial noise comes from a ``torch.Generator`` re-seeded with ``seed`` on every
+call, so the same tokens give the same audio (the reference draws from the global RNG).
+"""
+
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import soundfile
+import torch
+
+from espnet2_echat.models.token2wav.speaker_prompt import SpeakerPrompt
+from espnet2_echat.tasks.token2wav import Token2WavTask
+
+
+class Token2WavInference:
+    """Synthesise speech from speech tokens with a token2wav model.
+
+    Args:
+        train_config: ``config.yaml`` of the model.
+        model_file: ``model.pth`` of the model.
+        device: Torch device.
+        n_timesteps: Euler steps of the flow solver (10 as the reference; fewer is faster).
+        seed: Seed of the noise generator, re-applied on every call.
+        reference_compat: Streaming with the reference's 34-frame flow cache (see
+            ``espnet2_echat.models.token2wav.streaming``).
+        prompt: Speaker prompt; default the one stored with the model.
+    """
+
+    def __init__(
+        self,
+        train_config: Union[str, Path],
+        model_file: Union[str, Path],
+        device: str = "cpu",
+        n_timesteps: int = 10,
+        seed: int = 0,
+        reference_compat: bool = False,
+        prompt: Optional[SpeakerPrompt] = None,
+    ):
+        if n_timesteps < 1:
+            raise ValueError(f"n_timesteps must be >= 1, got {n_timesteps}")
+        self.model, _ = Token2WavTask.build_model_from_file(train_config, model_file, device)
+        self.model.eval()
+        self.device = device
+        self.n_timesteps = n_timesteps
+        self.seed = seed
+        self.reference_compat = reference_compat
+        self.prompt = prompt or self.model.stored_prompt()
+
+    @classmethod
+    def from_pretrained(cls, model_dir: Union[str, Path], **kwargs) -> "Token2WavInference":
+        """Load ``model_dir/config.yaml`` and ``model_dir/model.pth``."""
+        model_dir = Path(model_dir)
+        return cls(model_dir / "config.yaml", model_dir / "model.pth", **kwargs)
+
+    @property
+    def fs(self) -> int:
+        """Output sampling rate."""
+        return self.model.sample_rate
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.seed)
+
+    def _prompt(self) -> SpeakerPrompt:
+        p = self.prompt
+        return SpeakerPrompt(
+            p.prompt_token.to(self.device), p.prompt_feat.to(self.device), p.embedding.to(self.device)
+        )
+
+    @torch.no_grad()
+    def __call__(self, tokens: Sequence[int]) -> np.ndarray:
+        """Offline synthesis of one utterance: (S,) float32 at ``fs``."""
+        wav = self.model.synthesize(
+            tokens, self._prompt(), n_timesteps=self.n_timesteps, generator=self._generator()
+        )
+        return wav[0].cpu().numpy()
+
+    def stream(self, token_pieces: Iterable[Iterable[int]]) -> Iterator[np.ndarray]:
+        """Chunked synthesis: yields audio as soon as 2 s of tokens (+20 overlap) exist."""
+        for chunk in self.model.synthesize_stream(
+            token_pieces,
+            self._prompt(),
+            n_timesteps=self.n_timesteps,
+            generator=self._generator(),
+            reference_compat=self.reference_compat,
+        ):
+            yield chunk[0].cpu().numpy()
+
+
+def read_speech_token_file(path: Union[str, Path]) -> Iterator[tuple]:
+    """Yield ``(uttid, [ids])`` from a Kaldi-style ``uttid id id ...`` file."""
+    with Path(path).open("r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                ids = [int(x) for x in fields[1:]]
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: utterance {fields[0]}: speech tokens must be integers") from None
+            if not ids:
+                raise ValueError(f"{path}:{lineno}: utterance {fields[0]} has no speech tokens")
+            yield fields[0], ids
+
+
+def synthesize_speech_token_file(
+    speech_token: Union[str, Path],
+    output_dir: Union[str, Path],
+    train_config: Union[str, Path],
+    model_file: Union[str, Path],
+    streaming: bool = False,
+    **kwargs,
+) -> Path:
+    """Synthesise every utterance of a ``speech_token`` file; write wavs and ``wav.scp``.
+
+    Returns:
+        Path of the written ``wav.scp``.
+    """
+    t2w = Token2WavInference(train_config, model_file, **kwargs)
+    out = Path(output_dir)
+    (out / "wav").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for uttid, ids in read_speech_token_file(speech_token):
+        try:
+            wav = np.concatenate(list(t2w.stream([ids]))) if streaming else t2w(ids)
+        except ValueError as err:
+            raise ValueError(f"{speech_token}: utterance {uttid}: {err}") from None
+        path = (out / "wav" / f"{uttid}.wav").resolve()
+        soundfile.write(path, wav, t2w.fs, subtype="PCM_16")
+        lines.append(f"{uttid} {path}\n")
+        logging.info("%s: %.2f s", uttid, len(wav) / t2w.fs)
+    scp = out / "wav.scp"
+    scp.write_text("".join(lines), encoding="utf-8")
+    return scp

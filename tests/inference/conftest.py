@@ -1,0 +1,31 @@
+"""Fixtures for inference tests: the reference's tiny checkpoint as a Speech2Response."""
+
+import pytest
+
+from tests.models.conftest import converted_dir, expected, load_wav  # noqa: F401 (fixtures)
+
+V = 151936  # text vocabulary of the fixture model
+
+
+@pytest.fixture(scope="session")
+def compat_s2r(converted_dir):  # noqa: F811
+    """Speech2Response in reference_compat mode (the fixture's prompts and parsing)."""
+    from espnet2_echat.inference import Speech2Response
+
+    return Speech2Response(
+        converted_dir / "config.yaml", converted_dir / "model.pth", reference_compat=True
+    )
+
+
+@pytest.fixture(scope="session")
+def fixed_s2r(converted_dir):  # noqa: F811
+    """Speech2Response with the reference's bugs fixed (the default)."""
+    from espnet2_echat.inference import Speech2Response
+
+    return Speech2Response(converted_dir / "config.yaml", converted_dir / "model.pth")
+
+
+@pytest.fixture(scope="session")
+def wavs(osum_tiny_dir, expected):  # noqa: F811
+    """The fixture's three utterances as float32 16 kHz tensors."""
+    return [load_wav(osum_tiny_dir, utt) for utt in expected["utterances"]]
