@@ -11,6 +11,8 @@ install_requires = [
     "sentencepiece==0.2.0",
     "kaldiio==2.18.1",
     "soundfile==0.14.0",
+    # VoiceBench / Hugging Face parquet test sets (local/voicebench.py)
+    "pyarrow==21.0.0",
     # ESPnet's trainer imports both by default (--use_tensorboard/--use_matplotlib).
     "tensorboard==2.21.0",
     "matplotlib==3.11.2",

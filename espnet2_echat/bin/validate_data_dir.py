@@ -29,6 +29,11 @@ def get_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a corpus before speech-token extraction: speech_token is not required",
     )
+    parser.add_argument(
+        "--no_targets",
+        action="store_true",
+        help="a test set without references: reply/think/speech_token are not required",
+    )
     return parser
 
 
@@ -41,6 +46,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         check_audio=not args.no_audio_check,
         expected_fs=args.fs,
         require_speech_tokens=not args.no_speech_tokens,
+        require_targets=not args.no_targets,
     )
     for issue in issues:
         print(f"{args.data_dir}/{issue}", file=sys.stderr)

@@ -46,6 +46,8 @@ KNOWN_UTT_FILES: Tuple[str, ...] = (
     "utt2dur",
     "utt2num_samples",
     "utt2lang",
+    "prompt_wav.scp",
+    "prompt_text",
 ) + tuple(LABEL_FILES)
 # Files whose value may not be empty.
 NON_EMPTY_FILES = (
@@ -222,11 +224,14 @@ def load_data_dir(
     }
 
 
-def required_files(task: str, require_speech_tokens: bool = True) -> Set[str]:
+def required_files(
+    task: str, require_speech_tokens: bool = True, require_targets: bool = True
+) -> Set[str]:
     """Files an utterance with this task tag needs besides ``task``.
 
     With ``require_speech_tokens=False`` (a corpus before token extraction) the
-    ``speech_token`` file is not required.
+    ``speech_token`` file is not required; with ``require_targets=False`` (a test set
+    without references) neither are ``reply``, ``think`` and ``speech_token``.
     """
     tags = task.split()
     needed: Set[str] = set()
@@ -249,6 +254,8 @@ def required_files(task: str, require_speech_tokens: bool = True) -> Set[str]:
         needed.add("history")
     if task in UNDERSTANDING_TASKS:
         needed |= {TASK_TAG_LABEL_FILE[t] for t in tags if t in TASK_TAG_LABEL_FILE}
+    if not require_targets:
+        needed -= {"reply", "think", "speech_token"}
     return needed
 
 
@@ -320,6 +327,7 @@ def validate_data_dir(
     check_audio: bool = True,
     expected_fs: Optional[int] = None,
     require_speech_tokens: bool = True,
+    require_targets: bool = True,
 ) -> List[Issue]:
     """Check a data dir; return every issue found (empty list: the dir is valid).
 
@@ -330,6 +338,7 @@ def validate_data_dir(
         expected_fs: if given, audio must have this sample rate.
         require_speech_tokens: TTS/S2S samples need ``speech_token`` (and history turns
             non-empty token lists); False for a corpus before token extraction.
+        require_targets: False for test sets without reference replies / CoT.
     """
     data_dir = Path(data_dir)
     issues: List[Issue] = []
@@ -354,7 +363,7 @@ def validate_data_dir(
                 )
     # per-utterance requirements
     for utt, task in tasks.entries.items():
-        for name in sorted(required_files(task, require_speech_tokens)):
+        for name in sorted(required_files(task, require_speech_tokens, require_targets)):
             if name not in files:
                 issues.append(
                     Issue(name, None, utt, "missing_file", f"file needed by task {task!r}")
@@ -389,7 +398,7 @@ def _check_values(
         for utt, value in parsed.entries.items():
             problem: Optional[str] = None
             kind = "bad_value"
-            if name in ("wav.scp", "reply_wav.scp") and check_audio:
+            if name.endswith("wav.scp") and check_audio:
                 problem, kind = _check_audio(value, expected_fs), "missing_audio"
             elif name == "speech_token":
                 problem, kind = _check_tokens(value, vocab), "token_range"

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""VoiceBench -> test data dirs (spoken instructions, task ``<S2TCHAT>``).
+
+Layout: the Hugging Face dataset ``hlt-lab/voicebench`` as downloaded (e.g.
+``huggingface-cli download hlt-lab/voicebench --repo-type dataset --local-dir $VOICEBENCH``):
+``$VOICEBENCH/<subset>/<split>-NNNNN-of-NNNNN.parquet`` with columns ``audio``
+(``{bytes, path}``), ``prompt`` (the spoken text) and, for some subsets, ``reference`` or
+``output``. Writes ``<out_dir>/voicebench_<subset>[_<split>]`` with 16 kHz wavs under
+``<that dir>/wav``; ``text`` is the prompt, ``reply`` the reference answer when there
+is one (the dirs validate with ``--no_targets``).
+"""
+
+import io
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import soundfile
+
+from espnet2_echat.data.speech_tokenizer import resample
+from prep_common import Utts, get_parser, one_line, parse_args, write_and_check
+
+DB_VAR = "VOICEBENCH"
+
+
+def _read_parquet(path: Path) -> List[Dict]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ImportError("reading VoiceBench parquet files needs pyarrow") from e
+    return pq.read_table(path).to_pylist()
+
+
+def prepare_file(path: Path, data_dir: Path, spk: str, tag: str) -> Utts:
+    """One parquet file -> utterances (wavs written under ``data_dir/wav``)."""
+    wav_dir = data_dir / "wav"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    utts: Utts = {}
+    for i, row in enumerate(_read_parquet(path)):
+        audio = row["audio"]
+        wav, fs = soundfile.read(io.BytesIO(audio["bytes"]), dtype="float64", always_2d=True)
+        wav = resample(wav.mean(axis=1), fs, 16000)
+        utt = f"{spk}-{tag}{i:05d}"
+        out = wav_dir / f"{utt}.wav"
+        pcm = np.clip(np.round(wav * 32767), -32768, 32767).astype(np.int16)
+        soundfile.write(out, pcm, 16000, subtype="PCM_16")
+        rec = {"task": "<S2TCHAT>", "wav.scp": str(out.resolve()), "utt2spk": spk}
+        if row.get("prompt"):
+            rec["text"] = one_line(str(row["prompt"]))
+        for key in ("reference", "output"):
+            if row.get(key):
+                rec["reply"] = one_line(str(row[key]))
+                break
+        utts[utt] = rec
+    return utts
+
+
+def main(argv=None) -> None:
+    """Command-line entry."""
+    parser = get_parser(__doc__, DB_VAR)
+    parser.add_argument("--subsets", nargs="+", default=None, help="default: every subset folder")
+    args = parse_args(parser, DB_VAR, argv)
+    subsets = args.subsets or sorted(p.name for p in args.db_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for subset in subsets:
+        files = sorted((args.db_root / subset).glob("*.parquet"))
+        splits = sorted({f.name.split("-")[0] for f in files})
+        for split in splits:
+            name = f"voicebench_{subset}" + ("" if split == "test" else f"_{split}")
+            name = name.replace("-", "_")
+            data_dir = args.out_dir / name
+            utts: Utts = {}
+            for i, f in enumerate(f for f in files if f.name.split("-")[0] == split):
+                utts.update(prepare_file(f, data_dir, name, f"{i:02d}"))
+            write_and_check(data_dir, utts, require_targets=False)
+
+
+if __name__ == "__main__":
+    main()
