@@ -12,7 +12,8 @@ task                    metrics
 asr (+labels)           ``wer``/``cer`` of ``text`` vs data ``text``; ``{kind}_accuracy`` ...
 emotion/gender/age/...  ``{kind}_accuracy``, ``{kind}_macro_f1``, ``confusion_{kind}.png``
 s2t_chat, t2t, s2s      ``reply_wer``/``reply_cer`` vs data ``reply``; ``reply_emotion_accuracy``
-                        (leading tag); tag-think ``cot_*`` fields; judge ``judge_{dim}``
+                        (leading tag, when the replies carry such tags); tag-think ``cot_*``
+                        fields; judge ``judge_{dim}``
 s2s, tts                ``speech_token_len_mean``; generated audio: ``asr_wer``/``asr_cer``
                         (s2s: vs the generated reply text; tts: vs data ``text``), duration
                         and silence
@@ -180,8 +181,12 @@ def score_decode_dir(
                 refs, replies, opts.language, out_dir / "reply", data.get("utt2spk")
             )
             metrics.update({f"reply_{k}": v for k, v in rates.items()})
-        if "reply_emotion" in data:
-            leading = {u: split_leading_tag(hyp_text.get(u, ""))[0] for u in utts}
+        leading = {u: split_leading_tag(hyp_text.get(u, ""))[0] for u in utts}
+        # Only a model trained with the tag-think processor starts replies with a reply
+        # emotion (spec 2.4); without any such tag the accuracy would only say "no tags".
+        if "reply_emotion" in data and any(
+            t in REPLY_EMOTION_LABELS for t in leading.values()
+        ):
             metrics.update(_score_labels(["reply_emotion"], data, leading, out_dir))
         think = dec.get("think", {})
         mode = _think_mode(opts.think, think)

@@ -252,3 +252,21 @@ def test_results_md(tmp_path):
     assert "|model_a|echat_eval|EChat-eval multi|judge_multi|75|72|table1|" in text
     assert "mini_test|" not in text.split("Comparison with the paper")[1]
     assert "- model: `tiny`" in text
+
+
+def test_chat_replies_without_emotion_tags(tmp_path):
+    """A language-think or plain model writes no reply-emotion tag: no such accuracy."""
+    data = write_dir(
+        tmp_path / "t2t",
+        {
+            "question": {"u1": "How are you?"},
+            "task": {"u1": "<TEXT2TEXT>"},
+            "reply": {"u1": "I am fine, thank you."},
+            "reply_emotion": {"u1": "<开心>"},
+        },
+    )
+    decode = write_dir(tmp_path / "decode", {"text": {"u1": "I am fine thanks"}})
+    res = score_decode_dir(data, decode, tmp_path / "score", ScoreOptions())
+    # "thank you" -> "thanks": 1 substitution + 1 deletion over 5 words
+    assert res["task"] == "t2t" and res["metrics"]["reply_wer"] == pytest.approx(40.0)
+    assert "reply_emotion_accuracy" not in res["metrics"]
