@@ -19,9 +19,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import soundfile
+from prep_common import Utts, one_line, write_and_check
 
 from espnet2_echat.data.speech_tokenizer import load_audio
-from prep_common import Utts, one_line, write_and_check
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
@@ -49,7 +49,9 @@ def prepare(sounds: Path, transcripts: Path, out_dir: Path, max_utts: Optional[i
     wav_dir.mkdir(parents=True, exist_ok=True)
     names: List[str] = sorted(n for n in texts if (sounds / f"{n}.wav").is_file())
     if not names:
-        raise RuntimeError(f"no transcribed wavs under {sounds} (install asterisk-core-sounds-en-wav)")
+        raise RuntimeError(
+            f"no transcribed wavs under {sounds} (install asterisk-core-sounds-en-wav)"
+        )
     utts: Utts = {}
     for name in names[:max_utts]:
         utt = "allison-" + name.replace("/", "_")
@@ -70,14 +72,19 @@ def prepare(sounds: Path, transcripts: Path, out_dir: Path, max_utts: Optional[i
 
 def main(argv=None) -> None:
     """Command-line entry."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sounds_dir", type=Path, default=SOUNDS)
     parser.add_argument("--transcripts", type=Path, default=TRANSCRIPTS)
     parser.add_argument("--out_dir", type=Path, required=True, help="where data dirs go")
     parser.add_argument("--max_utts", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for path, package in ((args.sounds_dir, "asterisk-core-sounds-en-wav"), (args.transcripts, "asterisk-core-sounds-en")):
+    for path, package in (
+        (args.sounds_dir, "asterisk-core-sounds-en-wav"),
+        (args.transcripts, "asterisk-core-sounds-en"),
+    ):
         if not path.exists():
             parser.error(f"{path} not found: apt-get install {package}")
     prepare(args.sounds_dir, args.transcripts, args.out_dir / "asterisk_en", args.max_utts)

@@ -13,8 +13,9 @@ Example: ``python local/echat.py --input EChat-1500H/shards_list.txt --data_type
 
 import sys
 
-from espnet2_echat.data.osum_format import osum_to_datadir
 from prep_common import get_parser, parse_args
+
+from espnet2_echat.data.osum_format import osum_to_datadir
 
 DB_VAR = "ECHAT"
 

@@ -53,7 +53,9 @@ def prepare_subset(subset_dir: Path, genders: Dict[str, str], task: str) -> Utts
 def main(argv=None) -> None:
     """Command-line entry."""
     parser = get_parser(__doc__, DB_VAR)
-    parser.add_argument("--subsets", nargs="+", default=["train-clean-100", "dev-clean", "test-clean"])
+    parser.add_argument(
+        "--subsets", nargs="+", default=["train-clean-100", "dev-clean", "test-clean"]
+    )
     parser.add_argument("--task", default="<TRANSCRIBE>")
     args = parse_args(parser, DB_VAR, argv)
     genders = read_speakers(args.db_root / "SPEAKERS.TXT")

@@ -34,7 +34,9 @@ def prepare_subset(subset_dir: Path) -> Utts:
 def main(argv=None) -> None:
     """Command-line entry."""
     parser = get_parser(__doc__, DB_VAR)
-    parser.add_argument("--subsets", nargs="+", default=["train-clean-100", "dev-clean", "test-clean"])
+    parser.add_argument(
+        "--subsets", nargs="+", default=["train-clean-100", "dev-clean", "test-clean"]
+    )
     args = parse_args(parser, DB_VAR, argv)
     for subset in args.subsets:
         utts = prepare_subset(args.db_root / subset)

@@ -226,7 +226,13 @@ def _user_job(turn: UserTurn, wav_dir: Path) -> SynthJob:
 def _reply_job(turn: UserTurn, wav_dir: Path) -> SynthJob:
     speed, pitch, amp, rng = PROSODY[turn.reply_emotion]
     return SynthJob(
-        str(wav_dir / f"{turn.uid}-reply.wav"), turn.reply, ASSISTANT.variant, speed, pitch, amp, rng
+        str(wav_dir / f"{turn.uid}-reply.wav"),
+        turn.reply,
+        ASSISTANT.variant,
+        speed,
+        pitch,
+        amp,
+        rng,
     )
 
 
@@ -247,7 +253,11 @@ def build_task_dir(
     jobs: List[SynthJob] = []
     if name == "t2t":
         for i, (question, reply) in enumerate(t2t_pairs):
-            utts[f"t2t-{turns[0].split}{i:03d}"] = {"task": task, "question": question, "reply": reply}
+            utts[f"t2t-{turns[0].split}{i:03d}"] = {
+                "task": task,
+                "question": question,
+                "reply": reply,
+            }
         return utts, jobs
     for j, turn in enumerate(turns):
         user_wav, reply_wav = _user_job(turn, wav_dir), _reply_job(turn, wav_dir)
@@ -273,12 +283,20 @@ def build_task_dir(
             jobs.append(reply_wav)
         if name.endswith("tag_think"):
             record["think"] = build_tag_think(
-                turn.text, turn.speaker.age, turn.speaker.gender, turn.emotion, turn.event,
+                turn.text,
+                turn.speaker.age,
+                turn.speaker.gender,
+                turn.emotion,
+                turn.event,
                 turn.reply_emotion,
             )
         elif name.endswith("language_think"):
             record["think"] = make_language_think(
-                turn.text, turn.speaker.age, turn.speaker.gender, turn.emotion, turn.event,
+                turn.text,
+                turn.speaker.age,
+                turn.speaker.gender,
+                turn.emotion,
+                turn.event,
                 turn.reply_emotion,
             )
         if name == "multiturn":
@@ -339,8 +357,19 @@ def _system_espeak_data() -> Path:
 def _espeak(job: SynthJob, text: str, espeak_path: str, speed: int, pitch: int) -> np.ndarray:
     ssml = f'<speak><prosody range="{job.pitch_range}">{text}</prosody></speak>'
     cmd = [
-        "espeak-ng", f"--path={espeak_path}", "-m", "-v", f"en-us+{job.variant}",
-        "-s", str(speed), "-p", str(pitch), "-a", str(job.amplitude), "--stdout", ssml,
+        "espeak-ng",
+        f"--path={espeak_path}",
+        "-m",
+        "-v",
+        f"en-us+{job.variant}",
+        "-s",
+        str(speed),
+        "-p",
+        str(pitch),
+        "-a",
+        str(job.amplitude),
+        "--stdout",
+        ssml,
     ]
     out = subprocess.run(cmd, capture_output=True, check=True).stdout
     # espeak-ng --stdout writes a 44-byte header with a placeholder size; skip it.
@@ -416,7 +445,9 @@ def make_mini_corpus(out_dir: Path, num_per_task: Optional[int] = None, nj: int 
         split_turns = _interleave([t for t in turns if t.split == split])
         wav_dir = out_dir / "wav" / split
         wav_dir.mkdir(parents=True, exist_ok=True)
-        sentence_pairs = [(t.text, make_reply(t.topic, t.emotion, "<ADULT>")[1]) for t in split_turns]
+        sentence_pairs = [
+            (t.text, make_reply(t.topic, t.emotion, "<ADULT>")[1]) for t in split_turns
+        ]
         t2t = list(dict.fromkeys(sentence_pairs)) + t2t_by_split[split]
         for ti, (name, task) in enumerate(TASKS):
             if name == "event":
@@ -439,7 +470,9 @@ def make_mini_corpus(out_dir: Path, num_per_task: Optional[int] = None, nj: int 
 
 def get_parser() -> argparse.ArgumentParser:
     """Return the argument parser."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out_dir", required=True, type=Path)
     parser.add_argument(
         "--num_per_task",

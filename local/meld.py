@@ -64,8 +64,9 @@ def prepare_split(root: Path, split: str, task: str, audio_ext: str) -> Utts:
 def main(argv=None) -> None:
     """Command-line entry."""
     parser = get_parser(__doc__, DB_VAR)
-    parser.add_argument("--task", default="<TRANSCRIBE> <EMOTION>",
-                        choices=["<TRANSCRIBE> <EMOTION>", "<EMOTION>"])
+    parser.add_argument(
+        "--task", default="<TRANSCRIBE> <EMOTION>", choices=["<TRANSCRIBE> <EMOTION>", "<EMOTION>"]
+    )
     parser.add_argument("--audio_ext", default="mp4", choices=["mp4", "wav", "flac"])
     args = parse_args(parser, DB_VAR, argv)
     for split in SPLITS:

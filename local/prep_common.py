@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Dict, Mapping
 
-
 from espnet2_echat.data.datadir import validate_data_dir, write_data_dir
 
 Utts = Dict[str, Dict[str, str]]

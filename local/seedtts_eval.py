@@ -15,7 +15,11 @@ from pathlib import Path
 from prep_common import Utts, get_parser, one_line, parse_args, write_and_check
 
 DB_VAR = "SEEDTTS"
-LISTS = {"seedtts_en": "en/meta.lst", "seedtts_zh": "zh/meta.lst", "seedtts_zh_hard": "zh/hardcase.lst"}
+LISTS = {
+    "seedtts_en": "en/meta.lst",
+    "seedtts_zh": "zh/meta.lst",
+    "seedtts_zh_hard": "zh/hardcase.lst",
+}
 
 
 def prepare_list(list_path: Path) -> Utts:

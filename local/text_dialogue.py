@@ -23,7 +23,11 @@ DB_VAR = "TEXT_DIALOGUE"
 
 def _load(path: Path) -> List[dict]:
     if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [
+            json.loads(line)
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -39,7 +43,9 @@ def pairs(items: List[dict]) -> Iterator[Tuple[str, str, str]]:
             question = item["instruction"] + (" " + item["input"] if item.get("input") else "")
             yield str(i), question, item["output"]
         else:
-            raise ValueError(f"item {i}: neither Alpaca (instruction/output) nor ShareGPT (conversations)")
+            raise ValueError(
+                f"item {i}: neither Alpaca (instruction/output) nor ShareGPT (conversations)"
+            )
 
 
 def prepare(path: Path, prefix: str) -> Utts:

@@ -66,7 +66,9 @@ def main(argv=None) -> None:
         write_and_check(args.out_dir / "vocalsound_all", prepare(audio_dir))
         return
     for split, name in SPLITS.items():
-        write_and_check(args.out_dir / f"vocalsound_{split}", prepare(audio_dir, read_speakers(meta / name)))
+        write_and_check(
+            args.out_dir / f"vocalsound_{split}", prepare(audio_dir, read_speakers(meta / name))
+        )
 
 
 if __name__ == "__main__":

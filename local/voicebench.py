@@ -16,9 +16,9 @@ from typing import Dict, List
 
 import numpy as np
 import soundfile
+from prep_common import Utts, get_parser, one_line, parse_args, write_and_check
 
 from espnet2_echat.data.speech_tokenizer import resample
-from prep_common import Utts, get_parser, one_line, parse_args, write_and_check
 
 DB_VAR = "VOICEBENCH"
 
@@ -60,7 +60,9 @@ def main(argv=None) -> None:
     parser = get_parser(__doc__, DB_VAR)
     parser.add_argument("--subsets", nargs="+", default=None, help="default: every subset folder")
     args = parse_args(parser, DB_VAR, argv)
-    subsets = args.subsets or sorted(p.name for p in args.db_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subsets = args.subsets or sorted(
+        p.name for p in args.db_root.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
     for subset in subsets:
         files = sorted((args.db_root / subset).glob("*.parquet"))
         splits = sorted({f.name.split("-")[0] for f in files})

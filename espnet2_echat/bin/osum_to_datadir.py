@@ -17,14 +17,21 @@ from espnet2_echat.data.osum_format import osum_to_datadir
 def get_parser() -> argparse.ArgumentParser:
     """Return the argument parser."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data_type", choices=["raw", "shard"], required=True,
-                        help="raw: JSONL list; shard: shards_list.txt, combines_list.txt "
-                        "or a 'JSONL|TAR' / '-|TAR' manifest")
+    parser.add_argument(
+        "--data_type",
+        choices=["raw", "shard"],
+        required=True,
+        help="raw: JSONL list; shard: shards_list.txt, combines_list.txt "
+        "or a 'JSONL|TAR' / '-|TAR' manifest",
+    )
     parser.add_argument("--input", type=Path, required=True, help="the list file")
     parser.add_argument("--out_dir", type=Path, required=True)
-    parser.add_argument("--wav_root", type=Path, default=None,
-                        help="folder that relative raw wav paths start from "
-                        "(default: the list's folder)")
+    parser.add_argument(
+        "--wav_root",
+        type=Path,
+        default=None,
+        help="folder that relative raw wav paths start from " "(default: the list's folder)",
+    )
     return parser
 
 

@@ -20,9 +20,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SPEECH_TOKEN_VOCAB,
         help="K: speech-token ids must lie in 0..K-1",
     )
-    parser.add_argument(
-        "--no_audio_check", action="store_true", help="do not open the audio files"
-    )
+    parser.add_argument("--no_audio_check", action="store_true", help="do not open the audio files")
     parser.add_argument("--fs", type=int, default=None, help="required sample rate")
     parser.add_argument(
         "--no_speech_tokens",

@@ -121,9 +121,7 @@ def parse_kaldi_file(path: Path, issues: List[Issue]) -> KaldiFile:
                 value = rest.decode("utf-8").strip()
                 utt = head.decode("utf-8")
             except UnicodeDecodeError as e:
-                issues.append(
-                    Issue(name, lineno, utt, "encoding", f"not valid UTF-8 ({e.reason})")
-                )
+                issues.append(Issue(name, lineno, utt, "encoding", f"not valid UTF-8 ({e.reason})"))
                 continue
             if name in NON_EMPTY_FILES and not value:
                 issues.append(Issue(name, lineno, utt, "empty", "empty value"))
@@ -205,9 +203,7 @@ def write_data_dir(data_dir: Path, utts: Mapping[str, Mapping[str, str]]) -> Non
         write_spk2utt(data_dir, files["utt2spk"])
 
 
-def load_data_dir(
-    data_dir: Path, require_speech_tokens: bool = True
-) -> Dict[str, Dict[str, str]]:
+def load_data_dir(data_dir: Path, require_speech_tokens: bool = True) -> Dict[str, Dict[str, str]]:
     """Read every per-utterance file of a valid data dir: ``{file_name: {uttid: value}}``.
 
     Raises :class:`DataDirError` if the dir does not validate (audio is not opened).
@@ -418,7 +414,9 @@ def _check_spk2utt(data_dir: Path, utt2spk: Optional[KaldiFile]) -> List[Issue]:
         return []
     issues: List[Issue] = []
     seen: Dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+    for lineno, line in enumerate(
+        path.read_text(encoding="utf-8", errors="replace").splitlines(), 1
+    ):
         spk, *utts = line.split()
         for utt in utts:
             seen[utt] = spk
@@ -482,4 +480,3 @@ def fix_data_dir(
 def utterance_ids(data_dir: Path) -> List[str]:
     """Sorted utterance ids of a data dir (the keys of its ``task`` file)."""
     return sorted(read_kaldi_map(Path(data_dir) / "task"))
-

@@ -313,7 +313,9 @@ def _parse_extra(value: object) -> Dict[str, object]:
     return value
 
 
-def read_raw(list_path: Path, errors: List[str], wav_root: Optional[Path] = None) -> Iterator[OsumSample]:
+def read_raw(
+    list_path: Path, errors: List[str], wav_root: Optional[Path] = None
+) -> Iterator[OsumSample]:
     """Samples of a raw JSONL list; relative wav paths resolve against ``wav_root``
     (default: the list's folder). ``start``/``end`` crops are not supported (error)."""
     list_path = Path(list_path)
@@ -338,7 +340,14 @@ def read_raw(list_path: Path, errors: List[str], wav_root: Optional[Path] = None
                     for k, v in extra.items()
                     if re.fullmatch(r"wav_\d+", k)
                 }
-                yield OsumSample(str(obj["key"]), str(obj["txt"]), str(obj.get("task", "<TRANSCRIBE>")), extra, wav, history)
+                yield OsumSample(
+                    str(obj["key"]),
+                    str(obj["txt"]),
+                    str(obj.get("task", "<TRANSCRIBE>")),
+                    extra,
+                    wav,
+                    history,
+                )
             except (json.JSONDecodeError, SampleError, ValueError, TypeError) as e:
                 errors.append(f"{list_path}:{lineno}: {e}")
 
@@ -383,7 +392,9 @@ def read_tar_groups(tar_path: Path, errors: List[str]) -> Iterator[Tuple[str, Di
                 break
             if member is None:
                 break
-            if member.offset > expected_offset and _has_data(tar_path, expected_offset, member.offset):
+            if member.offset > expected_offset and _has_data(
+                tar_path, expected_offset, member.offset
+            ):
                 errors.append(
                     f"{tar_path}: corrupt data between member {last_member} and member "
                     f"{member.name} (bytes {expected_offset}..{member.offset} skipped)"
@@ -453,7 +464,11 @@ def _group_to_sample(
         match = re.fullmatch(r"(\w+?)(?:_(\d+))?", suffix)
         if not match or match.group(1) not in AUDIO_EXTENSIONS:
             continue
-        name = f"{key}.{suffix}" if match.group(2) is None else f"{key}.hist{match.group(2)}.{match.group(1)}"
+        name = (
+            f"{key}.{suffix}"
+            if match.group(2) is None
+            else f"{key}.hist{match.group(2)}.{match.group(1)}"
+        )
         path = audio_dir / name
         path.write_bytes(data)
         try:
@@ -501,14 +516,14 @@ def _manifest(list_path: Path) -> List[Tuple[Optional[Path], Path]]:
             raise FileNotFoundError(f"{root_file} (tar folder of {list_path}) does not exist")
         tar_root = Path(root_file.read_text(encoding="utf-8").strip())
         tar_root = tar_root if tar_root.is_absolute() else base / tar_root
-        return [
-            (Path(_resolve(ln, base)), tar_root / f"{Path(ln).stem}.tar") for ln in lines
-        ]
+        return [(Path(_resolve(ln, base)), tar_root / f"{Path(ln).stem}.tar") for ln in lines]
     out: List[Tuple[Optional[Path], Path]] = []
     for ln in lines:
         if "|" in ln:
             meta, tar = ln.split("|", 1)
-            out.append((None if meta == "-" else Path(_resolve(meta, base)), Path(_resolve(tar, base))))
+            out.append(
+                (None if meta == "-" else Path(_resolve(meta, base)), Path(_resolve(tar, base)))
+            )
         else:
             out.append((None, Path(_resolve(ln, base))))
     return out
@@ -587,7 +602,12 @@ def _write_tar(tar_path: Path, samples: Sequence[OsumSample], meta_only: bool) -
             if not meta_only:
                 _add(tar, f"{s.key}.txt", s.txt.encode("utf-8"))
                 _add(tar, f"{s.key}.task", s.task.encode("utf-8"))
-                for name, key in (("lang", "lang"), ("speaker", "speaker"), ("emotion", "q_emotion"), ("gender", "gender")):
+                for name, key in (
+                    ("lang", "lang"),
+                    ("speaker", "speaker"),
+                    ("emotion", "q_emotion"),
+                    ("gender", "gender"),
+                ):
                     _add(tar, f"{s.key}.{name}", str(extra.get(key, "none")).encode("utf-8"))
                 _add(tar, f"{s.key}.duration", str(duration).encode("utf-8"))
                 _add(tar, f"{s.key}.extra", json.dumps(extra, ensure_ascii=False).encode("utf-8"))
@@ -655,7 +675,9 @@ def datadir_to_osum(
                     obj["tar_path_key"] = str((tar_dir / f"{name}.tar").resolve())
                     f.write(json.dumps(obj, ensure_ascii=False) + "\n")
             lists.append(str((out_dir / f"{name}.list").resolve()))
-        (out_dir / "combines_tar_root.txt").write_text(str(tar_dir.resolve()) + "\n", encoding="utf-8")
+        (out_dir / "combines_tar_root.txt").write_text(
+            str(tar_dir.resolve()) + "\n", encoding="utf-8"
+        )
         path = out_dir / "combines_list.txt"
         path.write_text("".join(p + "\n" for p in lists), encoding="utf-8")
         return path

@@ -240,7 +240,9 @@ def extract_speech_tokens(
             for i, turn in enumerate(turns):
                 if "reply_wav" not in turn:
                     if not turn.get("speech_token"):
-                        raise ValueError(f"{data_dir}/history: utt {utt}: turn {i} has no reply_wav")
+                        raise ValueError(
+                            f"{data_dir}/history: utt {utt}: turn {i} has no reply_wav"
+                        )
                     continue
                 turn["speech_token"] = tokenizer.encode(audio_loader(turn["reply_wav"]), FS)
             history[utt] = json.dumps(turns, ensure_ascii=False)

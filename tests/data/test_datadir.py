@@ -43,8 +43,14 @@ def good_dir(tmp_path: Path) -> Path:
         values["wav.scp"] = _wav(wavs / f"{utt}.wav")
         values["utt2spk"] = utt.split("-")[0]
     utts["spk2-hist"]["history"] = json.dumps(
-        [{"user_wav": utts["spk1-asr"]["wav.scp"], "user_text": "hi", "reply": "hello",
-          "speech_token": [7, 8]}]
+        [
+            {
+                "user_wav": utts["spk1-asr"]["wav.scp"],
+                "user_text": "hi",
+                "reply": "hello",
+                "speech_token": [7, 8],
+            }
+        ]
     )
     utts["t2t-1"] = {"task": "<TEXT2TEXT>", "question": "What is 2+2?", "reply": "4."}
     data = tmp_path / "data"
@@ -63,7 +69,12 @@ def test_good_dir_is_valid_and_sorted(good_dir: Path):
     assert _lines(good_dir / "spk2utt") == ["spk1 spk1-asr spk1-emo", "spk2 spk2-hist spk2-s2s"]
     assert datadir.required_files("<TEXT2TEXT>") == {"question", "reply"}
     assert datadir.required_files("<TRANSCRIBE> <AGE> <GENDER>") == {
-        "wav.scp", "utt2spk", "text", "utt2age", "utt2gender"}
+        "wav.scp",
+        "utt2spk",
+        "text",
+        "utt2age",
+        "utt2gender",
+    }
 
 
 def _replace_line(path: Path, utt: str, new_line: bytes) -> int:
@@ -117,8 +128,16 @@ def _break_history(d):
 
 @pytest.mark.parametrize(
     "breaker",
-    [_break_missing_audio, _break_empty_text, _break_non_utf8, _break_unknown_task,
-     _break_id_mismatch, _break_tokens, _break_label, _break_history],
+    [
+        _break_missing_audio,
+        _break_empty_text,
+        _break_non_utf8,
+        _break_unknown_task,
+        _break_id_mismatch,
+        _break_tokens,
+        _break_label,
+        _break_history,
+    ],
 )
 def test_each_error_named_and_fixer_keeps_others(good_dir: Path, breaker):
     file, line, utt, kind = breaker(good_dir)

@@ -59,14 +59,23 @@ def test_ensure_reply_emotion():
 
 def test_build_tag_think_target_is_byte_exact():
     got = cot.build_tag_think_target(
-        "I lost my keys again", "Don't worry.", age="CHILD", gender="<FEMALE>",
-        emotion="<SAD>", event="<COUGH>", reply_emotion="<安慰鼓励>",
+        "I lost my keys again",
+        "Don't worry.",
+        age="CHILD",
+        gender="<FEMALE>",
+        emotion="<SAD>",
+        event="<COUGH>",
+        reply_emotion="<安慰鼓励>",
     )
     assert got == TAG_THINK_EXAMPLE
     # reply emotion taken from the reply's leading tag, as the reference does
     got2 = cot.build_tag_think_target(
-        "I lost my keys again", "<安慰鼓励>Don't worry.", age="<CHILD>", gender="<FEMALE>",
-        emotion="<SAD>", event="<COUGH>",
+        "I lost my keys again",
+        "<安慰鼓励>Don't worry.",
+        age="<CHILD>",
+        gender="<FEMALE>",
+        emotion="<SAD>",
+        event="<COUGH>",
     )
     assert got2 == TAG_THINK_EXAMPLE
 
@@ -88,8 +97,12 @@ def test_tag_think_missing_fields():
 def test_parse_tag_think_roundtrip_and_garbage():
     parsed = cot.parse_tag_think(TAG_THINK_EXAMPLE)
     assert parsed == {
-        "q_txt": "I lost my keys again", "age": "<CHILD>", "gender": "<FEMALE>",
-        "emotion": "<SAD>", "event": "<COUGH>", "reply_emotion": "<安慰鼓励>",
+        "q_txt": "I lost my keys again",
+        "age": "<CHILD>",
+        "gender": "<FEMALE>",
+        "emotion": "<SAD>",
+        "event": "<COUGH>",
+        "reply_emotion": "<安慰鼓励>",
         "reply": "Don't worry.",
     }
     # bare body (a data dir's think file), q_txt with commas

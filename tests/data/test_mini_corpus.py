@@ -61,7 +61,9 @@ def test_labels_true_by_construction(corpus: Path):
             continue
         wavs = read_kaldi_map(d / "wav.scp")
         text = read_kaldi_map(d / "text")
-        labels = {name: read_kaldi_map(d / name) for name in ("utt2gender", "utt2age", "utt2emotion")}
+        labels = {
+            name: read_kaldi_map(d / name) for name in ("utt2gender", "utt2age", "utt2emotion")
+        }
         for utt, wav in wavs.items():
             if wav in seen:
                 continue
@@ -71,7 +73,9 @@ def test_labels_true_by_construction(corpus: Path):
                 f0[labels[name][utt]].append(value)
             f0[labels["utt2gender"][utt] + labels["utt2age"][utt]].append(value)
             if read_kaldi_map(d / "utt2event")[utt] == "<OTHER>":
-                rate[labels["utt2emotion"][utt]].append(len(text[utt]) / soundfile.info(wav).duration)
+                rate[labels["utt2emotion"][utt]].append(
+                    len(text[utt]) / soundfile.info(wav).duration
+                )
     mean = {k: float(np.mean(v)) for k, v in f0.items()}
     assert mean["<FEMALE>"] > 1.15 * mean["<MALE>"], mean
     # children of both genders are high; adults and elderly differ by about an octave

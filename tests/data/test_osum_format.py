@@ -28,23 +28,53 @@ def _wav(path: Path, freq: float) -> str:
 def data_dir(tmp_path: Path) -> Path:
     w = tmp_path / "wav"
     w.mkdir()
-    think = build_tag_think("my dog is sick", "<ADULT>", "<FEMALE>", "<SAD>", "<COUGH>", "<安慰鼓励>")
-    history = [{"user_wav": _wav(w / "h1.wav", 300), "user_text": "hi there", "reply": "Hello!",
-                "speech_token": [3, 4], "reply_wav": _wav(w / "h1r.wav", 350)}]
+    think = build_tag_think(
+        "my dog is sick", "<ADULT>", "<FEMALE>", "<SAD>", "<COUGH>", "<安慰鼓励>"
+    )
+    history = [
+        {
+            "user_wav": _wav(w / "h1.wav", 300),
+            "user_text": "hi there",
+            "reply": "Hello!",
+            "speech_token": [3, 4],
+            "reply_wav": _wav(w / "h1r.wav", 350),
+        }
+    ]
     utts = {
         "a-asr": {"task": "<TRANSCRIBE>", "text": "hello world"},
-        "a-ag": {"task": "<TRANSCRIBE> <AGE> <GENDER>", "text": "nice day",
-                 "utt2age": "<CHILD>", "utt2gender": "<MALE>"},
+        "a-ag": {
+            "task": "<TRANSCRIBE> <AGE> <GENDER>",
+            "text": "nice day",
+            "utt2age": "<CHILD>",
+            "utt2gender": "<MALE>",
+        },
         "a-emo": {"task": "<EMOTION>", "text": "i won", "utt2emotion": "<HAPPY>"},
         "a-sttc": {"task": "<TRANSCRIBE> <S2TCHAT>", "text": "how are you", "reply": "Fine."},
-        "b-s2s": {"task": "<S2TCHAT> <TEXT2TOKEN> <THINK>", "text": "my dog is sick",
-                  "reply": "I am so sorry.", "reply_emotion": "<安慰鼓励>", "think": think,
-                  "utt2age": "<ADULT>", "utt2gender": "<FEMALE>", "utt2emotion": "<SAD>",
-                  "utt2event": "<COUGH>", "speech_token": "1 2 3"},
-        "b-s2t": {"task": "<S2TCHAT> <THINKER>", "text": "i am tired",
-                  "reply": "Take a rest.", "think": "She sounds tired and sad."},
-        "b-hist": {"task": "<S2TCHAT> <TEXT2TOKEN> <HISTORY>", "text": "and now?",
-                   "reply": "Now rest.", "speech_token": "5 6", "history": json.dumps(history)},
+        "b-s2s": {
+            "task": "<S2TCHAT> <TEXT2TOKEN> <THINK>",
+            "text": "my dog is sick",
+            "reply": "I am so sorry.",
+            "reply_emotion": "<安慰鼓励>",
+            "think": think,
+            "utt2age": "<ADULT>",
+            "utt2gender": "<FEMALE>",
+            "utt2emotion": "<SAD>",
+            "utt2event": "<COUGH>",
+            "speech_token": "1 2 3",
+        },
+        "b-s2t": {
+            "task": "<S2TCHAT> <THINKER>",
+            "text": "i am tired",
+            "reply": "Take a rest.",
+            "think": "She sounds tired and sad.",
+        },
+        "b-hist": {
+            "task": "<S2TCHAT> <TEXT2TOKEN> <HISTORY>",
+            "text": "and now?",
+            "reply": "Now rest.",
+            "speech_token": "5 6",
+            "history": json.dumps(history),
+        },
     }
     for i, (utt, rec) in enumerate(sorted(utts.items())):
         rec["wav.scp"] = _wav(w / f"{utt}.wav", 200 + 50 * i)
@@ -81,7 +111,10 @@ def test_raw_round_trip_is_exact(data_dir: Path, tmp_path: Path):
     assert s2s["txt"] == "<安慰鼓励>I am so sorry."
     assert s2s["extra"]["question"] == "my dog is sick" and "think_str" not in s2s["extra"]
     assert (s2s["extra"]["age"], s2s["extra"]["q_emotion"], s2s["extra"]["caption"]) == (
-        "<ADULT>", "<SAD>", "<COUGH>")
+        "<ADULT>",
+        "<SAD>",
+        "<COUGH>",
+    )
     assert s2s["extra"]["speech_token"] == [1, 2, 3]
     assert samples["b-s2t"]["extra"]["think_str"] == "She sounds tired and sad."
     assert samples["c-t2t"]["extra"]["question"] == "2+2?" and "wav" not in samples["c-t2t"]
@@ -108,7 +141,9 @@ def test_tar_round_trip(data_dir: Path, tmp_path: Path, data_type: str):
     for utt, path in before["wav.scp"].items():
         assert np.array_equal(_audio(after["wav.scp"][utt]), _audio(path))
     hist_after = json.loads(after["history"]["b-hist"])[0]["user_wav"]
-    assert np.array_equal(_audio(hist_after), _audio(json.loads(before["history"]["b-hist"])[0]["user_wav"]))
+    assert np.array_equal(
+        _audio(hist_after), _audio(json.loads(before["history"]["b-hist"])[0]["user_wav"])
+    )
 
 
 def _wenet_tar(path: Path, keys, wav_dir: Path) -> None:
@@ -157,9 +192,19 @@ def test_truncated_shard_keeps_earlier_samples(tmp_path: Path):
     tar_path.write_bytes(tar_path.read_bytes()[: member.offset_data + 100])
     (tmp_path / "shards_list.txt").write_text(f"{tar_path}\n")
     res = subprocess.run(
-        [sys.executable, "-m", "espnet2_echat.bin.osum_to_datadir", "--data_type", "shard",
-         "--input", str(tmp_path / "shards_list.txt"), "--out_dir", str(tmp_path / "out")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "espnet2_echat.bin.osum_to_datadir",
+            "--data_type",
+            "shard",
+            "--input",
+            str(tmp_path / "shards_list.txt"),
+            "--out_dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 1
     assert f"{tar_path}: member k3.wav:" in res.stderr
@@ -169,15 +214,30 @@ def test_truncated_shard_keeps_earlier_samples(tmp_path: Path):
 def test_raw_bad_lines_named_and_labels_normalised(tmp_path: Path):
     wav = _wav(tmp_path / "a.wav", 200)
     lines = [
-        {"key": "u1", "wav": wav, "txt": "今天 天气 很好 <ANGER>", "task": "<TRANSCRIBE> <EMOTION>"},
+        {
+            "key": "u1",
+            "wav": wav,
+            "txt": "今天 天气 很好 <ANGER>",
+            "task": "<TRANSCRIBE> <EMOTION>",
+        },
         "{not json",
         {"key": "u3", "wav": wav, "txt": "ok<FOO>", "task": "<TRANSCRIBE> <GENDER>"},
-        {"key": "u4", "wav": wav, "txt": "<开心>Great!", "task": "<S2TCHAT> <TEXT2TOKEN> <THINK>",
-         "extra": json.dumps({"think_str": "Sounds happy.", "question": "I won", "speech_token": [1, 2]})},
+        {
+            "key": "u4",
+            "wav": wav,
+            "txt": "<开心>Great!",
+            "task": "<S2TCHAT> <TEXT2TOKEN> <THINK>",
+            "extra": json.dumps(
+                {"think_str": "Sounds happy.", "question": "I won", "speech_token": [1, 2]}
+            ),
+        },
         {"key": "u5", "wav": wav, "txt": "old one<MIDDLE_AGE>", "task": "<TRANSCRIBE> <AGE>"},
     ]
     path = tmp_path / "data.list"
-    path.write_text("\n".join(l if isinstance(l, str) else json.dumps(l, ensure_ascii=False) for l in lines) + "\n")
+    path.write_text(
+        "\n".join(l if isinstance(l, str) else json.dumps(l, ensure_ascii=False) for l in lines)
+        + "\n"
+    )
     errors = osum_to_datadir("raw", path, tmp_path / "out")
     assert len(errors) == 2
     assert errors[0].startswith(f"{path}:2: ")
@@ -186,7 +246,10 @@ def test_raw_bad_lines_named_and_labels_normalised(tmp_path: Path):
     assert files["text"]["u1"] == "今天 天气 很好" and files["utt2emotion"]["u1"] == "<ANGRY>"
     assert files["utt2age"]["u5"] == "<ADULT>"
     assert (files["reply"]["u4"], files["reply_emotion"]["u4"], files["think"]["u4"]) == (
-        "Great!", "<开心>", "Sounds happy.")
+        "Great!",
+        "<开心>",
+        "Sounds happy.",
+    )
     assert files["text"]["u4"] == "I won" and files["speech_token"]["u4"] == "1 2"
 
 

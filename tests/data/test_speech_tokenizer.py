@@ -74,14 +74,31 @@ def test_save_load_roundtrip(tokenizer, wavs, tmp_path):
 
 
 def test_extract_fills_speech_token_and_history(tokenizer, wavs, tmp_path):
-    history = [{"user_wav": wavs["low"], "user_text": "hi", "reply": "hello",
-                "speech_token": [], "reply_wav": wavs["high"]}]
+    history = [
+        {
+            "user_wav": wavs["low"],
+            "user_text": "hi",
+            "reply": "hello",
+            "speech_token": [],
+            "reply_wav": wavs["high"],
+        }
+    ]
     utts = {
-        "a-s2s": {"task": "<S2TCHAT> <TEXT2TOKEN>", "wav.scp": wavs["low"], "utt2spk": "a",
-                  "reply": "ok", "reply_wav.scp": wavs["high"]},
-        "a-hist": {"task": "<S2TCHAT> <TEXT2TOKEN> <HISTORY>", "wav.scp": wavs["low"],
-                   "utt2spk": "a", "reply": "ok", "reply_wav.scp": wavs["high"],
-                   "history": json.dumps(history)},
+        "a-s2s": {
+            "task": "<S2TCHAT> <TEXT2TOKEN>",
+            "wav.scp": wavs["low"],
+            "utt2spk": "a",
+            "reply": "ok",
+            "reply_wav.scp": wavs["high"],
+        },
+        "a-hist": {
+            "task": "<S2TCHAT> <TEXT2TOKEN> <HISTORY>",
+            "wav.scp": wavs["low"],
+            "utt2spk": "a",
+            "reply": "ok",
+            "reply_wav.scp": wavs["high"],
+            "history": json.dumps(history),
+        },
         "a-asr": {"task": "<TRANSCRIBE>", "wav.scp": wavs["low"], "utt2spk": "a", "text": "x"},
         "b-tts": {"task": "<TEXT2TOKEN>", "wav.scp": wavs["low"], "utt2spk": "b", "text": "hi"},
     }
