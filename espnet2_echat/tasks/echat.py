@@ -119,6 +119,59 @@ class EChatTask(AbsTask):
             default=dict(),
             help="Keyword arguments of EChatPreprocessor (prompt config, think mode, ...)",
         )
+        group = parser.add_argument_group(description="Multi-task data related")
+        group.add_argument(
+            "--train_data_dir",
+            type=str,
+            action="append",
+            default=None,
+            help="A data dir of the data-dir contract, optionally with its mixing weight: "
+            "DIR or DIR:WEIGHT (repeatable; used instead of "
+            "--train_data_path_and_name_and_type)",
+        )
+        group.add_argument(
+            "--valid_data_dir", type=str, action="append", default=None,
+            help="Validation data dir (repeatable)",
+        )
+        group.add_argument(
+            "--multi_task_mixing",
+            type=str,
+            default="repeat",
+            choices=["repeat", "proportion"],
+            help="repeat: WEIGHT repeats a dir's batches per pass (the reference's data yaml); "
+            "proportion: WEIGHT / sum is the share of steps",
+        )
+        group.add_argument(
+            "--batch_tokens",
+            type=int,
+            default=3700,
+            help="Token budget of a batch: longest estimated LLM length x batch size",
+        )
+        group.add_argument(
+            "--batch_tokens_scale",
+            action=NestedDictAction,
+            default=dict(),
+            help="Per output type budget multipliers on top of the reference's "
+            "(x0.8 s2s; x0.6 s2s think/history/streaming and t2t)",
+        )
+        group.add_argument(
+            "--homogeneous_batches",
+            type=str2bool,
+            default=True,
+            help="Every batch holds one data dir and output type (the reference's batching)",
+        )
+        group.add_argument(
+            "--require_init_param",
+            type=str2bool,
+            default=False,
+            help="Refuse to start without --init_param (stages 2 and 3 start from the "
+            "previous stage's model)",
+        )
+        from espnet2_echat.train.devices import default_dist_backend
+
+        parser.set_defaults(
+            iterator_type="task", num_att_plot=0, dist_backend=default_dist_backend()
+        )
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
 
@@ -134,23 +187,77 @@ class EChatTask(AbsTask):
     ) -> Optional[Callable[[str, Dict[str, np.array]], Dict[str, np.ndarray]]]:
         if not args.use_preprocessor:
             return None
+        from transformers import AutoConfig
+
         from espnet2_echat.data.preprocessor import EChatPreprocessor
 
+        llm_dir = resolve_path(args.llm_conf["name_or_path"], getattr(args, "config_dir", None))
+        llm_config = AutoConfig.from_pretrained(llm_dir)
+        vocab = llm_config.get_text_config().vocab_size
         return EChatPreprocessor(
-            tokenizer=args.tokenizer or args.llm_conf["name_or_path"],
+            tokenizer=args.tokenizer or llm_dir,
             speech_token_num=args.speech_token_num,
             train=train,
+            text_vocab_size=vocab,
             **args.preprocessor_conf,
         )
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("speech",) if inference else ("speech", "task")
+        # Text-input tasks (T2T, TTS) have no audio: speech is optional in training.
+        return ("speech",) if inference else ("task",)
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("text", "question", "reply", "think", "speech_token", "history",
-                "utt2gender", "utt2age", "utt2emotion", "utt2event", "reply_emotion")
+        return ("speech", "text", "question", "reply", "think", "speech_token", "history",
+                "utt2gender", "utt2age", "utt2emotion", "utt2event", "utt2style",
+                "reply_emotion")
+
+    @classmethod
+    def main(cls, args: Optional[argparse.Namespace] = None, cmd=None):
+        """ESPnet's main, after mapping CUDA calls onto an Ascend NPU when there is one."""
+        from espnet2_echat.train.devices import prepare_accelerator
+
+        prepare_accelerator()
+        super().main(args=args, cmd=cmd)
+
+    @classmethod
+    def check_required_command_args(cls, args: argparse.Namespace):
+        """ESPnet's checks plus this task's: a stage that needs an init model gets one."""
+        super().check_required_command_args(args)
+        if getattr(args, "print_config", False) or getattr(args, "collect_stats", False):
+            return
+        if args.require_init_param and not args.init_param:
+            raise ValueError(
+                "this stage starts from the previous stage's model: give --init_param "
+                "(e.g. exp/<stage1>/valid.loss.ave.pth); require_init_param is set in the config"
+            )
+        for spec in args.init_param or []:
+            path = Path(spec.split(":", 1)[0])
+            if not path.is_file():
+                raise FileNotFoundError(f"--init_param {spec}: {path} does not exist")
+
+    @classmethod
+    def build_task_iter_factory(cls, args: argparse.Namespace, iter_options, mode: str):
+        """Several data dirs, token-budget batches and task mixing (``--*_data_dir``).
+
+        Without ``--train_data_dir`` / ``--valid_data_dir`` ESPnet's sequence iterator
+        reads ``--*_data_path_and_name_and_type`` as usual.
+        """
+        from espnet2_echat.train.iter_factory import build_multi_task_iter_factory
+
+        dirs = args.train_data_dir if mode == "train" else args.valid_data_dir
+        if not dirs:
+            return cls.build_sequence_iter_factory(args, iter_options, mode)
+        return build_multi_task_iter_factory(
+            dirs,
+            iter_options.preprocess_fn,
+            iter_options.collate_fn,
+            args,
+            train=iter_options.train,
+            num_iters_per_epoch=iter_options.num_iters_per_epoch,
+            distributed=iter_options.distributed,
+        )
 
     @classmethod
     @typechecked

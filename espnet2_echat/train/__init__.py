@@ -1,0 +1,1 @@
+"""Training helpers of the speech LLM: multi-task data loading, devices, LoRA merge."""
