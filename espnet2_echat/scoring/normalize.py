@@ -27,6 +27,7 @@ _RE_CJK = re.compile(f"[{_CJK_RANGE}]")
 _RE_SPACE_AROUND_CJK = re.compile(rf"\s*([{_CJK_RANGE}])\s*")
 _RE_TAG = re.compile(r"<[^<>]*>")
 _RE_SPACES = re.compile(r"\s+")
+_RE_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _RE_UNIT = re.compile(rf"[{_CJK_RANGE}]|[^\s{_CJK_RANGE}]+")
 SPACE_SYMBOL = "<space>"
 
@@ -56,6 +57,7 @@ def normalize_chinese(text: str) -> str:
     import cn2an
 
     text = unicodedata.normalize("NFKC", text)
+    text = _RE_THOUSANDS.sub("", text)  # 1,000 -> 1000 (cn2an would read "1" and "000")
     # cn2an's "an2cn" transform rewrites Arabic numbers (incl. decimals, %) inside a
     # sentence, as the reference's ASR scorer does.
     text = cn2an.transform(text, "an2cn")

@@ -35,6 +35,7 @@ def test_normalize_chinese_numbers_punctuation_and_spaces():
     # cn2an writes Arabic numbers as Chinese numerals; punctuation and CJK spacing go.
     assert normalize_for_scoring("我有 3 个苹果，好吗？") == "我有三个苹果好吗"
     assert normalize_for_scoring("今天 Hello World!") == "今天hello world"
+    assert normalize_for_scoring("价格是1,000元") == "价格是一千元"
     # tags (labels, reply emotions) are not words
     assert normalize_for_scoring("<开心>好的<HAPPY>") == "好的"
 
