@@ -115,7 +115,8 @@ def parse_kaldi_file(path: Path, issues: List[Issue]) -> KaldiFile:
             if not raw.strip():
                 issues.append(Issue(name, lineno, None, "format", "empty line"))
                 continue
-            head, _, rest = raw.partition(b" ")
+            fields = raw.split(None, 1)  # id, then the value after any run of blanks
+            head, rest = fields[0], (fields[1] if len(fields) > 1 else b"")
             utt = head.decode("utf-8", errors="replace").strip()
             try:
                 value = rest.decode("utf-8").strip()
@@ -417,6 +418,8 @@ def _check_spk2utt(data_dir: Path, utt2spk: Optional[KaldiFile]) -> List[Issue]:
     for lineno, line in enumerate(
         path.read_text(encoding="utf-8", errors="replace").splitlines(), 1
     ):
+        if not line.strip():
+            continue
         spk, *utts = line.split()
         for utt in utts:
             seen[utt] = spk

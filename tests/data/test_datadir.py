@@ -180,3 +180,11 @@ def test_cli_exit_status(good_dir: Path):
     res = subprocess.run(cmd + ["--speech_token_vocab", "4096"], capture_output=True, text=True)
     assert res.returncode == 1
     assert "speech_token:2: utt spk2-s2s: [token_range]" in res.stderr
+
+
+def test_tab_separated_lines_are_read(good_dir: Path):
+    path = good_dir / "text"
+    lines = _lines(path)
+    path.write_text("\n".join(l.replace(" ", "\t", 1) for l in lines) + "\n", encoding="utf-8")
+    assert datadir.read_kaldi_map(path)["spk1-asr"] == "hello there"
+    assert datadir.validate_data_dir(good_dir) == []
