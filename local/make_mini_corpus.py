@@ -379,7 +379,7 @@ def _espeak(job: SynthJob, text: str, espeak_path: str, speed: int, pitch: int) 
 
 def _event_sound(event: str, job: SynthJob, espeak_path: str) -> np.ndarray:
     """A deterministic event sound at 16 kHz (empty for <OTHER>)."""
-    rng = np.random.default_rng(zlib.crc32(job.path.encode()))
+    rng = np.random.default_rng(zlib.crc32(Path(job.path).name.encode()))
     if event == "<COUGH>":
         sos = signal.butter(4, [300, 3000], btype="bandpass", fs=FS, output="sos")
         t = np.arange(int(0.18 * FS)) / FS

@@ -112,3 +112,34 @@ def test_think_and_history_content(corpus: Path):
     lang = read_kaldi_map(corpus / "test_s2t_language_think" / "think")
     assert all(v.startswith('The user says "') for v in lang.values())
     assert (corpus / "train_s2s" / "reply_wav.scp").is_file()
+
+
+def test_cough_events_are_noise_bursts(corpus: Path):
+    """A <COUGH> turn starts with broadband noise: higher spectral flatness than <OTHER>."""
+    flatness = defaultdict(list)
+    for d in corpus.glob("*_event"):
+        events = read_kaldi_map(d / "utt2event")
+        for utt, wav in read_kaldi_map(d / "wav.scp").items():
+            x, fs = soundfile.read(wav)
+            onset = x[: int(0.3 * fs)]
+            value = librosa.feature.spectral_flatness(y=onset, n_fft=512, hop_length=160).mean()
+            flatness[events[utt]].append(value)
+    assert flatness["<COUGH>"] and flatness["<OTHER>"]
+    assert min(flatness["<COUGH>"]) > 3 * max(flatness["<OTHER>"]), flatness
+
+
+def test_deterministic(tmp_path: Path):
+    maker = _load("make_mini_corpus")
+    for name in ("a", "b"):
+        maker.make_mini_corpus(tmp_path / name, num_per_task=1, nj=1 if name == "a" else 2)
+    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        a, b = (tmp_path / "a" / rel).read_bytes(), (tmp_path / "b" / rel).read_bytes()
+        if rel.suffix == ".wav":
+            assert a == b, rel
+        else:  # text files name their own out_dir
+            assert a.replace(str(tmp_path / "a").encode(), b"") == b.replace(
+                str(tmp_path / "b").encode(), b""
+            ), rel
