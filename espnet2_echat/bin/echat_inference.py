@@ -17,9 +17,8 @@ import logging
 
 from espnet2.utils.types import str2bool, str_or_none
 
-from espnet2_echat.inference.batch_decode import decode_data_dir
+from espnet2_echat.inference.batch_decode import inference
 from espnet2_echat.inference.settings import TASKS, THINK_MODES
-from espnet2_echat.inference.speech2response import Speech2Response
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -66,39 +65,13 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DECODING_OPTIONS = (
-    "do_sample", "top_k", "top_p", "temperature", "repetition_penalty", "max_new_tokens",
-    "max_new_speech_tokens", "min_new_tokens", "age_forcing", "speech_ngram_blocking", "seed",
-)
-
-
 def main(cmd=None):
-    args = get_parser().parse_args(cmd)
+    args = vars(get_parser().parse_args(cmd))
     logging.basicConfig(
-        level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+        level=args.pop("log_level"),
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
-    model_kwargs = dict(
-        device="cuda" if args.ngpu > 0 else "cpu",
-        dtype=args.dtype,
-        reference_compat=args.reference_compat,
-        token2wav_train_config=args.token2wav_train_config,
-        token2wav_model_file=args.token2wav_model_file,
-    )
-    if args.model_tag:
-        s2r = Speech2Response.from_pretrained(args.model_tag, **model_kwargs)
-    else:
-        s2r = Speech2Response(args.train_config, args.model_file, **model_kwargs)
-    decode_data_dir(
-        s2r,
-        args.data_path_and_name_and_type,
-        args.output_dir,
-        args.task,
-        args.think,
-        prompt=args.prompt,
-        key_file=args.key_file,
-        batch_size=args.batch_size,
-        **{name: getattr(args, name) for name in DECODING_OPTIONS},
-    )
+    inference(**args)
 
 
 if __name__ == "__main__":

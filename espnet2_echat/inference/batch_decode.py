@@ -106,6 +106,42 @@ def decode_data_dir(
     return out
 
 
+def inference(
+    output_dir: str,
+    data_path_and_name_and_type: Sequence[str],
+    task: str,
+    think: str = "none",
+    prompt: Optional[str] = None,
+    key_file: Optional[str] = None,
+    batch_size: int = 1,
+    train_config: Optional[str] = None,
+    model_file: Optional[str] = None,
+    model_tag: Optional[str] = None,
+    ngpu: int = 0,
+    dtype: str = "float32",
+    reference_compat: bool = False,
+    token2wav_train_config: Optional[str] = None,
+    token2wav_model_file: Optional[str] = None,
+    **decoding_options,
+) -> Path:
+    """Build a :class:`Speech2Response` (from files or ``model_tag``) and decode a data dir."""
+    model_kwargs = dict(
+        device="cuda" if ngpu > 0 else "cpu",
+        dtype=dtype,
+        reference_compat=reference_compat,
+        token2wav_train_config=token2wav_train_config,
+        token2wav_model_file=token2wav_model_file,
+    )
+    if model_tag:
+        s2r = Speech2Response.from_pretrained(model_tag, **model_kwargs)
+    else:
+        s2r = Speech2Response(train_config, model_file, **model_kwargs)
+    return decode_data_dir(
+        s2r, data_path_and_name_and_type, output_dir, task, think, prompt, key_file, batch_size,
+        **decoding_options,
+    )
+
+
 def _append(out: Path, keys, responses: Sequence[Response], task: str, think: str) -> None:
     """Append one batch; ``text`` last, so an interrupted batch is decoded again."""
     files = {"token_int": [], "text": []}

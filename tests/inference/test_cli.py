@@ -1,0 +1,108 @@
+"""``python -m espnet2_echat.bin.echat_inference`` end to end on a small data dir."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from espnet2.fileio.read_text import read_2columns_text
+
+from espnet2_echat.inference import Request
+from espnet2_echat.inference.batch_decode import decode_data_dir
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.reference
+
+FIXTURE_BUDGET = ["--do_sample", "false", "--max_new_tokens", "20", "--max_new_speech_tokens", "30"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, wavs):
+    """The fixture's three utterances and a generated 22.05 kHz tone, as a wav.scp."""
+    root = tmp_path_factory.mktemp("data")
+    lines = []
+    for i, wav in enumerate(wavs):
+        path = root / f"utt{i + 1}.wav"
+        sf.write(path, wav.numpy(), 16000, subtype="FLOAT")
+        lines.append(f"utt{i + 1} {path}")
+    t = np.arange(int(22050 * 1.5)) / 22050
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * np.linspace(0, 1, t.size)).astype(np.float32)
+    sf.write(root / "tone.wav", tone, 22050, subtype="FLOAT")
+    lines.append(f"utt4_tone {root / 'tone.wav'}")
+    (root / "wav.scp").write_text("\n".join(lines) + "\n")
+    (root / "text").write_text("utt1 Hello there.\nutt2 How are you today?\n")
+    return root
+
+
+def test_cli_s2s_reproduces_the_fixture(data_dir, converted_dir, expected, fixed_s2r, tmp_path):
+    out = tmp_path / "decode"
+    cmd = [
+        sys.executable, "-m", "espnet2_echat.bin.echat_inference",
+        "--train_config", str(converted_dir / "config.yaml"),
+        "--model_file", str(converted_dir / "model.pth"),
+        "--data_path_and_name_and_type", f"{data_dir / 'wav.scp'},speech,sound",
+        "--output_dir", str(out), "--task", "s2s", "--batch_size", "2",
+        "--speech_ngram_blocking", "false", *FIXTURE_BUDGET,
+    ]
+    subprocess.run(cmd, check=True, cwd=REPO_ROOT, timeout=240)
+    token_int = read_2columns_text(out / "token_int")
+    speech = read_2columns_text(out / "speech_token")
+    text = read_2columns_text(out / "text")
+    assert list(text) == ["utt1", "utt2", "utt3", "utt4_tone"]
+    assert not (out / "think").exists()
+    for i in range(3):
+        spec = expected["utterances"][i]["tasks"]["s2s"]
+        assert token_int[f"utt{i + 1}"].split() == [str(x) for x in spec["text_part_ids"][:-1]]
+        assert speech[f"utt{i + 1}"].split() == [str(x) for x in spec["speech_part_ids"]]
+    # the generated tone (22.05 kHz, resampled) gives what the Python API gives
+    tone, fs = sf.read(data_dir / "tone.wav", dtype="float32")
+    api = fixed_s2r(speech=tone, fs=fs, task="s2s", do_sample=False, max_new_tokens=20,
+                    max_new_speech_tokens=30, speech_ngram_blocking=False)
+    assert token_int["utt4_tone"].split() == [str(x) for x in api.token_int]
+    assert speech["utt4_tone"].split() == [str(x) for x in api.speech_token]
+    assert text["utt4_tone"] == " ".join(api.text.split())
+
+
+def test_decode_skips_finished_and_writes_think(data_dir, fixed_s2r, tmp_path, monkeypatch):
+    out = tmp_path / "decode"
+    keys = tmp_path / "keys"
+    keys.write_text("utt2 x\n")
+    options = dict(do_sample=False, max_new_tokens=4, max_new_speech_tokens=4)
+    inputs = [f"{data_dir / 'wav.scp'},speech,sound"]
+    decode_data_dir(fixed_s2r, inputs, str(out), "s2t_chat", "tag", key_file=str(keys), **options)
+    first = (out / "text").read_text()
+    seen = []
+    original = fixed_s2r.batch
+
+    def counting(requests, *args, **kwargs):
+        seen.append(len(requests))
+        return original(requests, *args, **kwargs)
+
+    monkeypatch.setattr(fixed_s2r, "batch", counting)
+    decode_data_dir(fixed_s2r, inputs, str(out), "s2t_chat", "tag", batch_size=8, **options)
+    assert seen == [3]  # utt2 was done
+    text = read_2columns_text(out / "text")
+    assert list(text) == ["utt1", "utt2", "utt3", "utt4_tone"]
+    assert first.startswith("utt2 ") and first in (out / "text").read_text()
+    assert list(read_2columns_text(out / "think")) == list(text)
+    assert not (out / "speech_token").exists()
+
+
+def test_decode_tts_from_text(data_dir, fixed_s2r, tmp_path):
+    out = decode_data_dir(
+        fixed_s2r, [f"{data_dir / 'text'},text,text"], str(tmp_path / "tts"), "tts",
+        do_sample=False, max_new_speech_tokens=6,
+    )
+    speech = read_2columns_text(out / "speech_token")
+    api = fixed_s2r.batch([Request(text="Hello there.")], task="tts", do_sample=False,
+                          max_new_speech_tokens=6)[0]
+    assert speech["utt1"].split() == [str(x) for x in api.speech_token]
+    assert list(speech) == ["utt1", "utt2"]
+
+
+def test_bad_data_spec_is_named(fixed_s2r, tmp_path):
+    with pytest.raises(ValueError, match="PATH,NAME,TYPE"):
+        decode_data_dir(fixed_s2r, ["wav.scp,speech"], str(tmp_path), "asr")
+    with pytest.raises(ValueError, match="needs a 'question' input"):
+        decode_data_dir(fixed_s2r, [f"{tmp_path}/wav.scp,speech,sound"], str(tmp_path), "t2t")
