@@ -53,7 +53,9 @@ def prepare(sounds: Path, transcripts: Path, out_dir: Path, max_utts: Optional[i
             f"no transcribed wavs under {sounds} (install asterisk-core-sounds-en-wav)"
         )
     utts: Utts = {}
-    for name in names[:max_utts]:
+    if max_utts is not None and max_utts < len(names):  # evenly spaced, deterministic
+        names = [names[i * len(names) // max_utts] for i in range(max_utts)]
+    for name in names:
         utt = "allison-" + name.replace("/", "_")
         wav = load_audio(str(sounds / f"{name}.wav"), 16000)
         pcm = np.clip(np.round(wav * 32767), -32768, 32767).astype(np.int16)
@@ -78,7 +80,9 @@ def main(argv=None) -> None:
     parser.add_argument("--sounds_dir", type=Path, default=SOUNDS)
     parser.add_argument("--transcripts", type=Path, default=TRANSCRIPTS)
     parser.add_argument("--out_dir", type=Path, required=True, help="where data dirs go")
-    parser.add_argument("--max_utts", type=int, default=None)
+    parser.add_argument(
+        "--max_utts", type=int, default=None, help="keep this many prompts, evenly spaced"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for path, package in (

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Make the embedded mini corpus: espeak-ng speech whose labels are true by construction.
 
-Usage: ``python local/make_mini_corpus.py --out_dir DIR [--num_per_task N] [--nj 2]``
+Usage: ``python local/make_mini_corpus.py --out_dir DIR [--num_per_task N] [--nj 2]
+[--asterisk_utts 20]``
 
 What it makes (all deterministic, 16 kHz 16-bit mono, no network):
 
@@ -20,7 +21,8 @@ What it makes (all deterministic, 16 kHz 16-bit mono, no network):
   spoken by one assistant voice with the reply emotion's prosody; they are the targets
   of S2S (speech tokens come later from ``extract_speech_tokens``) and the TTS set.
 * Data dirs ``{train,dev,test}_{asr,emotion,gender,age,event,tts,s2t,s2t_tag_think,
-  s2t_language_think,s2s,s2s_tag_think,s2s_language_think,t2t,multiturn}``.
+  s2t_language_think,s2s,s2s_tag_think,s2s_language_think,t2t,multiturn}``, and
+  ``test_asterisk_asr``: real recorded English prompts (``local/asterisk.py``).
   Sentences 0-7 of each emotion are train, 8-9 dev, 10-11 test, so no user sentence
   (nor its reply) is shared between train and test.
 """
@@ -428,8 +430,14 @@ def run_jobs(jobs: List[SynthJob], nj: int) -> None:
 # ---------------------------------------------------------------- main entry
 
 
-def make_mini_corpus(out_dir: Path, num_per_task: Optional[int] = None, nj: int = 2) -> List[Path]:
-    """Write the mini corpus under ``out_dir``; return the data dirs made."""
+def make_mini_corpus(
+    out_dir: Path, num_per_task: Optional[int] = None, nj: int = 2, asterisk_utts: int = 0
+) -> List[Path]:
+    """Write the mini corpus under ``out_dir``; return the data dirs made.
+
+    With ``asterisk_utts > 0`` the real-speech ASR test set ``test_asterisk_asr`` is added
+    from the Debian package ``asterisk-core-sounds-en-wav`` (see ``local/asterisk.py``).
+    """
     out_dir = Path(out_dir).resolve()
     turns = plan_user_turns()
     pairs = arithmetic_pairs()
@@ -464,8 +472,26 @@ def make_mini_corpus(out_dir: Path, num_per_task: Optional[int] = None, nj: int 
         issues = validate_data_dir(path, require_speech_tokens=False, expected_fs=FS)
         if issues:
             raise RuntimeError("\n".join(f"{path}/{i}" for i in issues))
-    logging.info("wrote %d data dirs under %s", len(dirs), out_dir)
-    return sorted(dirs)
+    made = sorted(dirs)
+    if asterisk_utts:
+        made.append(_asterisk_test_set(out_dir / "test_asterisk_asr", asterisk_utts))
+    logging.info("wrote %d data dirs under %s", len(made), out_dir)
+    return made
+
+
+def _asterisk_test_set(data_dir: Path, num_utts: int) -> Path:
+    import asterisk
+
+    for path, package in (
+        (asterisk.SOUNDS, "asterisk-core-sounds-en-wav"),
+        (asterisk.TRANSCRIPTS, "asterisk-core-sounds-en"),
+    ):
+        if not path.exists():
+            raise RuntimeError(
+                f"{path} not found: apt-get install {package} (make setup does), "
+                "or pass --asterisk_utts 0"
+            )
+    return asterisk.prepare(asterisk.SOUNDS, asterisk.TRANSCRIPTS, data_dir, num_utts)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -476,11 +502,19 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out_dir", required=True, type=Path)
     parser.add_argument(
         "--num_per_task",
+        "--num_per_split",
+        dest="num_per_task",
         type=int,
         default=None,
         help="utterances per task dir in every split (default: train 20, dev 6, test 20)",
     )
     parser.add_argument("--nj", type=int, default=2, help="synthesis processes")
+    parser.add_argument(
+        "--asterisk_utts",
+        type=int,
+        default=20,
+        help="real-speech ASR test set test_asterisk_asr (0: none)",
+    )
     return parser
 
 
@@ -488,7 +522,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Command-line entry."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(argv)
-    make_mini_corpus(args.out_dir, args.num_per_task, args.nj)
+    make_mini_corpus(args.out_dir, args.num_per_task, args.nj, args.asterisk_utts)
 
 
 if __name__ == "__main__":

@@ -132,8 +132,12 @@ def test_deterministic(tmp_path: Path):
     maker = _load("make_mini_corpus")
     for name in ("a", "b"):
         maker.make_mini_corpus(tmp_path / name, num_per_task=1, nj=1 if name == "a" else 2)
-    files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    files_a = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
+    files_b = sorted(
+        p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file()
+    )
     assert files_a == files_b
     for rel in files_a:
         a, b = (tmp_path / "a" / rel).read_bytes(), (tmp_path / "b" / rel).read_bytes()
@@ -143,3 +147,15 @@ def test_deterministic(tmp_path: Path):
             assert a.replace(str(tmp_path / "a").encode(), b"") == b.replace(
                 str(tmp_path / "b").encode(), b""
             ), rel
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/asterisk/sounds/en_US_f_Allison/activated.wav").is_file(),
+    reason="Debian package asterisk-core-sounds-en-wav is not installed (make setup)",
+)
+def test_asterisk_real_speech_test_set(tmp_path: Path):
+    d = _load("make_mini_corpus")._asterisk_test_set(tmp_path / "test_asterisk_asr", 4)
+    assert validate_data_dir(d, expected_fs=16000) == []
+    text = read_kaldi_map(d / "text")
+    assert len(text) == 4 and all(v and not v.startswith("[") for v in text.values())
+    assert set(read_kaldi_map(d / "utt2gender").values()) == {"<FEMALE>"}
