@@ -112,7 +112,7 @@ class StandInSpeechTokenizer:
             keep = np.random.default_rng(seed).choice(len(frames), max_frames, replace=False)
             frames = frames[np.sort(keep)]
         kmeans = MiniBatchKMeans(
-            n_clusters=vocab_size, random_state=seed, n_init=3, batch_size=4096, max_iter=100
+            n_clusters=vocab_size, random_state=seed, n_init=1, batch_size=4096, max_iter=100
         )
         kmeans.fit(frames)
         logging.info("stand-in tokenizer: K=%d trained on %d frames", vocab_size, len(frames))
