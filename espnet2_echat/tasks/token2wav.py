@@ -1,16 +1,15 @@
 """Token2WavTask: ESPnet task for the CosyVoice-style token2wav (flow + vocoder)."""
 
 import argparse
-import logging
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
-import numpy as np
 import torch
 import yaml
-from espnet2.tasks.abs_task import AbsTask
+from espnet2.tasks.abs_task import AbsTask, optim_classes
 from espnet2.torch_utils.initialize import initialize
 from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.train.gan_trainer import GANTrainer
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
@@ -62,7 +61,7 @@ class Token2WavTask(AbsTask):
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("spk_embedding",)
+        return ("spk_embedding", "pitch")
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ESPnetToken2WavModel:
@@ -111,10 +110,76 @@ class Token2WavTask(AbsTask):
         return vars(args)
 
 
+class Token2WavGANTask(Token2WavTask):
+    """Token2WavTask for ``train_part`` ``hift`` / ``both``: two optimizers, ``GANTrainer``.
+
+    ``optim`` updates the generator side (HiFT, plus the flow for ``both``), ``optim2``
+    the discriminator.
+    """
+
+    num_optimizers: int = 2
+    trainer = GANTrainer
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech",)
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech_token", "spk_embedding", "pitch")
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> ESPnetToken2WavModel:
+        model = super().build_model(args)
+        if model.train_part == "flow":
+            raise ValueError("Token2WavGANTask trains HiFT: set model_conf.train_part to hift or both")
+        return model
+
+    @classmethod
+    def build_optimizers(cls, args: argparse.Namespace, model: ESPnetToken2WavModel) -> List[torch.optim.Optimizer]:
+        generator = list(model.hift.parameters())
+        if model.train_part == "both":
+            generator += list(model.flow.parameters())
+        else:
+            model.flow.requires_grad_(False)
+        optimizers = []
+        for name, conf, params in (
+            (args.optim, args.optim_conf, generator),
+            (args.optim2, args.optim2_conf, model.gan_loss.discriminator.parameters()),
+        ):
+            optim_class = optim_classes.get(name)
+            if optim_class is None:
+                raise ValueError(f"optimizer must be one of {list(optim_classes)}: {name}")
+            optimizers.append(optim_class(params, **conf))
+        return optimizers
+
+
+def token2wav_task_for(cmd: Optional[Sequence[str]]) -> Type[Token2WavTask]:
+    """The task class a training command needs, from its ``train_part`` setting.
+
+    ``train_part`` is read from ``--model_conf train_part=...`` or from the ``--config``
+    file's ``model_conf``; ``flow`` (the default) uses ``Token2WavTask``.
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    pre.add_argument("--model_conf", action="append", default=[])
+    known, _ = pre.parse_known_args(list(cmd) if cmd is not None else None)
+    part = "flow"
+    if known.config:
+        with open(known.config, encoding="utf-8") as f:
+            part = ((yaml.safe_load(f) or {}).get("model_conf") or {}).get("train_part", part)
+    for item in known.model_conf:
+        for piece in item.split(","):
+            key, _, value = piece.partition("=")
+            if key.strip() == "train_part":
+                part = value.strip()
+    return Token2WavTask if part == "flow" else Token2WavGANTask
+
+
 def _key_diff(expected: Dict[str, torch.Tensor], given: Dict[str, torch.Tensor]) -> Tuple[List[str], List[str]]:
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
     return missing, unexpected
 
 
-__all__ = ["Token2WavTask"]
+__all__ = ["Token2WavTask", "Token2WavGANTask", "token2wav_task_for"]

@@ -48,7 +48,8 @@ def test_prompt_mel(model, token2wav_tiny_dir, case):
     inputs, _ = _load(token2wav_tiny_dir, case)
     wav, fs = soundfile.read(token2wav_tiny_dir / "inputs" / case / "prompt.wav", dtype="float32")
     assert fs == 22050
-    feat = model.prompt_from_wav(torch.from_numpy(wav), fs).prompt_feat
+    prompt = model.prompt_from_wav(torch.from_numpy(wav), fs, prompt_token=inputs["prompt_token"])
+    feat = prompt.prompt_feat
     assert _max_abs(feat, inputs["prompt_feat"]) <= FLOW_ATOL
 
 

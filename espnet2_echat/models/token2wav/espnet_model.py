@@ -10,6 +10,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2_echat.models.token2wav.flow import FlowModel
 from espnet2_echat.models.token2wav.griffin_lim import GriffinLimStandInVocoder
 from espnet2_echat.models.token2wav.hift import HiFTGenerator
+from espnet2_echat.models.token2wav.hift_gan import HiFTGANLoss
 from espnet2_echat.models.token2wav.mel import MatchaMelSpectrogram
 from espnet2_echat.models.token2wav.speaker_prompt import (
     SpeakerPrompt,
@@ -18,6 +19,7 @@ from espnet2_echat.models.token2wav.speaker_prompt import (
 from espnet2_echat.models.token2wav.streaming import ChunkedToken2Wav
 
 VOCODERS = ("hift", "griffin_lim")
+TRAIN_PARTS = ("flow", "hift", "both")
 
 
 class ESPnetToken2WavModel(AbsESPnetModel):
@@ -35,6 +37,11 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         speech_fs: Sampling rate of training wavs; resampled to the mel rate when different.
         prompt_num_frames: Frames of the stored prompt mel (0: no stored prompt).
         prompt_num_tokens: Tokens of the stored prompt.
+        train_part: What ``forward`` trains: ``flow`` (CFM loss, ESPnet ``Trainer``),
+            ``hift`` (the vocoder with CosyVoice's GAN losses, ``GANTrainer``) or
+            ``both`` (flow loss added to the generator turn).
+        gan_conf: ``HiFTGANLoss`` arguments (``train_part`` hift/both).
+        segment_frames: Random mel segment length for vocoder training.
     """
 
     def __init__(
@@ -46,10 +53,17 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         speech_fs: int = 22050,
         prompt_num_frames: int = 0,
         prompt_num_tokens: int = 0,
+        train_part: str = "flow",
+        gan_conf: Optional[Dict] = None,
+        segment_frames: int = 32,
     ):
         super().__init__()
         if vocoder not in VOCODERS:
             raise ValueError(f"vocoder must be one of {VOCODERS}, got {vocoder!r}")
+        if train_part not in TRAIN_PARTS:
+            raise ValueError(f"train_part must be one of {TRAIN_PARTS}, got {train_part!r}")
+        if train_part != "flow" and vocoder != "hift":
+            raise ValueError(f"train_part={train_part!r} trains HiFT: set vocoder: hift")
         self.flow = FlowModel(**(flow_conf or {}))
         mel_conf = dict(mel_conf or {})
         mel_conf.setdefault("sample_rate", self.flow.sample_rate)
@@ -63,6 +77,12 @@ class ESPnetToken2WavModel(AbsESPnetModel):
             self.griffin_lim = GriffinLimStandInVocoder(**mel_conf)
         self.speech_fs = speech_fs
         self.sample_rate = self.flow.sample_rate
+        self.train_part = train_part
+        self.segment_frames = segment_frames
+        if train_part != "flow":
+            gan_conf = dict(gan_conf or {})
+            gan_conf.setdefault("mel_conf", mel_conf)
+            self.gan_loss = HiFTGANLoss(**gan_conf)
         self.register_buffer("prompt_token", torch.zeros(1, prompt_num_tokens, dtype=torch.long))
         self.register_buffer("prompt_feat", torch.zeros(1, prompt_num_frames, self.flow.output_size))
         self.register_buffer("prompt_embedding", torch.zeros(1, self.flow.spk_embed_dim))
@@ -85,27 +105,80 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         self,
         speech: torch.Tensor,
         speech_lengths: torch.Tensor,
-        speech_token: torch.Tensor,
-        speech_token_lengths: torch.Tensor,
+        speech_token: Optional[torch.Tensor] = None,
+        speech_token_lengths: Optional[torch.Tensor] = None,
         spk_embedding: Optional[torch.Tensor] = None,
         spk_embedding_lengths: Optional[torch.Tensor] = None,
+        pitch: Optional[torch.Tensor] = None,
+        pitch_lengths: Optional[torch.Tensor] = None,
+        forward_generator: bool = True,
         **kwargs,
-    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
-        """Flow-matching loss on a batch of (wav, speech tokens[, x-vector]).
+    ):
+        """Training losses.
 
-        Without ``spk_embedding`` the stand-in embedding of each target mel is used.
+        ``train_part: flow``: returns ``(loss, stats, weight)`` (ESPnet ``Trainer``).
+        ``hift`` / ``both``: returns the ``GANTrainer`` dict of the generator turn
+        (``forward_generator``) or of the discriminator turn.
+
+        Without ``spk_embedding`` the stand-in embedding of each target mel is used;
+        ``pitch`` is an optional frame-level F0 target (Hz, at the mel rate) for HiFT.
         """
         feat = self.speech_to_mel(speech)
         ratio = feat.shape[1] / speech.shape[1]
         feat_lens = torch.clamp((speech_lengths.float() * ratio).long(), max=feat.shape[1])
+        batch = speech.shape[0]
+        if self.train_part == "flow":
+            loss = self._flow_loss(feat, feat_lens, speech_token, speech_token_lengths, spk_embedding)
+            stats = {"loss": loss.detach(), "flow_loss": loss.detach()}
+            return force_gatherable((loss, stats, batch), loss.device)
+        if self.train_part == "both" and forward_generator:
+            flow_loss = self._flow_loss(feat, feat_lens, speech_token, speech_token_lengths, spk_embedding)
+        wav = speech if self.speech_fs == self.sample_rate else torchaudio.functional.resample(
+            speech, self.speech_fs, self.sample_rate
+        )
+        mel, real, f0_target = self._random_segments(feat, feat_lens, wav, pitch)
+        if forward_generator:
+            fake, f0 = self.hift(mel.transpose(1, 2))
+            losses = self.gan_loss.generator_loss(real, fake, f0, f0_target)
+            if self.train_part == "both":
+                losses["flow_loss"] = flow_loss
+                losses["loss"] = losses["loss"] + flow_loss
+            prefix, optim_idx = "generator_", 0
+        else:
+            with torch.no_grad():
+                fake, _ = self.hift(mel.transpose(1, 2))
+            losses = self.gan_loss.discriminator_loss(real, fake)
+            prefix, optim_idx = "discriminator_", 1
+        stats = {prefix + k: v.detach() for k, v in losses.items()}
+        loss, stats, weight = force_gatherable((losses["loss"], stats, batch), speech.device)
+        return {"loss": loss, "stats": stats, "weight": weight, "optim_idx": optim_idx}
+
+    def _flow_loss(self, feat, feat_lens, speech_token, speech_token_lengths, spk_embedding) -> torch.Tensor:
+        if speech_token is None:
+            raise ValueError("training the flow needs the 'speech_token' data (uttid id id ...)")
         if spk_embedding is None:
             spk_embedding = torch.stack(
                 [standin_speaker_embedding(feat[i : i + 1, : int(n)])[0] for i, n in enumerate(feat_lens)]
             )
-        loss = self.flow(speech_token, speech_token_lengths, feat, feat_lens, spk_embedding.float())
-        stats = {"loss": loss.detach(), "flow_loss": loss.detach()}
-        loss, stats, weight = force_gatherable((loss, stats, speech.shape[0]), loss.device)
-        return loss, stats, weight
+        return self.flow(speech_token, speech_token_lengths, feat, feat_lens, spk_embedding.float())
+
+    def _random_segments(self, feat, feat_lens, wav, pitch):
+        """Cut one random ``segment_frames`` window per utterance: (mel, wav, F0 target)."""
+        seg, hop = self.segment_frames, self.flow.hop_size
+        if feat.shape[1] < seg:
+            feat = torch.nn.functional.pad(feat, (0, 0, 0, seg - feat.shape[1]))
+        need = feat.shape[1] * hop
+        if wav.shape[1] < need:
+            wav = torch.nn.functional.pad(wav, (0, need - wav.shape[1]))
+        mels, wavs, f0s = [], [], []
+        for i, n in enumerate(feat_lens.tolist()):
+            start = int(torch.randint(0, max(1, n - seg + 1), (1,)))
+            mels.append(feat[i, start : start + seg])
+            wavs.append(wav[i, start * hop : (start + seg) * hop])
+            if pitch is not None:
+                f0s.append(torch.nn.functional.pad(pitch[i, start : start + seg], (0, max(0, seg - pitch[i, start:].shape[0]))))
+        f0_target = torch.stack(f0s).float() if pitch is not None else None
+        return torch.stack(mels), torch.stack(wavs), f0_target
 
     def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
         """Log-mel features (for ESPnet's statistics stage)."""
@@ -137,8 +210,9 @@ class ESPnetToken2WavModel(AbsESPnetModel):
     ) -> SpeakerPrompt:
         """Build a prompt from a (N,) or (1, N) wav; fails on a non-``sample_rate`` wav.
 
-        Missing ``prompt_token`` means an empty token prompt; missing ``embedding`` means
-        the documented stand-in embedding.
+        Missing ``prompt_token`` means a prompt of the x-vector only (the flow uses the
+        prompt mel only together with its tokens); missing ``embedding`` means the
+        documented stand-in embedding (computed from the mel).
         """
         if fs != self.sample_rate:
             raise ValueError(
@@ -151,7 +225,10 @@ class ESPnetToken2WavModel(AbsESPnetModel):
             prompt_token = torch.zeros(1, 0, dtype=torch.long)
         if embedding is None:
             embedding = standin_speaker_embedding(feat, self.flow.spk_embed_dim)
-        prompt = SpeakerPrompt(prompt_token.reshape(1, -1).long(), feat, embedding.reshape(1, -1).float())
+        prompt_token = prompt_token.reshape(1, -1).long()
+        if prompt_token.shape[1] == 0:
+            feat = feat[:, :0]
+        prompt = SpeakerPrompt(prompt_token, feat, embedding.reshape(1, -1).float())
         prompt.check(self.flow.vocab_size, self.flow.output_size, self.flow.spk_embed_dim)
         return prompt
 

@@ -77,7 +77,10 @@ def build_speaker_prompt(
         if onnx_dir is not None and (onnx_dir / "speech_tokenizer_v1.onnx").is_file():
             prompt_token = s3_tokens(wav_16k, onnx_dir / "speech_tokenizer_v1.onnx")
         else:
-            logging.warning("no prompt speech tokens given: the prompt has mel and x-vector only")
+            logging.warning(
+                "no prompt speech tokens given: the prompt keeps only the x-vector "
+                "(the flow needs the prompt mel and its tokens together)"
+            )
             prompt_token = torch.zeros(1, 0, dtype=torch.long)
     if embedding_npy is not None:
         embedding = torch.from_numpy(np.load(embedding_npy).astype(np.float32)).reshape(1, -1)
@@ -86,4 +89,6 @@ def build_speaker_prompt(
     else:
         logging.warning("no x-vector given: using the STAND-IN speaker embedding (not CAM++)")
         embedding = standin_speaker_embedding(feat, spk_embed_dim)
+    if prompt_token.shape[1] == 0:
+        feat = feat[:, :0]
     return SpeakerPrompt(prompt_token, feat, embedding)

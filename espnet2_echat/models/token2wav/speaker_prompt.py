@@ -29,6 +29,11 @@ class SpeakerPrompt:
             raise ValueError(f"prompt_token ids must lie in [0, {vocab_size - 1}]")
         if self.prompt_feat.dim() != 3 or self.prompt_feat.shape[0] != 1 or self.prompt_feat.shape[2] != num_mels:
             raise ValueError(f"prompt_feat must be (1, T, {num_mels}), got {tuple(self.prompt_feat.shape)}")
+        if (self.prompt_token.shape[1] == 0) != (self.prompt_feat.shape[1] == 0):
+            raise ValueError(
+                "prompt_token and prompt_feat must both be empty or both be given "
+                f"(got {self.prompt_token.shape[1]} tokens, {self.prompt_feat.shape[1]} frames)"
+            )
         if tuple(self.embedding.shape) != (1, spk_embed_dim):
             raise ValueError(f"embedding must be (1, {spk_embed_dim}), got {tuple(self.embedding.shape)}")
 
