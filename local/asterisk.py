@@ -17,11 +17,9 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
-import soundfile
 from prep_common import Utts, one_line, write_and_check
 
-from espnet2_echat.data.speech_tokenizer import load_audio
+from espnet2_echat.data.audio import load_audio, write_pcm16
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
@@ -58,9 +56,8 @@ def prepare(sounds: Path, transcripts: Path, out_dir: Path, max_utts: Optional[i
     for name in names:
         utt = "allison-" + name.replace("/", "_")
         wav = load_audio(str(sounds / f"{name}.wav"), 16000)
-        pcm = np.clip(np.round(wav * 32767), -32768, 32767).astype(np.int16)
         path = wav_dir / f"{utt}.wav"
-        soundfile.write(path, pcm, 16000, subtype="PCM_16")
+        write_pcm16(path, wav, 16000)
         utts[utt] = {
             "task": "<TRANSCRIBE>",
             "wav.scp": str(path.resolve()),

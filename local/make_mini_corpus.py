@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import soundfile
 from scipy import signal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -54,6 +53,7 @@ from mini_corpus_text import (  # noqa: E402
     make_reply,
 )
 
+from espnet2_echat.data.audio import resample, write_pcm16  # noqa: E402
 from espnet2_echat.data.cot import build_tag_think  # noqa: E402
 from espnet2_echat.data.datadir import validate_data_dir, write_data_dir  # noqa: E402
 
@@ -376,7 +376,7 @@ def _espeak(job: SynthJob, text: str, espeak_path: str, speed: int, pitch: int) 
     out = subprocess.run(cmd, capture_output=True, check=True).stdout
     # espeak-ng --stdout writes a 44-byte header with a placeholder size; skip it.
     pcm = np.frombuffer(out[44:], dtype="<i2").astype(np.float64) / 32768.0
-    return signal.resample_poly(pcm, 320, 441)  # 22050 Hz -> 16000 Hz
+    return resample(pcm, ESPEAK_FS, FS)
 
 
 def _event_sound(event: str, job: SynthJob, espeak_path: str) -> np.ndarray:
@@ -409,8 +409,7 @@ def synthesize(job_and_path: Tuple[SynthJob, str]) -> None:
     event = _event_sound(job.event, job, espeak_path)
     if event.size:
         speech = np.concatenate([event, np.zeros(int(0.15 * FS)), speech])
-    pcm = np.clip(np.round(speech * 32767), -32768, 32767).astype(np.int16)
-    soundfile.write(job.path, pcm, FS, subtype="PCM_16")
+    write_pcm16(job.path, speech, FS)
 
 
 def run_jobs(jobs: List[SynthJob], nj: int) -> None:

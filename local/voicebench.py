@@ -14,11 +14,9 @@ import io
 from pathlib import Path
 from typing import Dict, List
 
-import numpy as np
-import soundfile
 from prep_common import Utts, get_parser, one_line, parse_args, write_and_check
 
-from espnet2_echat.data.speech_tokenizer import resample
+from espnet2_echat.data.audio import load_audio, write_pcm16
 
 DB_VAR = "VOICEBENCH"
 
@@ -38,12 +36,10 @@ def prepare_file(path: Path, data_dir: Path, spk: str, tag: str) -> Utts:
     utts: Utts = {}
     for i, row in enumerate(_read_parquet(path)):
         audio = row["audio"]
-        wav, fs = soundfile.read(io.BytesIO(audio["bytes"]), dtype="float64", always_2d=True)
-        wav = resample(wav.mean(axis=1), fs, 16000)
+        wav = load_audio(io.BytesIO(audio["bytes"]), 16000)
         utt = f"{spk}-{tag}{i:05d}"
         out = wav_dir / f"{utt}.wav"
-        pcm = np.clip(np.round(wav * 32767), -32768, 32767).astype(np.int16)
-        soundfile.write(out, pcm, 16000, subtype="PCM_16")
+        write_pcm16(out, wav, 16000)
         rec = {"task": "<S2TCHAT>", "wav.scp": str(out.resolve()), "utt2spk": spk}
         if row.get("prompt"):
             rec["text"] = one_line(str(row["prompt"]))

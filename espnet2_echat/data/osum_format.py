@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-import numpy as np
 import soundfile
 
+from espnet2_echat.data.audio import load_audio, write_pcm16
 from espnet2_echat.data.cot import build_tag_think, parse_tag_think
 from espnet2_echat.data.datadir import load_data_dir, validate_data_dir, write_data_dir
 from espnet2_echat.data.labels import (
@@ -57,7 +57,6 @@ from espnet2_echat.data.labels import (
     normalize_label,
     split_leading_tag,
 )
-from espnet2_echat.data.speech_tokenizer import resample
 
 STTC_SEPARATOR = "<开始回答>"
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "m4a", "ogg", "opus", "wma")
@@ -580,11 +579,8 @@ def osum_to_datadir(
 
 def _wav_bytes(path: str) -> bytes:
     """16 kHz 16-bit mono WAV bytes of an audio file (resampled at packing, spec 4.2)."""
-    wav, fs = soundfile.read(path, dtype="float64", always_2d=True)
-    wav = resample(wav.mean(axis=1), fs, 16000)
     buf = io.BytesIO()
-    pcm = np.clip(np.round(wav * 32767), -32768, 32767).astype(np.int16)
-    soundfile.write(buf, pcm, 16000, subtype="PCM_16", format="WAV")
+    write_pcm16(buf, load_audio(path, 16000), 16000)
     return buf.getvalue()
 
 

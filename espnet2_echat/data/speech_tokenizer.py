@@ -27,9 +27,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Protocol
 
 import librosa
 import numpy as np
-import soundfile
-from scipy import signal
 
+from espnet2_echat.data.audio import load_audio, resample
 from espnet2_echat.data.datadir import read_kaldi_map, write_kaldi_map
 
 FS = 16000
@@ -43,21 +42,6 @@ class SpeechTokenizer(Protocol):
 
     def encode(self, wav: np.ndarray, fs: int) -> List[int]:
         """Return the token ids of a mono waveform."""
-
-
-def load_audio(path: str, fs: int = FS) -> np.ndarray:
-    """Read an audio file as mono float64 at ``fs`` Hz (channels averaged, resampled)."""
-    wav, file_fs = soundfile.read(path, dtype="float64", always_2d=True)
-    wav = wav.mean(axis=1)
-    return resample(wav, file_fs, fs)
-
-
-def resample(wav: np.ndarray, from_fs: int, to_fs: int) -> np.ndarray:
-    """Polyphase resampling (scipy); returns the input when the rates agree."""
-    if from_fs == to_fs:
-        return wav
-    g = np.gcd(int(from_fs), int(to_fs))
-    return signal.resample_poly(wav, to_fs // g, from_fs // g)
 
 
 class StandInSpeechTokenizer:

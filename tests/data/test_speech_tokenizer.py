@@ -3,7 +3,6 @@
 import json
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,7 +47,9 @@ def test_rate_range_and_nearest_centroid(tokenizer, wavs):
     feats = st.StandInSpeechTokenizer.features(wav)
     dist = np.linalg.norm(feats[:, None, :] - tokenizer.centroids[None], axis=2)
     # the chosen centroid is a nearest one (ties between equal centroids may go either way)
-    np.testing.assert_allclose(dist[np.arange(len(ids)), ids], dist.min(axis=1), rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(
+        dist[np.arange(len(ids)), ids], dist.min(axis=1), rtol=1e-9, atol=1e-6
+    )
 
 
 def test_different_sounds_get_different_tokens(tokenizer, wavs):
