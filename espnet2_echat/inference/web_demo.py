@@ -1,0 +1,124 @@
+"""A Gradio chat demo around :class:`Speech2Response`.
+
+Record or upload audio (or type text for T2T / TTS), pick the task and think mode, and
+see the think text, the reply and its speech tokens; with a token2wav model the reply is
+also played. Each browser session keeps its own :class:`Conversation` for S2S and S2T
+chat; "New conversation" clears it.
+"""
+
+from typing import List, Optional, Tuple
+
+import gradio as gr
+import numpy as np
+
+from espnet2_echat.inference.conversation import Conversation
+from espnet2_echat.inference.settings import TASKS, TEXT_INPUT_TASKS, THINK_MODES
+from espnet2_echat.inference.speech2response import Speech2Response
+
+CHAT_TASKS_WITH_HISTORY = ("s2s", "s2t_chat")
+
+
+def respond(
+    s2r: Speech2Response,
+    audio: Optional[Tuple[int, np.ndarray]],
+    text: str,
+    task: str,
+    think: str,
+    conversation: Optional[Conversation],
+    chat: Optional[List[dict]],
+    **decoding,
+):
+    """One turn: returns (chat messages, think text, reply audio, speech tokens, conversation).
+
+    Errors (no input, unknown task, too long audio) are shown in the UI as ``gr.Error``.
+    """
+    conversation = conversation if conversation is not None else Conversation(s2r.max_history_turns)
+    chat = list(chat or [])
+    kwargs = dict(task=task, think=think if task in CHAT_TASKS_WITH_HISTORY else "none", **decoding)
+    if task in CHAT_TASKS_WITH_HISTORY:
+        kwargs["history"] = conversation
+    try:
+        if task in TEXT_INPUT_TASKS:
+            response = s2r(text=text, **kwargs)
+            user = text
+        else:
+            if audio is None:
+                raise ValueError("record or upload audio first")
+            fs, wav = audio
+            wav = np.asarray(wav)
+            if np.issubdtype(wav.dtype, np.integer):
+                wav = wav.astype(np.float32) / np.iinfo(wav.dtype).max
+            if wav.ndim == 2:  # gradio gives (samples, channels)
+                wav = wav.mean(axis=1)
+            response = s2r(speech=wav.astype(np.float32), fs=int(fs), **kwargs)
+            user = f"[audio {wav.shape[0] / fs:.1f} s]"
+    except ValueError as e:
+        raise gr.Error(str(e))
+    reply = response.text or "(no text)"
+    if response.speech_token and task != "tts":
+        reply += f"  [{len(response.speech_token)} speech tokens]"
+    chat += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+    wav_out = None
+    if response.wav is not None:
+        wav_out = (response.sample_rate, response.wav)
+    tokens = " ".join(map(str, response.speech_token))
+    return chat, response.think, wav_out, tokens, conversation
+
+
+def build_demo(s2r: Speech2Response, default_task: str = "s2s", **decoding) -> gr.Blocks:
+    """The Blocks app; ``decoding`` options apply to every call (e.g. ``max_new_tokens``)."""
+    with gr.Blocks(title="OSUM-EChat (ESPnet)") as demo:
+        gr.Markdown("# OSUM-EChat\nSpeak, pick a task and a think mode, and send.")
+        conversation = gr.State(None)
+        with gr.Row():
+            with gr.Column():
+                audio = gr.Audio(sources=["microphone", "upload"], type="numpy", label="Your audio")
+                text = gr.Textbox(label="Text input (T2T question / TTS text)")
+                task = gr.Dropdown(list(TASKS), value=default_task, label="Task")
+                think = gr.Radio(list(THINK_MODES), value="none", label="Think")
+                with gr.Row():
+                    send = gr.Button("Send", variant="primary")
+                    new = gr.Button("New conversation")
+            with gr.Column():
+                chat = gr.Chatbot(label="Conversation")
+                think_out = gr.Textbox(label="Think", interactive=False)
+                reply_audio = gr.Audio(label="Reply", interactive=False, autoplay=True)
+                tokens = gr.Textbox(label="Speech tokens", interactive=False)
+
+        def on_send(a, t, k, th, conv, history):
+            return respond(s2r, a, t, k, th, conv, history, **decoding)
+
+        send.click(
+            on_send,
+            [audio, text, task, think, conversation, chat],
+            [chat, think_out, reply_audio, tokens, conversation],
+        )
+        new.click(lambda: (None, [], "", None, ""), None, [conversation, chat, think_out, reply_audio, tokens])
+    return demo
+
+
+def launch(
+    train_config: Optional[str] = None,
+    model_file: Optional[str] = None,
+    model_tag: Optional[str] = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    reference_compat: bool = False,
+    token2wav_train_config: Optional[str] = None,
+    token2wav_model_file: Optional[str] = None,
+    server_name: str = "127.0.0.1",
+    server_port: int = 7860,
+    share: bool = False,
+    **decoding,
+) -> None:
+    """Load a model and serve the demo (blocks until interrupted)."""
+    kwargs = dict(
+        device=device, dtype=dtype, reference_compat=reference_compat,
+        token2wav_train_config=token2wav_train_config, token2wav_model_file=token2wav_model_file,
+    )
+    if model_tag:
+        s2r = Speech2Response.from_pretrained(model_tag, **kwargs)
+    else:
+        s2r = Speech2Response(train_config, model_file, **kwargs)
+    decoding = {k: v for k, v in decoding.items() if v is not None}
+    build_demo(s2r, **decoding).launch(server_name=server_name, server_port=server_port, share=share)
