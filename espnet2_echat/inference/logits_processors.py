@@ -79,14 +79,15 @@ class SpeechNGramBlockingLogitsProcessor(LogitsProcessor):
         self.special = {1446: (10, 13, 10)} if special is None else special
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        for row, ids in enumerate(input_ids.tolist()):
+        span = max(max(r, w) for r, w, _ in [self.default, *self.special.values()])
+        for row, ids in enumerate(input_ids[:, -span:].tolist()):
             speech = []
             for i in reversed(ids):  # trailing run of speech ids
                 if i < self.vocab:
                     break
                 speech.append(i - self.vocab)
             speech.reverse()
-            for sid in set(speech[-13:]):
+            for sid in set(speech):
                 repeat, size, limit = self.special.get(sid, self.default)
                 run = 0
                 for i in reversed(speech):

@@ -1,0 +1,93 @@
+"""Logits processors, stopping criteria and output parsing on hand-made ids (spec 6.4, 6.5)."""
+
+import torch
+
+from espnet2_echat.data.templates import IM_END_ID
+from espnet2_echat.inference.logits_processors import (
+    AGE_ALLOWED_IDS,
+    AGE_TRIGGER_IDS,
+    AgeForcingLogitsProcessor,
+    ForceTextEndLogitsProcessor,
+    SpeechBudgetCriteria,
+    SpeechEndCriteria,
+    SpeechNGramBlockingLogitsProcessor,
+    TextBudgetCriteria,
+)
+from espnet2_echat.inference.parsing import parse_generation
+
+V, S = 151936, 4097  # text vocabulary, speech head size (marker 4096)
+M = V + 4096  # the speech marker as a unified id
+INF = float("-inf")
+
+
+def banned(scores):
+    return (scores[0] == INF).nonzero().flatten().tolist()
+
+
+def test_age_forcing_fires_once_after_the_trigger():
+    proc = AgeForcingLogitsProcessor()
+    ids = torch.tensor([[5, *AGE_TRIGGER_IDS]])
+    scores = proc(ids, torch.zeros(1, V + S))
+    assert sorted(set(range(V + S)) - set(banned(scores))) == sorted(AGE_ALLOWED_IDS)
+    assert banned(proc(ids, torch.zeros(1, V + S))) == []  # at most once per call
+    assert banned(AgeForcingLogitsProcessor()(torch.tensor([[1, 2, 3]]), torch.zeros(1, 10))) == []
+
+
+def test_speech_ngram_blocking():
+    proc = SpeechNGramBlockingLogitsProcessor(V)
+    # five consecutive repeats of speech id 3
+    assert banned(proc(torch.tensor([[7, *[V + 3] * 5]]), torch.zeros(1, V + S))) == [V + 3]
+    assert banned(proc(torch.tensor([[7, *[V + 3] * 4]]), torch.zeros(1, V + S))) == []
+    # five of the last eight
+    ids = [V + 3, V + 1, V + 3, V + 2, V + 3, V + 4, V + 3, V + 3]
+    assert banned(proc(torch.tensor([ids]), torch.zeros(1, V + S))) == [V + 3]
+    # 1446 (silence-like) needs ten
+    assert banned(proc(torch.tensor([[V + 1446] * 9]), torch.zeros(1, V + S))) == []
+    assert banned(proc(torch.tensor([[V + 1446] * 10]), torch.zeros(1, V + S))) == [V + 1446]
+    # text ids are never touched
+    assert banned(proc(torch.tensor([[3] * 8]), torch.zeros(1, V + S))) == []
+
+
+def test_force_text_end_only_while_in_text_phase():
+    proc = ForceTextEndLogitsProcessor(3, V)
+    ids = torch.tensor([[1, 2, 3], [1, IM_END_ID, V + 5], [1, 2, 9]])
+    scores = proc(ids, torch.zeros(3, V + S))
+    assert (scores[0] == 0).nonzero().flatten().tolist() == [IM_END_ID]
+    assert (scores[1] == INF).sum() == 0
+    assert (scores[2] == 0).nonzero().flatten().tolist() == [IM_END_ID]
+    assert (proc(ids[:, :2], torch.zeros(3, V + S)) == INF).sum() == 0
+
+
+def test_stopping_criteria():
+    ids = torch.tensor([[1, IM_END_ID, M, V + 5, M], [1, IM_END_ID, V + 5, V + 6, M], [1, 2, 3, 4, 5]])
+    compat = SpeechEndCriteria(M, V, reference_compat=True)
+    fixed = SpeechEndCriteria(M, V)
+    assert compat(ids, None).tolist() == [True, False, False]
+    assert fixed(ids, None).tolist() == [True, True, False]
+    assert fixed(torch.tensor([[IM_END_ID, M]]), None).tolist() == [False]  # begin marker
+    assert SpeechBudgetCriteria(3, V)(ids, None).tolist() == [True, True, False]
+    assert TextBudgetCriteria(5, V)(ids, None).tolist() == [False, False, True]
+
+
+def test_parse_s2s_fixed_and_compat():
+    ids = [10, 11, 12, IM_END_ID, M, V + 1, V + 2, V + 3, M]
+    fixed = parse_generation(ids, "s2s", V, S)
+    assert fixed.token_int == fixed.text_ids == [10, 11, 12]
+    assert fixed.speech_tokens == [1, 2, 3]
+    compat = parse_generation(ids, "s2s", V, S, reference_compat=True)
+    assert compat.token_int == [10, 11, 12]
+    assert compat.text_ids == [10, 11]  # the reference drops the last text id
+    assert compat.speech_tokens == [1, 2, 3]  # ids[eos+1:-1] without its first element
+    # no begin marker: fixed keeps every token, compat drops the first one anyway
+    ids = [10, IM_END_ID, V + 1, V + 2, V + 3, M]
+    assert parse_generation(ids, "s2s", V, S).speech_tokens == [1, 2, 3]
+    assert parse_generation(ids, "s2s", V, S, reference_compat=True).speech_tokens == [2, 3]
+
+
+def test_parse_tts_and_text():
+    assert parse_generation([V + 1, V + 2, M], "tts", V, S).speech_tokens == [1, 2]
+    assert parse_generation([V + 1, V + 2, V + 3], "tts", V, S).speech_tokens == [1, 2, 3]
+    compat = parse_generation([V + 1, V + 2, V + 3], "tts", V, S, reference_compat=True)
+    assert compat.speech_tokens == [1, 2]  # the reference's caller drops the last id
+    text = parse_generation([5, 6, IM_END_ID], "text", V, S)
+    assert text.token_int == text.text_ids == [5, 6] and text.speech_tokens == []
