@@ -6,7 +6,7 @@ Each row of a batch is in one phase:
   text and then switches the row to ``SPEECH`` (the reference's ``text_phase`` flag);
 * ``SPEECH``: logits from ``speech_head``; ids fed back through the speech table;
 * ``JOINT``: one softmax over both heads, as in training (interleaved 6-text/18-speech
-  models of spec 2.3.9).
+  models of spec 2.3.9), until ``<|im_end|>``; then ``SPEECH``.
 
 Scores and ids are *unified*: text ids ``< V``, speech ids ``V + k``; the inactive head's
 part of a row is ``-inf``. transformers' ``generate`` cannot switch the output head and
@@ -189,7 +189,9 @@ def iter_generate(
         ids = torch.where(active, ids, pad_id)
         step_phase = phase.clone()
         generated = torch.cat([generated, ids[:, None]], dim=1)
-        switch = (phase == Phase.TEXT) & (ids == IM_END_ID)
+        # <|im_end|> ends the text: TEXT rows switch head and table, JOINT rows (interleaved)
+        # continue with speech only.
+        switch = (phase != Phase.SPEECH) & (ids == IM_END_ID)
         phase = torch.where(switch, int(Phase.SPEECH), phase)
         finished = torch.isin(ids, eos) | plan.stopping_criteria(generated, scores)
         finished &= active

@@ -36,9 +36,18 @@ DEFAULT_INSTRUCTIONS: Dict[str, str] = {
 }
 
 
-def output_type(task: str, think: str = "none", with_history: bool = False) -> str:
-    """The layout output_type (``espnet2_echat.data.templates``) of a decoding task."""
+def output_type(
+    task: str, think: str = "none", with_history: bool = False, interleaved: bool = False
+) -> str:
+    """The layout output_type (``espnet2_echat.data.templates``) of a decoding task.
+
+    ``interleaved`` selects the 6-text/18-speech streaming format (spec 2.3.9) of S2S and TTS.
+    """
     check_task(task, think)
+    if interleaved:
+        if task not in SPEECH_TASKS or think != "none":
+            raise ValueError(f"interleaved output exists for s2s and tts without think, not {task!r}")
+        return "speech2text_token_streaming" if task == "s2s" else "text2token_streaming"
     if task in UNDERSTANDING_TASKS:
         return "text"
     if task == "s2t_chat":

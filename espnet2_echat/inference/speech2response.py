@@ -28,12 +28,7 @@ from espnet2_echat.inference.conversation import (
     embed_prompt,
     history_prompt,
 )
-from espnet2_echat.inference.decoder import (
-    Phase,
-    build_plan,
-    generate,
-    iter_generate,
-)
+from espnet2_echat.inference.decoder import build_plan, generate, iter_generate
 from espnet2_echat.inference.parsing import parse_generation
 from espnet2_echat.inference.settings import (
     DEFAULT_INSTRUCTIONS,
@@ -218,16 +213,19 @@ class Speech2Response:
             turns = turns[-self.max_history_turns :]
         return turns
 
-    def _prompt(self, task, think, instruction, request, audio, index):
+    def _prompt(self, task, think, instruction, request, audio, index, interleaved):
         """(ids with placeholders, audios) of one request."""
         turns = self._history(request.history)
-        otype = output_type(task, think, with_history=bool(turns))
+        otype = output_type(task, think, bool(turns), interleaved)
         if task in TEXT_INPUT_TASKS:
             if not request.text:
                 raise ValueError(f"request {index}: task {task!r} needs text input")
             if turns:
                 raise ValueError(f"request {index}: task {task!r} does not take a history")
-            return self.layout.prompt(otype, text_input=request.text), []
+            ids = self.layout.prompt(otype, text_input=request.text)
+            if interleaved:  # the interleaved answer starts with text, not the speech marker
+                ids = ids[:-1]
+            return ids, []
         if turns:
             if task not in ("s2s", "s2t_chat"):
                 raise ValueError(f"request {index}: task {task!r} does not take a history")
@@ -236,7 +234,10 @@ class Speech2Response:
         return self.layout.prompt(otype, instruction=instruction), [audio]
 
     # ------------------------------------------------------------------ decoding
-    def _prepare(self, requests, task, think, prompt, logits_processor, stopping_criteria, overrides):
+    def _prepare(
+        self, requests, task, think, prompt, logits_processor, stopping_criteria, interleaved,
+        overrides,
+    ):
         check_task(task, think)
         audio_task = task not in TEXT_INPUT_TASKS
         instruction = prompt if prompt is not None else DEFAULT_INSTRUCTIONS.get(task)
@@ -249,11 +250,11 @@ class Speech2Response:
             audios = self.encode_audio(wavs)
         embeds = []
         for i, (r, a) in enumerate(zip(requests, audios)):
-            ids, parts = self._prompt(task, think, instruction, r, a, i)
+            ids, parts = self._prompt(task, think, instruction, r, a, i, interleaved)
             embeds.append(embed_prompt(self.model.llm, ids, parts))
         batch = pack(embeds, padding_side="left")
         options = default_options(task, think, self.reference_compat).updated(overrides)
-        kind = task if task in SPEECH_TASKS else "text"
+        kind = "joint" if interleaved else task if task in SPEECH_TASKS else "text"
         llm = self.model.llm
         plan = build_plan(
             kind, options, llm.text_vocab_size, llm.speech_token_num, self.reference_compat,
@@ -275,6 +276,7 @@ class Speech2Response:
         use_cache: bool = True,
         output_scores: bool = False,
         synthesize: bool = True,
+        interleaved: bool = False,
         **overrides,
     ) -> List[Response]:
         """Decode many requests of one task together (left-padded batch).
@@ -287,12 +289,15 @@ class Speech2Response:
             use_cache: KV-cached decoding (False recomputes the sequence every step).
             output_scores: keep each step's raw head logits in ``Response.scores``.
             synthesize: run the attached token2wav on speech replies.
+            interleaved: decode the 6-text/18-speech format of models trained on the
+                ``<STREAMING>`` tasks (S2S, TTS), one softmax over both heads.
             **overrides: ``DecodingOptions`` fields (do_sample, top_k, max_new_tokens, ...).
         """
         if not requests:
             return []
         batch, plan, kind, generator, audios = self._prepare(
-            requests, task, think, prompt, logits_processor, stopping_criteria, overrides
+            requests, task, think, prompt, logits_processor, stopping_criteria, interleaved,
+            overrides,
         )
         gen = generate(
             self.model.llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids,
@@ -300,7 +305,7 @@ class Speech2Response:
         )
         responses = []
         for i, request in enumerate(requests):
-            response = self._response(gen.ids[i], gen.phases[i], kind, think, synthesize)
+            response = self._response(gen.ids[i], kind, think, synthesize)
             if output_scores:
                 response.scores = gen.scores[i]
             self._remember(request, audios[i], response)
@@ -332,33 +337,37 @@ class Speech2Response:
         prompt: Optional[str] = None,
         logits_processor: Optional[Sequence] = None,
         stopping_criteria: Optional[Sequence] = None,
+        interleaved: bool = False,
         **overrides,
     ) -> Iterator[StreamChunk]:
-        """Yield the reply as it is generated: text pieces, then speech tokens in chunks of
+        """Yield the reply as it is generated: text pieces and speech tokens in chunks of
         ``speech_chunk`` (with waveform chunks when a token2wav is attached), and finally a
-        chunk whose ``final`` holds the whole :class:`Response`."""
+        chunk whose ``final`` holds the whole :class:`Response`.
+
+        Text comes before speech, or interleaved with it for ``interleaved`` models.
+        """
         request = Request(speech, fs, text, history)
         batch, plan, kind, generator, audios = self._prepare(
-            [request], task, think, prompt, logits_processor, stopping_criteria, overrides
+            [request], task, think, prompt, logits_processor, stopping_criteria, interleaved,
+            overrides,
         )
         vocab = self.model.llm.text_vocab_size
         marker = self.model.llm.speech_eos_id
         ids: List[int] = []
-        phases: List[int] = []
         text_ids: List[int] = []
         shown = ""
         pending: List[int] = []
-        num_speech, speech_done = 0, False
+        text_open, num_speech, speech_done = True, 0, False
         steps = iter_generate(
             self.model.llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan,
             generator=generator,
         )
         for step in steps:
-            token, phase = int(step.ids[0]), int(step.phase[0])
+            token = int(step.ids[0])
             ids.append(token)
-            phases.append(phase)
             if token < vocab:
-                if token != IM_END_ID and num_speech == 0:
+                text_open = text_open and token != IM_END_ID
+                if text_open:
                     text_ids.append(token)
                     now = self.tokenizer.decode(text_ids, skip_special_tokens=True)
                     if not now.endswith("\ufffd") and now != shown:  # whole characters only
@@ -375,7 +384,7 @@ class Speech2Response:
                 pending = []
         if pending:
             yield self._speech_chunk(pending)
-        response = self._response(ids, phases, kind, think, synthesize=False)
+        response = self._response(ids, kind, think, synthesize=False)
         self._remember(request, audios[0], response)
         yield StreamChunk(final=response)
 
@@ -388,7 +397,7 @@ class Speech2Response:
         return StreamChunk(speech_token=list(tokens), wav=wav)
 
     # ------------------------------------------------------------------ outputs
-    def _response(self, ids, phases, kind, think, synthesize) -> Response:
+    def _response(self, ids, kind, think, synthesize) -> Response:
         llm = self.model.llm
         vocab = llm.text_vocab_size
         parsed = parse_generation(ids, kind, vocab, llm.speech_token_num, self.reference_compat)
@@ -406,7 +415,7 @@ class Speech2Response:
             speech_token=parsed.speech_tokens,
             reply_emotion=reply_emotion,
             ids=[i - vocab if i >= vocab else i for i in ids],
-            heads=["text" if p == Phase.TEXT else "speech" for p in phases],
+            heads=["text" if i < vocab else "speech" for i in ids],
         )
         if synthesize and self.token2wav is not None and response.speech_token:
             wav = self.token2wav.synthesize(response.speech_token)

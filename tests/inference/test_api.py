@@ -5,6 +5,7 @@ import logging
 import pytest
 import torch
 import torchaudio
+from transformers.generation.logits_process import LogitsProcessor
 
 from espnet2_echat.data.templates import AUDIO_PLACEHOLDER, system_block
 from espnet2_echat.inference import Conversation, Request, Turn
@@ -144,3 +145,46 @@ def test_silent_audio_is_decoded(fixed_s2r):
 def test_compat_s2s_without_im_end_fails_clearly(compat_s2r, wavs):
     with pytest.raises(ValueError, match="needs <\\|im_end\\|>"):
         compat_s2r(speech=wavs[0].numpy(), task="s2s", do_sample=False, max_new_tokens=3)
+
+
+class ForceIds(LogitsProcessor):
+    """Test helper: force ``ids[j]`` at step j."""
+
+    def __init__(self, ids):
+        self.ids = ids
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[1]
+        if step < len(self.ids):
+            keep = scores[:, self.ids[step]].clone()
+            scores[:] = float("-inf")
+            scores[:, self.ids[step]] = keep
+        return scores
+
+
+def test_interleaved_decoding_uses_one_softmax_until_im_end(fixed_s2r, wavs):
+    forced = [40, 41, 151645]
+    out = fixed_s2r(
+        speech=wavs[0].numpy(), task="s2s", interleaved=True, output_scores=True,
+        logits_processor=[ForceIds(forced)], max_new_speech_tokens=8, **GREEDY,
+    )
+    assert out.ids[:3] == forced
+    widths = [int(torch.isfinite(s).sum()) for s in out.scores]
+    assert widths == [V + 4097] * 3 + [4097] * (len(out.ids) - 3)  # joint, then speech only
+    assert out.heads[3:] == ["speech"] * (len(out.ids) - 3)
+    assert out.token_int == [40, 41]
+    stream = list(fixed_s2r.stream(
+        speech=wavs[0].numpy(), task="s2s", interleaved=True, logits_processor=[ForceIds(forced)],
+        max_new_speech_tokens=8, **GREEDY,
+    ))
+    assert stream[-1].final.ids == out.ids
+
+
+def test_interleaved_prompts(fixed_s2r):
+    layout = fixed_s2r.layout
+    ids, _ = fixed_s2r._prompt("tts", "none", None, Request(text="Hi."), None, 0, True)
+    assert ids == layout.text(system_block("tts_streaming")) + layout.text("Hi.") + P2
+    ids, _ = fixed_s2r._prompt("s2s", "none", None, Request(), None, 0, True)
+    assert ids == layout.text(system_block("s2s_streaming")) + [BOS, AUDIO_PLACEHOLDER, EOS] + P2
+    with pytest.raises(ValueError, match="interleaved"):
+        fixed_s2r._prompt("asr", "none", None, Request(), None, 0, True)
