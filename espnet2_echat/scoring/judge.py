@@ -239,15 +239,30 @@ class OpenAICompatibleJudge:
 
 
 class LocalCausalLMJudge:
-    """A local transformers causal LM as judge (greedy, one try: retrying gives the same)."""
+    """A local transformers causal LM as judge (greedy, one try: retrying gives the same).
 
-    def __init__(self, model_dir: str, max_new_tokens: int = 48, device: str = "cpu"):
+    The assistant turn is started with ``answer_prefix`` (default ``{"score": ``), so that a
+    small model only has to complete the number; the prefix is part of the parsed answer.
+    CPU runs in float32 (bfloat16 matmuls are slow there).
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        max_new_tokens: int = 16,
+        device: str = "cpu",
+        answer_prefix: str = '{"score": ',
+    ):
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
+        dtype = torch.float32 if device == "cpu" else "auto"
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+        self.model.to(device).eval()
         self.max_new_tokens = max_new_tokens
         self.device = device
+        self.answer_prefix = answer_prefix
 
     def score(self, messages: Messages) -> "JudgeAnswer":
         """Generate an answer and parse its score."""
@@ -259,6 +274,7 @@ class LocalCausalLMJudge:
             )
         else:
             prompt = "\n\n".join(m["content"] for m in messages) + "\n\n"
+        prompt += self.answer_prefix
         inputs = self.tokenizer(prompt, return_tensors="pt").to(self.device)
         with torch.no_grad():
             out = self.model.generate(
@@ -267,7 +283,7 @@ class LocalCausalLMJudge:
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
             )
-        answer = self.tokenizer.decode(
+        answer = self.answer_prefix + self.tokenizer.decode(
             out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True
         )
         value = parse_score(answer)
