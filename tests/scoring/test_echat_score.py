@@ -247,9 +247,15 @@ def test_results_md(tmp_path):
     assert "|dataset|Snt|wer|cer|" in text and "|test_clean|3|40|-|" in text
     assert "|dataset|Snt|reply_wer|judge_multi|" in text
     assert "|echat_eval|2|-|75|" in text and "|mini_test|2|12.35|-|" in text
-    assert "|model_a|test_clean|LibriSpeech test-clean|wer|40|2.46|table4|" in text
-    assert "|model_a|meld|MELD|emotion_accuracy|50|51.23|table4|" in text
-    assert "|model_a|echat_eval|EChat-eval multi|judge_multi|75|72|table1|" in text
+    assert (
+        "|model_a/decode_asr|test_clean|LibriSpeech test-clean|wer|40|2.46|table4|"
+        in text
+    )
+    assert "|model_a/decode_emotion|meld|MELD|emotion_accuracy|50|51.23|table4|" in text
+    assert (
+        "|model_a/decode_s2s|echat_eval|EChat-eval multi|judge_multi|75|72|table1|"
+        in text
+    )
     assert "mini_test|" not in text.split("Comparison with the paper")[1]
     assert "- model: `tiny`" in text
 
@@ -270,3 +276,15 @@ def test_chat_replies_without_emotion_tags(tmp_path):
     # "thank you" -> "thanks": 1 substitution + 1 deletion over 5 words
     assert res["task"] == "t2t" and res["metrics"]["reply_wer"] == pytest.approx(40.0)
     assert "reply_emotion_accuracy" not in res["metrics"]
+
+
+def test_results_md_of_a_recipe_decode_root(tmp_path):
+    """The recipe passes its decode root: <root>/<set>/score/results.json."""
+    root = tmp_path / "decode_s2s_valid.acc.ave"
+    (root / "test_asr" / "score").mkdir(parents=True)
+    res = {"task": "asr", "num_utts": 1, "metrics": {"wer": 5.0}}
+    res["info"] = {"test_set": "test_asr", "decode_dir": str(root / "test_asr")}
+    (root / "test_asr" / "score" / "results.json").write_text(json.dumps(res))
+    write_results_md(root, tmp_path / "RESULTS.md")
+    text = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    assert "## decode_s2s_valid.acc.ave\n" in text and "|test_asr|1|5|" in text
