@@ -72,6 +72,13 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="where wheel-shipped models are assembled",
     )
+    parser.add_argument(
+        "--key_file",
+        type=Path,
+        default=None,
+        help="score only the utterances listed here (e.g. the keys a capped decode used); "
+        "default: every utterance of the data dir, a missing output counting as empty",
+    )
     parser.add_argument("--log_level", default="INFO")
     return parser
 
@@ -92,6 +99,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         judge_rubric=args.judge_rubric,
         judge_dimensions=args.judge_dimensions,
         cache_dir=args.cache_dir,
+        key_file=args.key_file,
     )
     results = score_decode_dir(args.data_dir, args.decode_dir, args.out_dir, opts)
     json.dump(results, sys.stdout, ensure_ascii=False, indent=1)

@@ -81,6 +81,7 @@ class ScoreOptions:
     judge_rubric: Path = DEFAULT_RUBRIC
     judge_dimensions: Sequence[str] = field(default_factory=lambda: list(DIMENSIONS))
     cache_dir: Optional[Path] = None
+    key_file: Optional[Path] = None  # score only these utterances (first column)
 
 
 def read_dir(path: Path, names: Sequence[str]) -> Dict[str, Dict[str, str]]:
@@ -149,6 +150,14 @@ def score_decode_dir(
     if key_file is None:
         raise FileNotFoundError(f"{data_dir}: no wav.scp, text, question or reply file")
     utts = sorted(data[key_file])
+    if opts.key_file:
+        keys = sorted(read_2columns_text(opts.key_file))
+        unknown = [k for k in keys if k not in data[key_file]]
+        if unknown:
+            raise ValueError(
+                f"{opts.key_file}: utterance {unknown[0]} is not in {data_dir / key_file}"
+            )
+        utts = keys
     spec = resolve_task(data.get("task"), utts, opts.task)
     hyp_text = dec["text"]
     missing = [u for u in utts if u not in hyp_text]

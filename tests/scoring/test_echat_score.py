@@ -79,6 +79,13 @@ def test_asr_set(tmp_path):
     assert "(s1-s1-a)" in trn and "(s2-s2-c)" in trn  # ESPnet's (spk-utt) ids
     assert "Sum/Avg" in (out / "score_wer" / "result.txt").read_text(encoding="utf-8")
     assert (out / "results.md").read_text(encoding="utf-8").startswith("### asr")
+    # only the decoded keys: s1-a (2 errors / 6) and s1-b (0 / 2)
+    (tmp_path / "keys").write_text("s1-a\ns1-b\n")
+    res = score_decode_dir(
+        data, decode, tmp_path / "s2", ScoreOptions(key_file=tmp_path / "keys")
+    )
+    assert res["num_utts"] == 2 and res["metrics"]["wer"] == pytest.approx(25.0)
+    assert res["metrics"]["missing_outputs"] == 0.0
 
 
 def test_emotion_set(tmp_path):
