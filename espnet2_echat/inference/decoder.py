@@ -19,10 +19,10 @@ from enum import IntEnum
 from typing import Iterator, List, Optional, Sequence
 
 import torch
+from torch import nn
 from transformers import DynamicCache
 from transformers.generation.logits_process import (
     LogitsProcessorList,
-    MinLengthLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
@@ -34,6 +34,7 @@ from espnet2_echat.data.templates import IM_END_ID
 from espnet2_echat.inference.logits_processors import (
     AgeForcingLogitsProcessor,
     ForceTextEndLogitsProcessor,
+    MinNewTokensLogitsProcessor,
     SpeechBudgetCriteria,
     SpeechEndCriteria,
     SpeechNGramBlockingLogitsProcessor,
@@ -103,7 +104,7 @@ def build_plan(
     eos = {"text": [IM_END_ID], "tts": [marker], "s2s": [], "joint": []}[task_kind]
     procs = LogitsProcessorList()
     if options.min_new_tokens > 0 and eos:
-        procs.append(MinLengthLogitsProcessor(options.min_new_tokens, eos))
+        procs.append(MinNewTokensLogitsProcessor(options.min_new_tokens, eos))
     if options.repetition_penalty != 1.0:
         procs.append(RepetitionPenaltyLogitsProcessor(options.repetition_penalty))
     if options.age_forcing:
@@ -143,8 +144,12 @@ def head_scores(llm: SpeechLLM, hidden: torch.Tensor, phase: torch.Tensor) -> to
     """(B, V + S) float32 logits: text head where TEXT, speech head where SPEECH, both where
     JOINT, ``-inf`` elsewhere. Each head runs only on the rows that need it."""
     vocab = llm.text_vocab_size
-    out = hidden.new_full((hidden.shape[0], vocab + llm.speech_token_num), float("-inf"))
-    out = out.float()
+    inf = float("-inf")
+    if bool((phase == Phase.TEXT).all()):  # the common cases: one head for the whole batch
+        return nn.functional.pad(llm.text_logits(hidden).float(), (0, llm.speech_token_num), value=inf)
+    if bool((phase == Phase.SPEECH).all()):
+        return nn.functional.pad(llm.speech_logits(hidden).float(), (vocab, 0), value=inf)
+    out = hidden.new_full((hidden.shape[0], vocab + llm.speech_token_num), inf).float()
     text_rows = (phase != Phase.SPEECH).nonzero().flatten()
     speech_rows = (phase != Phase.TEXT).nonzero().flatten()
     if len(text_rows):
@@ -164,10 +169,13 @@ def iter_generate(
     use_cache: bool = True,
     generator: Optional[torch.Generator] = None,
     pad_id: int = 0,
+    keep_raw_scores: bool = False,
 ) -> Iterator[Step]:
     """Decode a left-padded batch of prefills step by step, yielding every :class:`Step`.
 
     ``use_cache=False`` recomputes the whole sequence every step (for checking the cache).
+    ``keep_raw_scores`` keeps each step's logits before the processors in ``Step.raw_scores``
+    (otherwise it is None).
     """
     batch = inputs_embeds.shape[0]
     device = inputs_embeds.device
@@ -176,11 +184,12 @@ def iter_generate(
     active = torch.ones(batch, dtype=torch.bool, device=device)
     eos = torch.tensor(list(plan.eos_ids), dtype=torch.long, device=device)
     cache = DynamicCache() if use_cache else None
+    unpadded = bool(attention_mask.all())
     embeds, mask, positions = inputs_embeds, attention_mask, position_ids
     hidden = llm.hidden_states(embeds, mask, positions, cache, use_cache).last_hidden_state
     for _ in range(plan.max_steps):
         raw = head_scores(llm, hidden[:, -1], phase)
-        scores = plan.logits_processor(generated, raw.clone())
+        scores = plan.logits_processor(generated, raw.clone() if keep_raw_scores else raw)
         if plan.do_sample:
             probs = torch.softmax(scores, dim=-1)
             ids = torch.multinomial(probs, 1, generator=generator)[:, 0]
@@ -193,9 +202,9 @@ def iter_generate(
         # continue with speech only.
         switch = (phase != Phase.SPEECH) & (ids == IM_END_ID)
         phase = torch.where(switch, int(Phase.SPEECH), phase)
-        finished = torch.isin(ids, eos) | plan.stopping_criteria(generated, scores)
+        finished = (ids[:, None] == eos).any(dim=1) | plan.stopping_criteria(generated, scores)
         finished &= active
-        yield Step(ids, step_phase, active.clone(), finished, raw)
+        yield Step(ids, step_phase, active.clone(), finished, raw if keep_raw_scores else None)
         active &= ~finished
         if not active.any():
             return
@@ -203,7 +212,10 @@ def iter_generate(
         mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
         next_pos = positions[:, -1:] + 1
         if use_cache:
-            hidden = llm.hidden_states(new, mask, next_pos, cache, True).last_hidden_state
+            # one query over the cached keys: without padding no mask is needed at all, which
+            # spares transformers building a 4-D mask every step
+            step_mask = None if unpadded else mask
+            hidden = llm.hidden_states(new, step_mask, next_pos, cache, True).last_hidden_state
         else:
             embeds = torch.cat([embeds, new], dim=1)
             positions = torch.cat([positions, next_pos], dim=1)
@@ -228,7 +240,8 @@ def generate(
     if output_scores:
         out.scores = [[] for _ in range(batch)]
     steps = iter_generate(
-        llm, inputs_embeds, attention_mask, position_ids, plan, use_cache, generator
+        llm, inputs_embeds, attention_mask, position_ids, plan, use_cache, generator,
+        keep_raw_scores=output_scores,
     )
     for step in steps:
         for row in step.active.nonzero().flatten().tolist():

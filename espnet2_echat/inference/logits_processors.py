@@ -31,6 +31,24 @@ def _mask_all_but(scores: torch.Tensor, row: int, allowed: Sequence[int]) -> Non
     scores[row, list(allowed)] = keep
 
 
+class MinNewTokensLogitsProcessor(LogitsProcessor):
+    """Ban the stop ids while fewer than ``min_new_tokens`` ids were generated.
+
+    Same effect as transformers' ``MinLengthLogitsProcessor`` on generated-only ids (the
+    reference's ``min_length=1``), but free once the minimum is reached: transformers'
+    class builds a vocabulary-wide mask at every step.
+    """
+
+    def __init__(self, min_new_tokens: int, stop_ids: Sequence[int]):
+        self.min_new_tokens = min_new_tokens
+        self.stop_ids = list(stop_ids)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[1] < self.min_new_tokens:
+            scores[:, self.stop_ids] = float("-inf")
+        return scores
+
+
 class AgeForcingLogitsProcessor(LogitsProcessor):
     """After ``年龄为:<`` only ``CHILD`` / ``AD`` / ``OLD`` may follow (reference
     ``OSUM_chat_LogitsProcessor``); fires at most once per row and call."""
