@@ -104,6 +104,7 @@ def _think_mode(option: str, think: Mapping[str, str]) -> str:
 
 def _score_labels(
     kinds: Sequence[str],
+    utts: Sequence[str],
     data: Mapping[str, Mapping[str, str]],
     outputs: Mapping[str, str],
     out_dir: Path,
@@ -115,13 +116,13 @@ def _score_labels(
             raise FileNotFoundError(
                 f"the data dir has no {ref_file}, needed to score {kind}"
             )
-        result = classification.score_labels(kind, data[ref_file], outputs)
+        refs = {u: data[ref_file][u] for u in utts if u in data[ref_file]}
+        result = classification.score_labels(kind, refs, outputs)
         if result is None:
             continue
         metrics.update(classification.as_metrics(result))
-        if (
-            kind != "reply_emotion"
-        ):  # Chinese tick labels need CJK fonts; the numbers suffice
+        # Reply emotions are Chinese: their tick labels need CJK fonts; numbers suffice.
+        if kind != "reply_emotion":
             classification.plot_confusion(result, out_dir / f"confusion_{kind}.png")
     return metrics
 
@@ -181,7 +182,7 @@ def score_decode_dir(
             metrics.update(
                 error_rates(refs, hyp_text, opts.language, out_dir, data.get("utt2spk"))
             )
-        metrics.update(_score_labels(spec.labels, data, hyp_text, out_dir))
+        metrics.update(_score_labels(spec.labels, utts, data, hyp_text, out_dir))
     if spec.kind in CHAT_KINDS:
         replies = {u: _strip_reply_tag(hyp_text.get(u, "")) for u in utts}
         if "reply" in data:
@@ -196,7 +197,9 @@ def score_decode_dir(
         if "reply_emotion" in data and any(
             t in REPLY_EMOTION_LABELS for t in leading.values()
         ):
-            metrics.update(_score_labels(["reply_emotion"], data, leading, out_dir))
+            metrics.update(
+                _score_labels(["reply_emotion"], utts, data, leading, out_dir)
+            )
         think = dec.get("think", {})
         mode = _think_mode(opts.think, think)
         info["think"] = mode

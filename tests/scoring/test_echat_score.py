@@ -112,6 +112,10 @@ def test_emotion_set(tmp_path):
     assert m["emotion_accuracy"] == pytest.approx(50.0)
     assert m["emotion_macro_f1"] == pytest.approx(100 * 4 / 9)
     assert (out / "confusion_emotion.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "keys").write_text("u1\nu3\n")  # both right
+    opts = ScoreOptions(key_file=tmp_path / "keys")
+    m = score_decode_dir(data, decode, tmp_path / "s2", opts)["metrics"]
+    assert m["emotion_accuracy"] == 100.0
 
 
 def test_s2s_tag_think_cli_with_judge(tmp_path, stub):
