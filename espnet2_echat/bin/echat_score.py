@@ -79,6 +79,11 @@ def get_parser() -> argparse.ArgumentParser:
         help="score only the utterances listed here (e.g. the keys a capped decode used); "
         "default: every utterance of the data dir, a missing output counting as empty",
     )
+    parser.add_argument(
+        "--dnsmos",
+        action="store_true",
+        help="predict the MOS of generated wavs with DNSMOS (speechmos wheel, offline)",
+    )
     parser.add_argument("--log_level", default="INFO")
     return parser
 
@@ -100,6 +105,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         judge_dimensions=args.judge_dimensions,
         cache_dir=args.cache_dir,
         key_file=args.key_file,
+        dnsmos=args.dnsmos,
     )
     results = score_decode_dir(args.data_dir, args.decode_dir, args.out_dir, opts)
     json.dump(results, sys.stdout, ensure_ascii=False, indent=1)

@@ -25,6 +25,7 @@ from typing import Dict, List, Mapping, Optional, Protocol
 
 import numpy as np
 
+from espnet2_echat.scoring.mos import MOS_KEYS, dnsmos
 from espnet2_echat.scoring.normalize import has_cjk
 from espnet2_echat.scoring.text_metrics import error_rates
 
@@ -213,6 +214,7 @@ def score_consistency(
     transcriber: Optional[Transcriber],
     score_dir: Optional[Path] = None,
     long_pause_s: float = 1.0,
+    with_dnsmos: bool = False,
 ) -> Dict[str, Optional[float]]:
     """Duration/silence metrics of generated wavs and, with a transcriber, their ASR WER/CER.
 
@@ -222,6 +224,8 @@ def score_consistency(
             raise, so a decode that lost wavs is never scored as if complete.
         transcriber: the ASR back-end, or None to skip ASR.
         score_dir: where ``asr_text`` and the sclite folders go (None: Python scoring only).
+        with_dnsmos: also predict MOS with DNSMOS (:mod:`espnet2_echat.scoring.mos`):
+            ``dnsmos_{ovrl,sig,bak,p808}_mos`` averaged over the non-silent wavs.
     """
     missing = sorted(set(refs) - set(wav_scp))
     if missing:
@@ -231,9 +235,12 @@ def score_consistency(
     utts = sorted(refs)
     stats: List[SilenceStats] = []
     asr: Dict[str, str] = {}
+    mos: List[Dict[str, float]] = []
     for utt in utts:
         wav = read_wav(wav_scp[utt], utt)
         stats.append(silence_stats(wav))
+        if with_dnsmos and (scores := dnsmos(wav)) is not None:
+            mos.append(scores)
         if transcriber is not None:
             asr[utt] = transcriber(wav, "zh" if has_cjk(refs[utt]) else "en")
     metrics: Dict[str, Optional[float]] = {
@@ -244,6 +251,8 @@ def score_consistency(
         "silent_utts": float(sum(s.all_silent for s in stats)),
         "long_pause_utts": float(sum(s.longest_pause > long_pause_s for s in stats)),
     }
+    for key in MOS_KEYS if mos else ():
+        metrics[f"dnsmos_{key}"] = float(np.mean([m[key] for m in mos]))
     if transcriber is not None:
         if score_dir is not None:
             Path(score_dir).mkdir(parents=True, exist_ok=True)

@@ -82,6 +82,7 @@ class ScoreOptions:
     judge_dimensions: Sequence[str] = field(default_factory=lambda: list(DIMENSIONS))
     cache_dir: Optional[Path] = None
     key_file: Optional[Path] = None  # score only these utterances (first column)
+    dnsmos: bool = False  # predicted MOS of generated speech (DNSMOS)
 
 
 def read_dir(path: Path, names: Sequence[str]) -> Dict[str, Dict[str, str]]:
@@ -226,7 +227,11 @@ def score_decode_dir(
             )
             metrics.update(
                 consistency.score_consistency(
-                    dec["wav.scp"], refs, transcriber, out_dir / "asr"
+                    dec["wav.scp"],
+                    refs,
+                    transcriber,
+                    out_dir / "asr",
+                    with_dnsmos=opts.dnsmos,
                 )
             )
             info["asr_model"] = opts.asr_model

@@ -19,6 +19,7 @@ from espnet2_echat.scoring.consistency import (
     score_consistency,
     silence_stats,
 )
+from espnet2_echat.scoring.mos import dnsmos
 
 
 def _tone(seconds: float, amp: float = 0.5) -> np.ndarray:
@@ -146,5 +147,10 @@ def test_real_wheel_whisper_base_transcribes_espeak(tmp_path):
     assert (
         tmp_path / "cache" / "whisper-base-ct2" / "model.bin"
     ).stat().st_size == 145_217_532
-    m = score_consistency({"u": str(raw)}, {"u": text}, transcriber)
+    m = score_consistency({"u": str(raw)}, {"u": text}, transcriber, with_dnsmos=True)
     assert m["asr_wer"] <= 20.0  # one word of ten (Whisper hears "on" for "of")
+    # DNSMOS from the speechmos wheel: espeak-ng is ~3.1-3.4 (P.808), white noise far lower
+    assert 2.5 <= m["dnsmos_p808_mos"] <= 4.0
+    noise = np.random.default_rng(0).standard_normal(3 * SAMPLE_RATE).astype(np.float32)
+    assert dnsmos(np.clip(0.3 * noise, -1, 1))["p808_mos"] < m["dnsmos_p808_mos"] - 0.5
+    assert dnsmos(np.zeros(SAMPLE_RATE, np.float32)) is None
