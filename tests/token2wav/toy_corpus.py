@@ -23,13 +23,15 @@ def tone_wav(tokens: List[int], fs: int = FS) -> np.ndarray:
     return (0.3 * np.sin(phase)).astype(np.float32)
 
 
-def make_toy_datadir(out: Path, num_utts: int = 6, seed: int = 0) -> Dict[str, List[int]]:
+def make_toy_datadir(
+    out: Path, num_utts: int = 6, seed: int = 0, min_tokens: int = 40, max_tokens: int = 60
+) -> Dict[str, List[int]]:
     """Write wav.scp, speech_token and speech_shape under ``out``; return the tokens."""
     rng = np.random.default_rng(seed)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     utts = {}
     for i in range(num_utts):
-        n = int(rng.integers(40, 60))
+        n = int(rng.integers(min_tokens, max_tokens))
         # runs of 3-6 tokens of the same tone, like slowly changing speech units
         tokens: List[int] = []
         while len(tokens) < n:

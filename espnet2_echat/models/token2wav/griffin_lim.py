@@ -44,7 +44,8 @@ class GriffinLimStandInVocoder(torch.nn.Module):
         ).float()
         self.register_buffer("inverse_mel", torch.linalg.pinv(mel), persistent=False)
         self.griffin_lim = torchaudio.transforms.GriffinLim(
-            n_fft=n_fft, win_length=win_size, hop_length=hop_size, power=1.0, n_iter=n_iter
+            n_fft=n_fft, win_length=win_size, hop_length=hop_size, power=1.0, n_iter=n_iter,
+            rand_init=False,  # deterministic: same mel, same audio
         )
 
     @torch.no_grad()
