@@ -38,6 +38,7 @@ from espnet2_echat.inference.settings import (
     default_options,
     output_type,
 )
+from espnet2_echat.inference.voice import BackgroundVoice, load_voice
 from espnet2_echat.models.splice import pack
 
 MODEL_FS = 16000
@@ -98,7 +99,7 @@ class Speech2Response:
         reference_compat: reproduce the reference exactly (its prompt typos, S2S parsing
             off-by-one, stop rule, multi-turn layout); by default its bugs are fixed.
         token2wav_train_config, token2wav_model_file: a ``Token2WavTask`` model that turns
-            speech tokens into a waveform.
+            speech tokens into a waveform (``espnet2_echat.inference.token2wav``).
         max_history_turns: turns a :class:`Conversation` keeps.
         max_audio_seconds: longer user audio is rejected (default: what the encoder's
             positional table allows, 600 s for the released model).
@@ -142,7 +143,9 @@ class Speech2Response:
         self.max_audio_seconds = min(max_audio_seconds or limit, limit)
         self.token2wav = None
         if token2wav_train_config or token2wav_model_file:
-            self.token2wav = load_token2wav(token2wav_train_config, token2wav_model_file, device)
+            self.token2wav = load_voice(
+                token2wav_train_config, token2wav_model_file, device, model.llm.speech_token_num - 1
+            )
 
     @classmethod
     def from_pretrained(cls, tag_or_dir: str, **kwargs) -> "Speech2Response":
@@ -341,8 +344,9 @@ class Speech2Response:
         **overrides,
     ) -> Iterator[StreamChunk]:
         """Yield the reply as it is generated: text pieces and speech tokens in chunks of
-        ``speech_chunk`` (with waveform chunks when a token2wav is attached), and finally a
-        chunk whose ``final`` holds the whole :class:`Response`.
+        ``speech_chunk``, waveform chunks as soon as the attached token2wav has them (it
+        synthesises in a background thread while decoding goes on), and finally a chunk whose
+        ``final`` holds the whole :class:`Response`.
 
         Text comes before speech, or interleaved with it for ``interleaved`` models.
         """
@@ -358,6 +362,8 @@ class Speech2Response:
         shown = ""
         pending: List[int] = []
         text_open, num_speech, speech_done = True, 0, False
+        voice = BackgroundVoice(self.token2wav) if self.token2wav is not None else None
+        audio: List[np.ndarray] = []
         steps = iter_generate(
             self.model.llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan,
             generator=generator,
@@ -380,21 +386,26 @@ class Speech2Response:
                 continue
             pending.append(token - vocab)
             if len(pending) >= speech_chunk:
-                yield self._speech_chunk(pending)
+                yield StreamChunk(speech_token=pending)
+                if voice is not None:
+                    voice.push(pending)
+                    for wav in voice.ready():
+                        audio.append(wav)
+                        yield StreamChunk(wav=wav)
                 pending = []
         if pending:
-            yield self._speech_chunk(pending)
+            yield StreamChunk(speech_token=pending)
+            if voice is not None:
+                voice.push(pending)
+        if voice is not None:
+            for wav in voice.finish():
+                audio.append(wav)
+                yield StreamChunk(wav=wav)
         response = self._response(ids, kind, think, synthesize=False)
+        if audio:
+            response.wav, response.sample_rate = np.concatenate(audio), self.token2wav.fs
         self._remember(request, audios[0], response)
         yield StreamChunk(final=response)
-
-    def _speech_chunk(self, tokens: List[int]) -> StreamChunk:
-        # Chunks are synthesised independently; a token2wav with a streaming interface
-        # (overlap-add across chunks) can consume ``speech_token`` directly instead.
-        wav = None
-        if self.token2wav is not None:
-            wav = self.token2wav.synthesize(tokens)[0].float().cpu().numpy()
-        return StreamChunk(speech_token=list(tokens), wav=wav)
 
     # ------------------------------------------------------------------ outputs
     def _response(self, ids, kind, think, synthesize) -> Response:
@@ -418,9 +429,8 @@ class Speech2Response:
             heads=["text" if i < vocab else "speech" for i in ids],
         )
         if synthesize and self.token2wav is not None and response.speech_token:
-            wav = self.token2wav.synthesize(response.speech_token)
-            response.wav = wav[0].float().cpu().numpy()
-            response.sample_rate = self.token2wav.sample_rate
+            response.wav = self.token2wav(response.speech_token)
+            response.sample_rate = self.token2wav.fs
         return response
 
     def _remember(self, request: Request, audio: Optional[torch.Tensor], response: Response):
@@ -435,10 +445,3 @@ class Speech2Response:
                  user_text=request.text)
         )
 
-
-def load_token2wav(train_config, model_file, device: str):
-    """The ``Token2WavTask`` model (flow + vocoder) that voices speech tokens."""
-    from espnet2_echat.tasks.token2wav import Token2WavTask
-
-    model, _ = Token2WavTask.build_model_from_file(train_config, model_file, device)
-    return model.eval()

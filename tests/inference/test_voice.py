@@ -1,0 +1,80 @@
+"""A token2wav attached to Speech2Response: whole replies, streamed replies, the CLI."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import yaml
+from espnet2.fileio.read_text import read_2columns_text
+
+from espnet2_echat.inference import Speech2Response
+from espnet2_echat.inference.batch_decode import decode_data_dir
+from espnet2_echat.tasks.token2wav import Token2WavTask
+
+pytestmark = pytest.mark.reference
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "token2wav" / "train_tiny.yaml"
+DECODE = dict(do_sample=False, max_new_tokens=5, speech_ngram_blocking=False)
+
+
+def samples(n_tokens: int) -> int:
+    """Waveform length of n 25 Hz tokens at 22.05 kHz (256-sample frames)."""
+    return int(n_tokens / 25 * 22050 / 256) * 256
+
+
+@pytest.fixture(scope="module")
+def voiced(converted_dir, tmp_path_factory):
+    """The fixture LLM with a randomly initialised tiny token2wav (stand-in vocoder)."""
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("t2w")
+    model_conf = yaml.safe_load(CONF.read_text(encoding="utf-8"))["model_conf"]
+    parser = Token2WavTask.get_parser()
+    model = Token2WavTask.build_model(parser.parse_args(["--model_conf", str(model_conf)]))
+    t = np.arange(22050) / 22050
+    wav = torch.from_numpy((0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32))
+    prompt_tokens = torch.tensor([1, 2, 3, 4] * 5)
+    prompt = model.prompt_from_wav(wav, 22050, prompt_token=prompt_tokens)
+    model.store_prompt(prompt)
+    model_conf.update(prompt_num_frames=prompt.prompt_feat.shape[1], prompt_num_tokens=20)
+    with (out / "config.yaml").open("w") as f:
+        yaml.safe_dump(Token2WavTask.default_config(model_conf), f)
+    torch.save(model.state_dict(), out / "model.pth")
+    return Speech2Response(
+        converted_dir / "config.yaml", converted_dir / "model.pth",
+        token2wav_train_config=out / "config.yaml", token2wav_model_file=out / "model.pth",
+    )
+
+
+def test_reply_is_voiced(voiced, wavs):
+    out = voiced(speech=wavs[0].numpy(), task="s2s", max_new_speech_tokens=30, **DECODE)
+    assert out.sample_rate == 22050 and out.wav.dtype == np.float32
+    assert len(out.wav) == samples(len(out.speech_token)) > 0
+    text_only = voiced(speech=wavs[0].numpy(), task="asr", do_sample=False, max_new_tokens=3)
+    assert text_only.wav is None
+
+
+def test_streamed_audio_starts_before_the_reply_ends(voiced, wavs):
+    chunks = list(voiced.stream(speech=wavs[1].numpy(), task="s2s", max_new_speech_tokens=90,
+                                **DECODE))
+    kinds = ["wav" if c.wav is not None else "speech" if c.speech_token else "other" for c in chunks]
+    assert "wav" in kinds
+    assert kinds.index("wav") < max(i for i, k in enumerate(kinds) if k == "speech")
+    final = chunks[-1].final
+    assert final.wav is not None
+    assert len(final.wav) == sum(len(c.wav) for c in chunks if c.wav is not None)
+    assert abs(len(final.wav) - samples(len(final.speech_token))) < 2 * 256 * 4
+
+
+def test_cli_writes_wav_scp(voiced, wavs, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    soundfile.write(data / "a.wav", wavs[2].numpy(), 16000)
+    (data / "wav.scp").write_text(f"uttA {data / 'a.wav'}\n")
+    out = decode_data_dir(voiced, [f"{data / 'wav.scp'},speech,sound"], str(tmp_path / "dec"),
+                          "s2s", max_new_speech_tokens=20, **DECODE)
+    scp = read_2columns_text(out / "wav.scp")
+    tokens = read_2columns_text(out / "speech_token")["uttA"].split()
+    wav, fs = soundfile.read(scp["uttA"])
+    assert fs == 22050 and len(wav) == samples(len(tokens))
