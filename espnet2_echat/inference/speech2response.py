@@ -148,9 +148,12 @@ class Speech2Response:
             )
 
     @classmethod
-    def from_pretrained(cls, tag_or_dir: str, **kwargs) -> "Speech2Response":
+    def from_pretrained(
+        cls, tag_or_dir: str, cachedir: Optional[str] = None, **kwargs
+    ) -> "Speech2Response":
         """Build from a model directory (``config.yaml`` + ``model.pth``), a packed zip, or
-        an ESPnet model zoo / Hugging Face name (espnet_model_zoo's ``ModelDownloader``).
+        an ESPnet model zoo / Hugging Face name (espnet_model_zoo's ``ModelDownloader``,
+        unpacking into ``cachedir``; default: its own).
 
         Keyword arguments override the packed ones (e.g. ``device``, ``dtype``).
         """
@@ -166,7 +169,8 @@ class Speech2Response:
         else:
             from espnet_model_zoo.downloader import ModelDownloader
 
-            packed = ModelDownloader().download_and_unpack(str(tag_or_dir))
+            downloader = ModelDownloader(cachedir) if cachedir else ModelDownloader()
+            packed = downloader.download_and_unpack(str(tag_or_dir))
             known = ("train_config", "model_file", "token2wav_train_config", "token2wav_model_file")
             found = {k: v for k, v in packed.items() if k in known}
             if "train_config" not in found:

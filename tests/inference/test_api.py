@@ -1,6 +1,7 @@
 """Speech2Response behaviour: batching, resampling, multi-turn layouts, streaming, bad input."""
 
 import logging
+import shutil
 
 import pytest
 import torch
@@ -188,3 +189,22 @@ def test_interleaved_prompts(fixed_s2r):
     assert ids == layout.text(system_block("s2s_streaming")) + [BOS, AUDIO_PLACEHOLDER, EOS] + P2
     with pytest.raises(ValueError, match="interleaved"):
         fixed_s2r._prompt("asr", "none", None, Request(), None, 0, True)
+
+
+def test_from_pretrained_dir_and_packed_zip(converted_dir, fixed_s2r, wavs, tmp_path, monkeypatch):
+    from espnet2.main_funcs.pack_funcs import pack
+
+    from espnet2_echat.inference import Speech2Response
+
+    reference = fixed_s2r(speech=wavs[0].numpy(), task="asr", **SHORT_S2S).ids
+    from_dir = Speech2Response.from_pretrained(str(converted_dir))
+    assert from_dir(speech=wavs[0].numpy(), task="asr", **SHORT_S2S).ids == reference
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(converted_dir, "exp/tiny")
+    pack(files={"model_file": "exp/tiny/model.pth"}, yaml_files={"train_config": "exp/tiny/config.yaml"},
+         outpath="tiny.zip", option=["exp/tiny/llm"])
+    shutil.rmtree("exp")
+    from_zip = Speech2Response.from_pretrained("tiny.zip", cachedir=str(tmp_path / "cache"))
+    assert from_zip(speech=wavs[0].numpy(), task="asr", **SHORT_S2S).ids == reference
+    with pytest.raises(FileNotFoundError, match="config.yaml"):
+        Speech2Response.from_pretrained(str(tmp_path / "cache"))
