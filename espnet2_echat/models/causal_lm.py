@@ -1,6 +1,7 @@
 """The text LLM: any transformers causal LM, built from a config or loaded from a directory."""
 
 import os
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -10,11 +11,17 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 
 def resolve_path(path: str, base_dir: Optional[str] = None) -> str:
-    """Resolve a local path relative to ``base_dir``; hub names pass through unchanged."""
+    """Resolve a relative local path against ``base_dir`` and its ancestors.
+
+    Configs name paths relative to the recipe root (``conf/llm/...``) and live somewhere
+    below it (``exp/<model>/config.yaml``), in a recipe or in an unpacked model zoo archive;
+    the first ancestor of ``base_dir`` holding ``path`` wins. Otherwise the path is returned
+    unchanged (relative to the working directory, or a hub name).
+    """
     if base_dir and not os.path.isabs(path):
-        candidate = os.path.join(base_dir, path)
-        if os.path.exists(candidate):
-            return candidate
+        for folder in (Path(base_dir).resolve(), *Path(base_dir).resolve().parents):
+            if (folder / path).exists():
+                return str(folder / path)
     return path
 
 
