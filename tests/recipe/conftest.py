@@ -1,0 +1,1 @@
+from tests.models.conftest import converted_dir, expected  # noqa: F401  (shared fixtures)

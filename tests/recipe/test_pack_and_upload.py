@@ -1,0 +1,51 @@
+"""Stage 11/12: a packed model unpacks through espnet_model_zoo and answers; the upload dry
+run builds the repo folder with a model card."""
+
+import os
+import shutil
+
+import pytest
+import soundfile as sf
+import yaml
+
+from espnet2_echat.zoo import pack_model, upload_to_hf
+
+pytestmark = pytest.mark.reference
+
+
+@pytest.fixture(scope="module")
+def packed(converted_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("pack")
+    shutil.copytree(converted_dir, work / "exp" / "model")
+    (work / "exp" / "model" / "RESULTS.md").write_text("| set | wer |\n|---|---|\n| a | 1.0 |\n")
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        # the converted config names its LLM dir relative to itself ("llm"): pack it explicitly
+        out = pack_model("exp/model/config.yaml", "exp/model/model.pth", "exp/model/packed.zip",
+                         results="exp/model/RESULTS.md", extra=["exp/model/llm"])
+    finally:
+        os.chdir(cwd)
+    return work / out
+
+
+def test_zoo_unpack_and_answer(packed, tmp_path, osum_tiny_dir):
+    from espnet_model_zoo.downloader import ModelDownloader
+
+    from espnet2_echat.inference.speech2response import Speech2Response
+
+    files = ModelDownloader(cachedir=str(tmp_path)).download_and_unpack(str(packed))
+    assert set(files) == {"train_config", "model_file"}
+    s2r = Speech2Response(**files)
+    wav, fs = sf.read(osum_tiny_dir / "wav" / "utt1.wav")
+    out = s2r(speech=wav, fs=fs, task="asr", max_new_tokens=5, do_sample=False)
+    assert 0 < len(out.ids) <= 5 and set(out.heads) == {"text"}
+
+
+def test_upload_dry_run(packed, tmp_path):
+    folder = upload_to_hf(str(packed), "someone/echat_test", str(tmp_path / "hf"), dry_run=True)
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\ntags:\n- espnet")
+    assert "someone/echat_test" in card and "| a | 1.0 |" in card
+    meta = yaml.safe_load((folder / "meta.yaml").read_text())
+    assert (folder / meta["files"]["model_file"]).is_file()
