@@ -35,8 +35,10 @@ debian:
 test: setup
 	$(PY) -m pytest -q
 
+# The whole default recipe (tiny model, embedded corpus, no network), then a summary.
 demo: setup
-	$(PY) -m espnet2_echat.bin.demo
+	cd egs2/echat/echat1 && ./run.sh
+	$(PY) -m espnet2_echat.bin.demo_summary --recipe_dir egs2/echat/echat1
 
 clean:
 	rm -rf $(VENV)
