@@ -20,6 +20,7 @@ from espnet2_echat.data.templates import IGNORE_ID
 from espnet2_echat.models.adapter import EChatAdapter
 from espnet2_echat.models.causal_lm import HFCausalLM, resolve_path
 from espnet2_echat.models.espnet_model import EChatModel
+from espnet2_echat.models.feature_augment import AugmentedWhisperLogMel
 from espnet2_echat.models.frontend import WhisperLogMel
 from espnet2_echat.models.speech_llm import SpeechLLM
 from espnet2_echat.models.trainable import (
@@ -31,7 +32,9 @@ from espnet2_echat.models.trainable import (
 from espnet2_echat.models.whisper_encoder import WhisperStyleEncoder
 
 frontend_choices = ClassChoices(
-    "frontend", classes=dict(whisper_logmel=WhisperLogMel), default="whisper_logmel"
+    "frontend",
+    classes=dict(whisper_logmel=WhisperLogMel, whisper_logmel_specaug=AugmentedWhisperLogMel),
+    default="whisper_logmel",
 )
 encoder_choices = ClassChoices(
     "encoder", classes=dict(whisper=WhisperStyleEncoder), default="whisper"
