@@ -49,6 +49,10 @@ def get_parser() -> argparse.ArgumentParser:
         "--prompt", type=str_or_none,
         help="instruction of an understanding task (default: the task's prompt)",
     )
+    group.add_argument(
+        "--prompt_config", type=str_or_none,
+        help="yaml of task instructions; --prompt defaults to the first of the task's tag",
+    )
     group.add_argument("--reference_compat", type=str2bool, default=False)
     group = parser.add_argument_group("Decoding (default: the task's reference setting)")
     group.add_argument("--do_sample", type=str2bool)

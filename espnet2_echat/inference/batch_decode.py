@@ -122,6 +122,7 @@ def inference(
     reference_compat: bool = False,
     token2wav_train_config: Optional[str] = None,
     token2wav_model_file: Optional[str] = None,
+    prompt_config: Optional[str] = None,
     **decoding_options,
 ) -> Path:
     """Build a :class:`Speech2Response` (from files or ``model_tag``) and decode a data dir."""
@@ -131,6 +132,7 @@ def inference(
         reference_compat=reference_compat,
         token2wav_train_config=token2wav_train_config,
         token2wav_model_file=token2wav_model_file,
+        prompt_config=prompt_config,
     )
     if model_tag:
         s2r = Speech2Response.from_pretrained(model_tag, **model_kwargs)

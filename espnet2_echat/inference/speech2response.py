@@ -20,7 +20,9 @@ import torch
 import torchaudio
 
 from espnet2_echat.data.cot import parse_tag_think, split_think
+from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, split_leading_tag
 from espnet2_echat.data.layout import LayoutBuilder
+from espnet2_echat.data.preprocessor import load_prompt_config
 from espnet2_echat.data.templates import IM_END_ID
 from espnet2_echat.inference.conversation import (
     Conversation,
@@ -34,6 +36,7 @@ from espnet2_echat.inference.settings import (
     DEFAULT_INSTRUCTIONS,
     SPEECH_TASKS,
     TEXT_INPUT_TASKS,
+    UNDERSTANDING_TASKS,
     check_task,
     default_options,
     output_type,
@@ -103,6 +106,10 @@ class Speech2Response:
         max_history_turns: turns a :class:`Conversation` keeps.
         max_audio_seconds: longer user audio is rejected (default: what the encoder's
             positional table allows, 600 s for the released model).
+        prompt_config: ``{task tag: [instruction, ...]}`` yaml; an understanding task's
+            default instruction is the first entry of its tag. Default: the training
+            config's ``preprocessor_conf.prompt_config`` (not under reference_compat), else
+            ``settings.DEFAULT_INSTRUCTIONS`` (the reference's inference instructions).
     """
 
     def __init__(
@@ -116,6 +123,7 @@ class Speech2Response:
         token2wav_model_file: Optional[Union[str, Path]] = None,
         max_history_turns: int = 5,
         max_audio_seconds: Optional[float] = None,
+        prompt_config: Optional[Union[str, Path]] = None,
     ):
         from espnet2_echat.models.causal_lm import resolve_path
         from espnet2_echat.tasks.echat import EChatTask
@@ -141,6 +149,13 @@ class Speech2Response:
         positions = getattr(model.encoder, "positions", None)
         limit = positions.shape[0] * 2 / 100 if positions is not None else float("inf")
         self.max_audio_seconds = min(max_audio_seconds or limit, limit)
+        if prompt_config is None and not reference_compat:
+            prompt_config = _trained_prompt_config(args)
+        prompts = load_prompt_config(prompt_config)
+        self.instructions = dict(DEFAULT_INSTRUCTIONS)
+        for task, tag in UNDERSTANDING_TASKS.items():
+            if tag in prompts:
+                self.instructions[task] = prompts[tag][0]
         self.token2wav = None
         if token2wav_train_config or token2wav_model_file:
             self.token2wav = load_voice(
@@ -247,7 +262,7 @@ class Speech2Response:
     ):
         check_task(task, think)
         audio_task = task not in TEXT_INPUT_TASKS
-        instruction = prompt if prompt is not None else DEFAULT_INSTRUCTIONS.get(task)
+        instruction = prompt if prompt is not None else self.instructions.get(task)
         audios: List[Optional[torch.Tensor]] = [None] * len(requests)
         if audio_task:
             for i, r in enumerate(requests):
@@ -290,7 +305,7 @@ class Speech2Response:
 
         Args:
             task, think: see ``espnet2_echat.inference.settings``.
-            prompt: instruction of an understanding task (default: the task's).
+            prompt: instruction of an understanding task (default: ``self.instructions``).
             logits_processor, stopping_criteria: extra transformers-style processors and
                 criteria; they see unified ids (speech id k as V + k), generated ids only.
             use_cache: KV-cached decoding (False recomputes the sequence every step).
@@ -419,10 +434,14 @@ class Speech2Response:
         text = self.tokenizer.decode(parsed.text_ids, skip_special_tokens=True)
         cot, reply_emotion = "", None
         if think != "none":
-            cot, text = split_think(text)
-            if think == "tag":
-                fields = parse_tag_think(text)
-                reply_emotion, text = fields["reply_emotion"], fields["reply"]
+            full = text
+            cot, text = split_think(full)
+            if think == "tag":  # the reply starts with its reply-emotion tag (spec 2.4)
+                tag, rest = split_leading_tag(text.lstrip())
+                if tag in REPLY_EMOTION_LABELS:
+                    reply_emotion, text = tag, rest
+                elif cot:
+                    reply_emotion = parse_tag_think(full)["reply_emotion"]
         response = Response(
             text=text.strip(),
             think=cot.strip(),
@@ -449,3 +468,17 @@ class Speech2Response:
                  user_text=request.text)
         )
 
+
+def _trained_prompt_config(args) -> Optional[str]:
+    """The prompt config the model was trained with, if its path still resolves."""
+    path = (getattr(args, "preprocessor_conf", None) or {}).get("prompt_config")
+    if not path:
+        return None
+    for candidate in (Path(path), Path(args.config_dir) / path):
+        if candidate.exists():
+            return str(candidate)
+    logging.warning(
+        f"prompt_config {path} of the training config was not found; understanding tasks "
+        "use the built-in instructions"
+    )
+    return None

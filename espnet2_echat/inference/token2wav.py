@@ -47,7 +47,9 @@ class Token2WavInference:
     ):
         if n_timesteps < 1:
             raise ValueError(f"n_timesteps must be >= 1, got {n_timesteps}")
-        self.model, _ = Token2WavTask.build_model_from_file(train_config, model_file, device)
+        self.model, _ = Token2WavTask.build_model_from_file(
+            train_config, model_file, device
+        )
         self.model.eval()
         self.device = device
         self.n_timesteps = n_timesteps
@@ -56,7 +58,9 @@ class Token2WavInference:
         self.prompt = prompt or self.model.stored_prompt()
 
     @classmethod
-    def from_pretrained(cls, model_dir: Union[str, Path], **kwargs) -> "Token2WavInference":
+    def from_pretrained(
+        cls, model_dir: Union[str, Path], **kwargs
+    ) -> "Token2WavInference":
         """Load ``model_dir/config.yaml`` and ``model_dir/model.pth``."""
         model_dir = Path(model_dir)
         return cls(model_dir / "config.yaml", model_dir / "model.pth", **kwargs)
@@ -72,14 +76,19 @@ class Token2WavInference:
     def _prompt(self) -> SpeakerPrompt:
         p = self.prompt
         return SpeakerPrompt(
-            p.prompt_token.to(self.device), p.prompt_feat.to(self.device), p.embedding.to(self.device)
+            p.prompt_token.to(self.device),
+            p.prompt_feat.to(self.device),
+            p.embedding.to(self.device),
         )
 
     @torch.no_grad()
     def __call__(self, tokens: Sequence[int]) -> np.ndarray:
         """Offline synthesis of one utterance: (S,) float32 at ``fs``."""
         wav = self.model.synthesize(
-            tokens, self._prompt(), n_timesteps=self.n_timesteps, generator=self._generator()
+            tokens,
+            self._prompt(),
+            n_timesteps=self.n_timesteps,
+            generator=self._generator(),
         )
         return wav[0].cpu().numpy()
 
@@ -105,9 +114,13 @@ def read_speech_token_file(path: Union[str, Path]) -> Iterator[tuple]:
             try:
                 ids = [int(x) for x in fields[1:]]
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: utterance {fields[0]}: speech tokens must be integers") from None
+                raise ValueError(
+                    f"{path}:{lineno}: utterance {fields[0]}: speech tokens must be integers"
+                ) from None
             if not ids:
-                raise ValueError(f"{path}:{lineno}: utterance {fields[0]} has no speech tokens")
+                raise ValueError(
+                    f"{path}:{lineno}: utterance {fields[0]} has no speech tokens"
+                )
             yield fields[0], ids
 
 

@@ -11,6 +11,7 @@ from transformers.generation.logits_process import LogitsProcessor
 from espnet2_echat.data.templates import AUDIO_PLACEHOLDER, system_block
 from espnet2_echat.inference import Conversation, Request, Turn
 from espnet2_echat.inference.conversation import history_prompt
+from tests.conftest import REPO_ROOT
 from tests.inference.conftest import V
 
 pytestmark = pytest.mark.reference
@@ -208,3 +209,45 @@ def test_from_pretrained_dir_and_packed_zip(converted_dir, fixed_s2r, wavs, tmp_
     assert from_zip(speech=wavs[0].numpy(), task="asr", **SHORT_S2S).ids == reference
     with pytest.raises(FileNotFoundError, match="config.yaml"):
         Speech2Response.from_pretrained(str(tmp_path / "cache"))
+
+
+def test_instructions_from_a_prompt_config(converted_dir, fixed_s2r):
+    from espnet2_echat.inference import Speech2Response
+
+    assert fixed_s2r.instructions["asr"] == "将这段音频的语音内容详细记录为文字稿。"
+    s2r = Speech2Response(converted_dir / "config.yaml", converted_dir / "model.pth",
+                          prompt_config=REPO_ROOT / "conf" / "prompt_config.yaml")
+    assert s2r.instructions["asr"] == "转录如下音频。"
+    assert s2r.instructions["event"] == "分辨音频中的事件，直接返回标签，格式为<>。"
+    ids, _ = s2r._prompt("asr", "none", s2r.instructions["asr"], Request(), None, 0, False)
+    instruction = s2r.layout.text("转录如下音频。")
+    assert ids[-8 - len(instruction) :] == instruction + [BOS, AUDIO_PLACEHOLDER, EOS] + P2
+
+
+def test_think_outputs_are_split(fixed_s2r):
+    from espnet2_echat.data.cot import build_tag_think, wrap_think
+
+    tok = fixed_s2r.layout.text
+    cot = build_tag_think("你好", "<ADULT>", "<MALE>", "<HAPPY>", "<OTHER>", "<开心>")
+    ids = tok(wrap_think(cot, "<开心>很高兴见到你")) + [151645]
+    tag = fixed_s2r._response(ids, "text", "tag", synthesize=False)
+    assert (tag.think, tag.text, tag.reply_emotion) == (cot, "很高兴见到你", "<开心>")
+    assert tag.token_int == ids[:-1]
+    ids = tok("<think>用户语气轻快，是成年女性<think end>好的，我们开始吧。") + [151645]
+    language = fixed_s2r._response(ids, "text", "language", synthesize=False)
+    assert (language.think, language.text) == ("用户语气轻快，是成年女性", "好的，我们开始吧。")
+    plain = fixed_s2r._response(tok("只有回答") + [151645], "text", "language", synthesize=False)
+    assert (plain.think, plain.text) == ("", "只有回答")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16"])
+def test_half_precision_decodes(converted_dir, wavs, dtype):
+    from espnet2_echat.inference import Speech2Response
+
+    s2r = Speech2Response(converted_dir / "config.yaml", converted_dir / "model.pth", dtype=dtype)
+    assert next(s2r.model.llm.parameters()).dtype == getattr(torch, dtype)
+    out = s2r(speech=wavs[0].numpy(), task="s2s", output_scores=True, **SHORT_S2S)
+    assert out.heads == ["text"] * 7 + ["speech"] * (len(out.ids) - 7)  # 6 + <|im_end|>
+    assert out.ids[6] == 151645
+    assert all(s.dtype == torch.float32 for s in out.scores)
+    assert all(0 <= t < 4096 for t in out.speech_token)

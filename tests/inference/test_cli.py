@@ -106,3 +106,26 @@ def test_bad_data_spec_is_named(fixed_s2r, tmp_path):
         decode_data_dir(fixed_s2r, ["wav.scp,speech"], str(tmp_path), "asr")
     with pytest.raises(ValueError, match="needs a 'question' input"):
         decode_data_dir(fixed_s2r, [f"{tmp_path}/wav.scp,speech,sound"], str(tmp_path), "t2t")
+
+
+def test_decode_with_history(data_dir, fixed_s2r, wavs, tmp_path):
+    """A data dir's ``history`` (JSON turns) gives the same decode as the API's turns."""
+    import json
+
+    from espnet2_echat.inference import Turn
+
+    turn = {"user_wav": str(data_dir / "utt1.wav"), "user_text": "hi", "reply": "Hello there.",
+            "speech_token": [1, 2, 3]}
+    (tmp_path / "history").write_text(f"utt2 {json.dumps([turn])}\n")
+    options = dict(do_sample=False, max_new_tokens=5, max_new_speech_tokens=5)
+    out = decode_data_dir(
+        fixed_s2r, [f"{data_dir / 'wav.scp'},speech,sound", f"{tmp_path / 'history'},history,text"],
+        str(tmp_path / "dec"), "s2s", key_file=str(tmp_path / "history"), **options,
+    )
+    audio = fixed_s2r.encode_audio([wavs[0]])[0]
+    turns = [Turn(fixed_s2r.layout.text("Hello there."), [1, 2, 3], audio, "hi")]
+    api = fixed_s2r(speech=wavs[1].numpy(), task="s2s", history=turns, **options)
+    assert read_2columns_text(out / "token_int")["utt2"].split() == [str(i) for i in api.token_int]
+    assert read_2columns_text(out / "speech_token")["utt2"].split() == [str(i) for i in api.speech_token]
+    alone = fixed_s2r(speech=wavs[1].numpy(), task="s2s", **options)
+    assert alone.ids != api.ids  # the history changed the prompt
