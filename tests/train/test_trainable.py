@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet2_echat.tasks.echat import EChatTask, load_state_dict_strict
@@ -65,10 +66,12 @@ def changed(before, model):
 
 @pytest.mark.parametrize(
     "config, trains_llm",
-    [("train_stage1_understanding.yaml", False), ("train_stage2_generation.yaml", True)],
+    [("full/train_stage1_understanding.yaml", False), ("full/train_stage2_generation.yaml", True)],
 )
 def test_stage_freezes_what_spec_5_1_says(tmp_path, config, trains_llm):
-    model, args = build(tmp_path, config)
+    """The full-size stages' trainable parts, applied to the tiny geometry."""
+    parts = yaml.safe_load((CONF / config).read_text())["trainable_parts"]
+    model, args = build(tmp_path, "train_stage2_generation.yaml", "--trainable_parts", parts)
     before = snapshot(model)
     train_steps(model, s2s_batch(args))
     moved = changed(before, model)
