@@ -129,3 +129,24 @@ def test_tiny_model_overfits_a_tiny_batch(tmp_path):
     losses = train_steps(model, s2s_batch(args), steps=20, lr=1e-2)
     assert losses[0] > 10 and losses[-1] < 1.0, losses[::5]
     assert np.all(np.isfinite(losses))
+
+
+def test_mixed_batch_with_a_text_only_sample(tmp_path):
+    """A T2T sample (empty waveform) batched with an ASR sample gives the token-weighted
+    mean of the two samples' losses."""
+    model, args = build(tmp_path, "train_stage2_generation.yaml")
+    model.eval()
+    pre = EChatTask.build_preprocess_fn(args, train=False)
+    collate = EChatTask.build_collate_fn(args, train=False)
+    samples = [
+        ("t2t", pre("t2t", {"task": "<TEXT2TEXT>", "question": "hi?", "reply": REPLIES[0]})),
+        ("asr", pre("asr", {"task": "<TRANSCRIBE>", "text": "good morning",
+                            "speech": tone(440.0, 0.5, 0)})),
+    ]
+    assert samples[0][1]["speech"].shape == (0,)
+    with torch.no_grad():
+        mixed = float(model(**collate(samples)[1])[0])
+        single = [float(model(**collate([s])[1])[0]) for s in samples]
+    counts = [int((s["target"] != -100).sum()) for _, s in samples]  # supervised targets
+    expected = sum(l * n for l, n in zip(single, counts)) / sum(counts)
+    assert abs(mixed - expected) < 1e-4, (mixed, expected)
