@@ -372,33 +372,44 @@ class EChatPreprocessor(AbsPreprocessor):
 
         ``num_samples`` is the length of its audio (None for text-input samples).
         """
+        return self.inspect(uid, data, num_samples)[0]
+
+    def inspect(
+        self, uid: str, data: Mapping, num_samples: Optional[int]
+    ) -> Tuple[Optional[str], Optional[Layout]]:
+        """(drop reason or None, deterministic layout or None) of one sample."""
+        reason, layout = self._check(uid, data, num_samples)
+        return reason, (layout if reason is None else None)
+
+    def _check(self, uid: str, data: Mapping, num_samples: Optional[int]):
         f = self.filters
         texts = [str(data[k]) for k in ("text", "reply") if data.get(k) is not None]
         if any(t.strip() in SENTINEL_TEXTS for t in texts):
-            return "sentinel text"
+            return "sentinel text", None
         if self.train:
             labels = texts + [str(data[k]) for k in _LABEL_KIND if data.get(k) is not None]
             if any(n in t for t in labels for n in NONE_LABELS):
-                return "<NONE> label"
+                return "<NONE> label", None
             if any(n in t for t in texts for n in f.identity_names):
-                return "self-identity name"
+                return "self-identity name", None
         try:
             layout = self.layout(uid, data, randomize=False)
         except SampleError as e:
-            return f"invalid: {e}"
+            return f"invalid: {e}", None
         frames = 0
         if layout.output_type not in TEXT_INPUT_OUTPUT_TYPES:
             frames = (num_samples or 0) // 160
             if not f.min_frames <= frames <= f.max_frames:
-                return f"audio length {frames} frames outside [{f.min_frames}, {f.max_frames}]"
+                limits = f"[{f.min_frames}, {f.max_frames}]"
+                return f"audio length {frames} frames outside {limits}", layout
         if not f.token_min_length <= layout.num_label_text <= f.token_max_length:
-            return f"label length {layout.num_label_text} outside token limits"
+            return f"label length {layout.num_label_text} outside token limits", layout
         if self.estimate_length(layout, num_samples) > f.max_seq_len:
-            return f"sequence longer than max_seq_len {f.max_seq_len}"
+            return f"sequence longer than max_seq_len {f.max_seq_len}", layout
         if layout.num_label_speech:
             if f.speech_text_ratio * layout.num_label_text >= layout.num_label_speech:
-                return "too few speech tokens for the text"
-        return None
+                return "too few speech tokens for the text", layout
+        return None, layout
 
     @staticmethod
     def estimate_length(layout: Layout, num_samples: Optional[int]) -> int:

@@ -62,12 +62,11 @@ def build_multi_task_iter_factory(
             uid = f"{name}/{utt}"
             data = dataset.raw(uid, load_audio=False)
             num_samples = dataset.num_samples(uid)
-            reason = preprocess.filter_reason(utt, data, num_samples)
+            reason, layout = preprocess.inspect(utt, data, num_samples)
             if reason is not None:
                 dropped[(name, reason.split(":")[0])] += 1
                 logging.debug(f"drop {uid}: {reason}")
                 continue
-            layout = preprocess.layout(utt, data)
             length = preprocess.estimate_length(layout, num_samples)
             group = f"{name}/{layout.output_type}" if args.homogeneous_batches else name
             groups.setdefault(group, []).append(

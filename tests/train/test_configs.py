@@ -14,7 +14,9 @@ import pytest
 from espnet2_echat.tasks.echat import EChatTask
 
 REPO = Path(__file__).resolve().parents[2]
-STAGE_CONFIGS = sorted(REPO.glob("conf/train_*.yaml")) + sorted(REPO.glob("conf/full/train_*.yaml"))
+STAGE_CONFIGS = sorted(REPO.glob("conf/train_*.yaml")) + sorted(
+    REPO.glob("conf/full/train_*.yaml")
+)
 EXPECTED_PARTS = {
     # the tiny stage 1 trains its random LLM too (see the config); full size freezes it
     "full/train_stage1_understanding": "link_and_encoder",
@@ -40,7 +42,8 @@ def test_stage_config_parses(config, tmp_path):
     if config.parent.name == "full":  # the reference's optimiser and schedule (spec 5.2)
         assert args.optim == "adamw" and args.scheduler == "warmuplr"
         assert args.scheduler_conf == {"warmup_steps": 2000}
-        assert (args.accum_grad, args.grad_clip, args.batch_tokens) in ((8, 5.0, 3700), (8, 5.0, 2000))
+        assert (args.accum_grad, args.grad_clip) == (8, 5.0)
+        assert args.batch_tokens == (2000 if "lora" in config.stem else 3700)
         assert args.speech_token_num == 4097 and args.encoder_conf["num_blocks"] == 24
 
 

@@ -147,7 +147,8 @@ def test_x_only_conversion_and_random_prompt(b, prompt_file):
     assert seen == {"Gender only.", "Which gender?"}
     never = make(prompt_file, train=True, x_only_prob=0.0)
     out = never(
-        "u", {"task": "<TRANSCRIBE> <GENDER>", "text": "hi", "utt2gender": "<FEMALE>", "speech": WAV}
+        "u",
+        {"task": "<TRANSCRIBE> <GENDER>", "text": "hi", "utt2gender": "<FEMALE>", "speech": WAV},
     )
     assert out["input_ids"].tolist()[-4:] == b.text("hi<FEMALE>")[-3:] + [IM_END_ID]
 
@@ -229,7 +230,8 @@ def test_streaming_s2s(b, prompt_file):
     tokens = list(range(20))
     out = pre(
         "u",
-        {"task": "<S2TCHAT> <TEXT2TOKEN>", "reply": "Yes.", "speech_token": " ".join(map(str, tokens)),
+        {"task": "<S2TCHAT> <TEXT2TOKEN>", "reply": "Yes.",
+         "speech_token": " ".join(map(str, tokens)),
          "speech": WAV},
     )
     answer = interleave(b.text("Yes.") + [IM_END_ID], spt(b, tokens))
