@@ -28,7 +28,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log_level", default="INFO")
     group = parser.add_argument_group("Input / output")
     group.add_argument(
-        "--data_path_and_name_and_type", action="append", required=True,
+        "--data_path_and_name_and_type",
+        action="append",
+        required=True,
         help="PATH,NAME,TYPE: speech (sound), text / question / history (text)",
     )
     group.add_argument("--key_file", type=str_or_none, help="decode only these utterances")
@@ -46,11 +48,13 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--task", required=True, choices=TASKS)
     group.add_argument("--think", default="none", choices=THINK_MODES)
     group.add_argument(
-        "--prompt", type=str_or_none,
+        "--prompt",
+        type=str_or_none,
         help="instruction of an understanding task (default: the task's prompt)",
     )
     group.add_argument(
-        "--prompt_config", type=str_or_none,
+        "--prompt_config",
+        type=str_or_none,
         help="yaml of task instructions; --prompt defaults to the first of the task's tag",
     )
     group.add_argument("--reference_compat", type=str2bool, default=False)

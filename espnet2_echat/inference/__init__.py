@@ -1,13 +1,8 @@
 """Decoding of OSUM-EChat models: the ``Speech2Response`` API, batch decoding, streaming."""
 
 from espnet2_echat.inference.conversation import Conversation, Turn
-from espnet2_echat.inference.settings import DecodingOptions, TASKS, THINK_MODES
-from espnet2_echat.inference.speech2response import (
-    Request,
-    Response,
-    Speech2Response,
-    StreamChunk,
-)
+from espnet2_echat.inference.settings import TASKS, THINK_MODES, DecodingOptions
+from espnet2_echat.inference.speech2response import Request, Response, Speech2Response, StreamChunk
 
 __all__ = [
     "Conversation",

@@ -31,10 +31,14 @@ def parse_data_triplets(triplets: Sequence[str]) -> Dict[str, Tuple[str, str]]:
             raise ValueError(f"--data_path_and_name_and_type {item!r}: expected PATH,NAME,TYPE")
         path, name, kind = parts
         if name not in INPUT_NAMES:
-            raise ValueError(f"--data_path_and_name_and_type {item!r}: name must be one of {INPUT_NAMES}")
+            raise ValueError(
+                f"--data_path_and_name_and_type {item!r}: name must be one of {INPUT_NAMES}"
+            )
         expected = "sound" if name == "speech" else "text"
         if kind != expected:
-            raise ValueError(f"--data_path_and_name_and_type {item!r}: {name} must have type {expected}")
+            raise ValueError(
+                f"--data_path_and_name_and_type {item!r}: {name} must have type {expected}"
+            )
         inputs[name] = (path, kind)
     return inputs
 
@@ -76,7 +80,9 @@ def decode_data_dir(
     if main not in inputs:
         raise ValueError(f"task {task!r} needs a {main!r} input in --data_path_and_name_and_type")
     speech = SoundScpReader(inputs["speech"][0], dtype="float32") if "speech" in inputs else None
-    texts = {n: read_2columns_text(inputs[n][0]) for n in ("text", "question", "history") if n in inputs}
+    texts = {
+        n: read_2columns_text(inputs[n][0]) for n in ("text", "question", "history") if n in inputs
+    }
     if key_file:
         keys = list(read_2columns_text(key_file))
     else:
@@ -85,7 +91,9 @@ def decode_data_dir(
     out.mkdir(parents=True, exist_ok=True)
     done = set(read_2columns_text(out / "text")) if (out / "text").exists() else set()
     todo = [k for k in keys if k not in done]
-    logging.info(f"{len(keys)} utterances, {len(done & set(keys))} already decoded, {len(todo)} to go")
+    logging.info(
+        f"{len(keys)} utterances, {len(done & set(keys))} already decoded, {len(todo)} to go"
+    )
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         requests = []
@@ -139,7 +147,14 @@ def inference(
     else:
         s2r = Speech2Response(train_config, model_file, **model_kwargs)
     return decode_data_dir(
-        s2r, data_path_and_name_and_type, output_dir, task, think, prompt, key_file, batch_size,
+        s2r,
+        data_path_and_name_and_type,
+        output_dir,
+        task,
+        think,
+        prompt,
+        key_file,
+        batch_size,
         **decoding_options,
     )
 

@@ -91,7 +91,9 @@ def history_prompt(
             user = builder.text(turn.user_text)
         else:
             raise ValueError("a history turn has neither user audio nor user text")
-        speech = [marker] + builder.speech(turn.speech_tokens) + [marker] if turn.speech_tokens else []
+        speech = (
+            [marker] + builder.speech(turn.speech_tokens) + [marker] if turn.speech_tokens else []
+        )
         if compat:
             ids += user + builder.text(ASSISTANT_START) + list(turn.reply_ids) + speech
         else:

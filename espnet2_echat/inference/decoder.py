@@ -146,7 +146,9 @@ def head_scores(llm: SpeechLLM, hidden: torch.Tensor, phase: torch.Tensor) -> to
     vocab = llm.text_vocab_size
     inf = float("-inf")
     if bool((phase == Phase.TEXT).all()):  # the common cases: one head for the whole batch
-        return nn.functional.pad(llm.text_logits(hidden).float(), (0, llm.speech_token_num), value=inf)
+        return nn.functional.pad(
+            llm.text_logits(hidden).float(), (0, llm.speech_token_num), value=inf
+        )
     if bool((phase == Phase.SPEECH).all()):
         return nn.functional.pad(llm.speech_logits(hidden).float(), (vocab, 0), value=inf)
     out = hidden.new_full((hidden.shape[0], vocab + llm.speech_token_num), inf).float()
@@ -240,7 +242,13 @@ def generate(
     if output_scores:
         out.scores = [[] for _ in range(batch)]
     steps = iter_generate(
-        llm, inputs_embeds, attention_mask, position_ids, plan, use_cache, generator,
+        llm,
+        inputs_embeds,
+        attention_mask,
+        position_ids,
+        plan,
+        use_cache,
+        generator,
         keep_raw_scores=output_scores,
     )
     for step in steps:

@@ -46,7 +46,9 @@ def output_type(
     check_task(task, think)
     if interleaved:
         if task not in SPEECH_TASKS or think != "none":
-            raise ValueError(f"interleaved output exists for s2s and tts without think, not {task!r}")
+            raise ValueError(
+                f"interleaved output exists for s2s and tts without think, not {task!r}"
+            )
         return "speech2text_token_streaming" if task == "s2s" else "text2token_streaming"
     if task in UNDERSTANDING_TASKS:
         return "text"
@@ -105,12 +107,18 @@ class DecodingOptions:
         names = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - names)
         if unknown:
-            raise ValueError(f"unknown decoding options {unknown}; expected some of {sorted(names)}")
+            raise ValueError(
+                f"unknown decoding options {unknown}; expected some of {sorted(names)}"
+            )
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
 _UNDERSTANDING = DecodingOptions(
-    top_k=5, top_p=0.9, temperature=1.0, repetition_penalty=1.05, max_new_tokens=8000,
+    top_k=5,
+    top_p=0.9,
+    temperature=1.0,
+    repetition_penalty=1.05,
+    max_new_tokens=8000,
     min_new_tokens=1,
 )
 _DEFAULTS: Dict[str, DecodingOptions] = {
@@ -119,13 +127,19 @@ _DEFAULTS: Dict[str, DecodingOptions] = {
     "t2t": DecodingOptions(do_sample=False, max_new_tokens=200, min_new_tokens=1),
     "tts": DecodingOptions(top_k=15, top_p=0.8, temperature=1.2, max_new_speech_tokens=2000),
     "s2s": DecodingOptions(
-        top_k=10, top_p=0.9, temperature=1.2, max_new_tokens=2000, max_new_speech_tokens=2000,
+        top_k=10,
+        top_p=0.9,
+        temperature=1.2,
+        max_new_tokens=2000,
+        max_new_speech_tokens=2000,
         age_forcing=True,
     ),
 }
 
 
-def default_options(task: str, think: str = "none", reference_compat: bool = False) -> DecodingOptions:
+def default_options(
+    task: str, think: str = "none", reference_compat: bool = False
+) -> DecodingOptions:
     """The reference's settings for ``task`` (spec 6.3).
 
     Outside reference_compat the speech n-gram blocker of S2S is on (the reference builds it

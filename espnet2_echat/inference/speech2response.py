@@ -24,12 +24,7 @@ from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, split_leading_tag
 from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.data.preprocessor import load_prompt_config
 from espnet2_echat.data.templates import IM_END_ID
-from espnet2_echat.inference.conversation import (
-    Conversation,
-    Turn,
-    embed_prompt,
-    history_prompt,
-)
+from espnet2_echat.inference.conversation import Conversation, Turn, embed_prompt, history_prompt
 from espnet2_echat.inference.decoder import build_plan, generate, iter_generate
 from espnet2_echat.inference.parsing import parse_generation
 from espnet2_echat.inference.settings import (
@@ -200,7 +195,9 @@ class Speech2Response:
         if wav.dim() == 2 and 1 in wav.shape:
             wav = wav.flatten()
         if wav.dim() != 1:
-            raise ValueError(f"request {index}: expected mono 1-D audio, got shape {tuple(wav.shape)}")
+            raise ValueError(
+                f"request {index}: expected mono 1-D audio, got shape {tuple(wav.shape)}"
+            )
         if fs != MODEL_FS:
             wav = torchaudio.functional.resample(wav, fs, MODEL_FS)
         seconds = wav.numel() / MODEL_FS
@@ -257,7 +254,14 @@ class Speech2Response:
 
     # ------------------------------------------------------------------ decoding
     def _prepare(
-        self, requests, task, think, prompt, logits_processor, stopping_criteria, interleaved,
+        self,
+        requests,
+        task,
+        think,
+        prompt,
+        logits_processor,
+        stopping_criteria,
+        interleaved,
         overrides,
     ):
         check_task(task, think)
@@ -279,8 +283,13 @@ class Speech2Response:
         kind = "joint" if interleaved else task if task in SPEECH_TASKS else "text"
         llm = self.model.llm
         plan = build_plan(
-            kind, options, llm.text_vocab_size, llm.speech_token_num, self.reference_compat,
-            logits_processor, stopping_criteria,
+            kind,
+            options,
+            llm.text_vocab_size,
+            llm.speech_token_num,
+            self.reference_compat,
+            logits_processor,
+            stopping_criteria,
         )
         generator = None
         if options.seed is not None:
@@ -318,12 +327,24 @@ class Speech2Response:
         if not requests:
             return []
         batch, plan, kind, generator, audios = self._prepare(
-            requests, task, think, prompt, logits_processor, stopping_criteria, interleaved,
+            requests,
+            task,
+            think,
+            prompt,
+            logits_processor,
+            stopping_criteria,
+            interleaved,
             overrides,
         )
         gen = generate(
-            self.model.llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids,
-            plan, use_cache, generator, output_scores,
+            self.model.llm,
+            batch.inputs_embeds,
+            batch.attention_mask,
+            batch.position_ids,
+            plan,
+            use_cache,
+            generator,
+            output_scores,
         )
         responses = []
         for i, request in enumerate(requests):
@@ -371,7 +392,13 @@ class Speech2Response:
         """
         request = Request(speech, fs, text, history)
         batch, plan, kind, generator, audios = self._prepare(
-            [request], task, think, prompt, logits_processor, stopping_criteria, interleaved,
+            [request],
+            task,
+            think,
+            prompt,
+            logits_processor,
+            stopping_criteria,
+            interleaved,
             overrides,
         )
         vocab = self.model.llm.text_vocab_size
@@ -384,7 +411,11 @@ class Speech2Response:
         voice = BackgroundVoice(self.token2wav) if self.token2wav is not None else None
         audio: List[np.ndarray] = []
         steps = iter_generate(
-            self.model.llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan,
+            self.model.llm,
+            batch.inputs_embeds,
+            batch.attention_mask,
+            batch.position_ids,
+            plan,
             generator=generator,
         )
         for step in steps:
@@ -464,8 +495,12 @@ class Speech2Response:
         if self.reference_compat:  # the reference keeps its S2S text with the dropped id
             reply = reply[:-1]
         request.history.add(
-            Turn(reply_ids=reply, speech_tokens=response.speech_token, user_audio=audio,
-                 user_text=request.text)
+            Turn(
+                reply_ids=reply,
+                speech_tokens=response.speech_token,
+                user_audio=audio,
+                user_text=request.text,
+            )
         )
 
 

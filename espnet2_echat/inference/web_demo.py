@@ -93,7 +93,11 @@ def build_demo(s2r: Speech2Response, default_task: str = "s2s", **decoding) -> g
             [audio, text, task, think, conversation, chat],
             [chat, think_out, reply_audio, tokens, conversation],
         )
-        new.click(lambda: (None, [], "", None, ""), None, [conversation, chat, think_out, reply_audio, tokens])
+        new.click(
+            lambda: (None, [], "", None, ""),
+            None,
+            [conversation, chat, think_out, reply_audio, tokens],
+        )
     return demo
 
 
@@ -113,12 +117,17 @@ def launch(
 ) -> None:
     """Load a model and serve the demo (blocks until interrupted)."""
     kwargs = dict(
-        device=device, dtype=dtype, reference_compat=reference_compat,
-        token2wav_train_config=token2wav_train_config, token2wav_model_file=token2wav_model_file,
+        device=device,
+        dtype=dtype,
+        reference_compat=reference_compat,
+        token2wav_train_config=token2wav_train_config,
+        token2wav_model_file=token2wav_model_file,
     )
     if model_tag:
         s2r = Speech2Response.from_pretrained(model_tag, **kwargs)
     else:
         s2r = Speech2Response(train_config, model_file, **kwargs)
     decoding = {k: v for k, v in decoding.items() if v is not None}
-    build_demo(s2r, **decoding).launch(server_name=server_name, server_port=server_port, share=share)
+    build_demo(s2r, **decoding).launch(
+        server_name=server_name, server_port=server_port, share=share
+    )

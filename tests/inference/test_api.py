@@ -51,12 +51,17 @@ def test_other_sample_rates_are_resampled(fixed_s2r, wavs):
 
 
 def test_sampling_is_seeded_and_respects_top_k(fixed_s2r, wavs):
-    kwargs = dict(task="s2s", max_new_tokens=5, max_new_speech_tokens=8, seed=3, top_k=1)
+    kwargs = dict(task="s2s", max_new_tokens=5, max_new_speech_tokens=8, seed=3, top_k=1, top_p=1.0)
     a = fixed_s2r(speech=wavs[0].numpy(), **kwargs)
     b = fixed_s2r(speech=wavs[0].numpy(), **kwargs)
     assert a.ids == b.ids
-    greedy = fixed_s2r(speech=wavs[0].numpy(), task="s2s", max_new_tokens=5,
-                       max_new_speech_tokens=8, do_sample=False)
+    greedy = fixed_s2r(
+        speech=wavs[0].numpy(),
+        task="s2s",
+        max_new_tokens=5,
+        max_new_speech_tokens=8,
+        do_sample=False,
+    )
     assert a.ids == greedy.ids  # top_k=1 sampling is the argmax
 
 
@@ -108,7 +113,10 @@ def test_streaming_yields_text_then_speech_chunks(fixed_s2r, wavs):
     kwargs = dict(GREEDY, max_new_tokens=8, max_new_speech_tokens=40, speech_ngram_blocking=False)
     chunks = list(fixed_s2r.stream(speech=wavs[1].numpy(), task="s2s", **kwargs))
     final = chunks[-1].final
-    assert final is not None and final.ids == fixed_s2r(speech=wavs[1].numpy(), task="s2s", **kwargs).ids
+    assert (
+        final is not None
+        and final.ids == fixed_s2r(speech=wavs[1].numpy(), task="s2s", **kwargs).ids
+    )
     text = "".join(c.text for c in chunks[:-1])
     assert text.strip() == final.text
     speech = [c.speech_token for c in chunks[:-1] if c.speech_token]
@@ -167,18 +175,29 @@ class ForceIds(LogitsProcessor):
 def test_interleaved_decoding_uses_one_softmax_until_im_end(fixed_s2r, wavs):
     forced = [40, 41, 151645]
     out = fixed_s2r(
-        speech=wavs[0].numpy(), task="s2s", interleaved=True, output_scores=True,
-        logits_processor=[ForceIds(forced)], max_new_speech_tokens=8, **GREEDY,
+        speech=wavs[0].numpy(),
+        task="s2s",
+        interleaved=True,
+        output_scores=True,
+        logits_processor=[ForceIds(forced)],
+        max_new_speech_tokens=8,
+        **GREEDY,
     )
     assert out.ids[:3] == forced
     widths = [int(torch.isfinite(s).sum()) for s in out.scores]
     assert widths == [V + 4097] * 3 + [4097] * (len(out.ids) - 3)  # joint, then speech only
     assert out.heads[3:] == ["speech"] * (len(out.ids) - 3)
     assert out.token_int == [40, 41]
-    stream = list(fixed_s2r.stream(
-        speech=wavs[0].numpy(), task="s2s", interleaved=True, logits_processor=[ForceIds(forced)],
-        max_new_speech_tokens=8, **GREEDY,
-    ))
+    stream = list(
+        fixed_s2r.stream(
+            speech=wavs[0].numpy(),
+            task="s2s",
+            interleaved=True,
+            logits_processor=[ForceIds(forced)],
+            max_new_speech_tokens=8,
+            **GREEDY,
+        )
+    )
     assert stream[-1].final.ids == out.ids
 
 
@@ -202,8 +221,12 @@ def test_from_pretrained_dir_and_packed_zip(converted_dir, fixed_s2r, wavs, tmp_
     assert from_dir(speech=wavs[0].numpy(), task="asr", **SHORT_S2S).ids == reference
     monkeypatch.chdir(tmp_path)
     shutil.copytree(converted_dir, "exp/tiny")
-    pack(files={"model_file": "exp/tiny/model.pth"}, yaml_files={"train_config": "exp/tiny/config.yaml"},
-         outpath="tiny.zip", option=["exp/tiny/llm"])
+    pack(
+        files={"model_file": "exp/tiny/model.pth"},
+        yaml_files={"train_config": "exp/tiny/config.yaml"},
+        outpath="tiny.zip",
+        option=["exp/tiny/llm"],
+    )
     shutil.rmtree("exp")
     from_zip = Speech2Response.from_pretrained("tiny.zip", cachedir=str(tmp_path / "cache"))
     assert from_zip(speech=wavs[0].numpy(), task="asr", **SHORT_S2S).ids == reference
@@ -215,8 +238,11 @@ def test_instructions_from_a_prompt_config(converted_dir, fixed_s2r):
     from espnet2_echat.inference import Speech2Response
 
     assert fixed_s2r.instructions["asr"] == "将这段音频的语音内容详细记录为文字稿。"
-    s2r = Speech2Response(converted_dir / "config.yaml", converted_dir / "model.pth",
-                          prompt_config=REPO_ROOT / "conf" / "prompt_config.yaml")
+    s2r = Speech2Response(
+        converted_dir / "config.yaml",
+        converted_dir / "model.pth",
+        prompt_config=REPO_ROOT / "conf" / "prompt_config.yaml",
+    )
     assert s2r.instructions["asr"] == "转录如下音频。"
     assert s2r.instructions["event"] == "分辨音频中的事件，直接返回标签，格式为<>。"
     ids, _ = s2r._prompt("asr", "none", s2r.instructions["asr"], Request(), None, 0, False)

@@ -38,12 +38,24 @@ def data_dir(tmp_path_factory, wavs):
 def test_cli_s2s_reproduces_the_fixture(data_dir, converted_dir, expected, fixed_s2r, tmp_path):
     out = tmp_path / "decode"
     cmd = [
-        sys.executable, "-m", "espnet2_echat.bin.echat_inference",
-        "--train_config", str(converted_dir / "config.yaml"),
-        "--model_file", str(converted_dir / "model.pth"),
-        "--data_path_and_name_and_type", f"{data_dir / 'wav.scp'},speech,sound",
-        "--output_dir", str(out), "--task", "s2s", "--batch_size", "2",
-        "--speech_ngram_blocking", "false", *FIXTURE_BUDGET,
+        sys.executable,
+        "-m",
+        "espnet2_echat.bin.echat_inference",
+        "--train_config",
+        str(converted_dir / "config.yaml"),
+        "--model_file",
+        str(converted_dir / "model.pth"),
+        "--data_path_and_name_and_type",
+        f"{data_dir / 'wav.scp'},speech,sound",
+        "--output_dir",
+        str(out),
+        "--task",
+        "s2s",
+        "--batch_size",
+        "2",
+        "--speech_ngram_blocking",
+        "false",
+        *FIXTURE_BUDGET,
     ]
     subprocess.run(cmd, check=True, cwd=REPO_ROOT, timeout=240)
     token_int = read_2columns_text(out / "token_int")
@@ -57,8 +69,15 @@ def test_cli_s2s_reproduces_the_fixture(data_dir, converted_dir, expected, fixed
         assert speech[f"utt{i + 1}"].split() == [str(x) for x in spec["speech_part_ids"]]
     # the generated tone (22.05 kHz, resampled) gives what the Python API gives
     tone, fs = sf.read(data_dir / "tone.wav", dtype="float32")
-    api = fixed_s2r(speech=tone, fs=fs, task="s2s", do_sample=False, max_new_tokens=20,
-                    max_new_speech_tokens=30, speech_ngram_blocking=False)
+    api = fixed_s2r(
+        speech=tone,
+        fs=fs,
+        task="s2s",
+        do_sample=False,
+        max_new_tokens=20,
+        max_new_speech_tokens=30,
+        speech_ngram_blocking=False,
+    )
     assert token_int["utt4_tone"].split() == [str(x) for x in api.token_int]
     assert speech["utt4_tone"].split() == [str(x) for x in api.speech_token]
     assert text["utt4_tone"] == " ".join(api.text.split())
@@ -91,12 +110,17 @@ def test_decode_skips_finished_and_writes_think(data_dir, fixed_s2r, tmp_path, m
 
 def test_decode_tts_from_text(data_dir, fixed_s2r, tmp_path):
     out = decode_data_dir(
-        fixed_s2r, [f"{data_dir / 'text'},text,text"], str(tmp_path / "tts"), "tts",
-        do_sample=False, max_new_speech_tokens=6,
+        fixed_s2r,
+        [f"{data_dir / 'text'},text,text"],
+        str(tmp_path / "tts"),
+        "tts",
+        do_sample=False,
+        max_new_speech_tokens=6,
     )
     speech = read_2columns_text(out / "speech_token")
-    api = fixed_s2r.batch([Request(text="Hello there.")], task="tts", do_sample=False,
-                          max_new_speech_tokens=6)[0]
+    api = fixed_s2r.batch(
+        [Request(text="Hello there.")], task="tts", do_sample=False, max_new_speech_tokens=6
+    )[0]
     assert speech["utt1"].split() == [str(x) for x in api.speech_token]
     assert list(speech) == ["utt1", "utt2"]
 
@@ -114,18 +138,28 @@ def test_decode_with_history(data_dir, fixed_s2r, wavs, tmp_path):
 
     from espnet2_echat.inference import Turn
 
-    turn = {"user_wav": str(data_dir / "utt1.wav"), "user_text": "hi", "reply": "Hello there.",
-            "speech_token": [1, 2, 3]}
+    turn = {
+        "user_wav": str(data_dir / "utt1.wav"),
+        "user_text": "hi",
+        "reply": "Hello there.",
+        "speech_token": [1, 2, 3],
+    }
     (tmp_path / "history").write_text(f"utt2 {json.dumps([turn])}\n")
     options = dict(do_sample=False, max_new_tokens=5, max_new_speech_tokens=5)
     out = decode_data_dir(
-        fixed_s2r, [f"{data_dir / 'wav.scp'},speech,sound", f"{tmp_path / 'history'},history,text"],
-        str(tmp_path / "dec"), "s2s", key_file=str(tmp_path / "history"), **options,
+        fixed_s2r,
+        [f"{data_dir / 'wav.scp'},speech,sound", f"{tmp_path / 'history'},history,text"],
+        str(tmp_path / "dec"),
+        "s2s",
+        key_file=str(tmp_path / "history"),
+        **options,
     )
     audio = fixed_s2r.encode_audio([wavs[0]])[0]
     turns = [Turn(fixed_s2r.layout.text("Hello there."), [1, 2, 3], audio, "hi")]
     api = fixed_s2r(speech=wavs[1].numpy(), task="s2s", history=turns, **options)
     assert read_2columns_text(out / "token_int")["utt2"].split() == [str(i) for i in api.token_int]
-    assert read_2columns_text(out / "speech_token")["utt2"].split() == [str(i) for i in api.speech_token]
+    assert read_2columns_text(out / "speech_token")["utt2"].split() == [
+        str(i) for i in api.speech_token
+    ]
     alone = fixed_s2r(speech=wavs[1].numpy(), task="s2s", **options)
     assert alone.ids != api.ids  # the history changed the prompt

@@ -59,7 +59,9 @@ def test_force_text_end_only_while_in_text_phase():
 
 
 def test_stopping_criteria():
-    ids = torch.tensor([[1, IM_END_ID, M, V + 5, M], [1, IM_END_ID, V + 5, V + 6, M], [1, 2, 3, 4, 5]])
+    ids = torch.tensor(
+        [[1, IM_END_ID, M, V + 5, M], [1, IM_END_ID, V + 5, V + 6, M], [1, 2, 3, 4, 5]]
+    )
     compat = SpeechEndCriteria(M, V, reference_compat=True)
     fixed = SpeechEndCriteria(M, V)
     assert compat(ids, None).tolist() == [True, False, False]

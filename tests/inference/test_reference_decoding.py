@@ -52,10 +52,19 @@ def decode_fixture(s2r, expected, wavs, i, key, **kwargs):
     segments = spec["llm_input"]["segments"]
     instruction = next((s["text"] for s in segments if s["name"] == "task instruction"), None)
     inputs = dict(text=utt["text"]) if task in ("t2t", "tts") else dict(speech=wavs[i].numpy())
-    return s2r(
-        **inputs, task=task, think=think, prompt=instruction, do_sample=False,
-        repetition_penalty=1.0, **fixture_budgets(task), **kwargs,
-    ), spec
+    return (
+        s2r(
+            **inputs,
+            task=task,
+            think=think,
+            prompt=instruction,
+            do_sample=False,
+            repetition_penalty=1.0,
+            **fixture_budgets(task),
+            **kwargs,
+        ),
+        spec,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +102,10 @@ def test_compat_parsing_matches_reference_return(decodes, i):
     caller = ret["caller_string(infer_runtime.do_s2s)"]
     assert caller.split("|")[1] == str(s2s.speech_token)
     tts, spec = decodes[(i, "tts")]
-    assert tts.speech_token == spec["reference_return"]["caller_tokens(infer_runtime.do_t2s: drop last)"]
+    assert (
+        tts.speech_token
+        == spec["reference_return"]["caller_tokens(infer_runtime.do_t2s: drop last)"]
+    )
 
 
 @pytest.mark.parametrize("i", UTTS)

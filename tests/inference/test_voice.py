@@ -42,8 +42,10 @@ def voiced(converted_dir, tmp_path_factory):
         yaml.safe_dump(Token2WavTask.default_config(model_conf), f)
     torch.save(model.state_dict(), out / "model.pth")
     return Speech2Response(
-        converted_dir / "config.yaml", converted_dir / "model.pth",
-        token2wav_train_config=out / "config.yaml", token2wav_model_file=out / "model.pth",
+        converted_dir / "config.yaml",
+        converted_dir / "model.pth",
+        token2wav_train_config=out / "config.yaml",
+        token2wav_model_file=out / "model.pth",
     )
 
 
@@ -56,9 +58,12 @@ def test_reply_is_voiced(voiced, wavs):
 
 
 def test_streamed_audio_starts_before_the_reply_ends(voiced, wavs):
-    chunks = list(voiced.stream(speech=wavs[1].numpy(), task="s2s", max_new_speech_tokens=90,
-                                **DECODE))
-    kinds = ["wav" if c.wav is not None else "speech" if c.speech_token else "other" for c in chunks]
+    chunks = list(
+        voiced.stream(speech=wavs[1].numpy(), task="s2s", max_new_speech_tokens=90, **DECODE)
+    )
+    kinds = [
+        "wav" if c.wav is not None else "speech" if c.speech_token else "other" for c in chunks
+    ]
     assert "wav" in kinds
     assert kinds.index("wav") < max(i for i, k in enumerate(kinds) if k == "speech")
     final = chunks[-1].final
@@ -72,8 +77,14 @@ def test_cli_writes_wav_scp(voiced, wavs, tmp_path):
     data.mkdir()
     soundfile.write(data / "a.wav", wavs[2].numpy(), 16000)
     (data / "wav.scp").write_text(f"uttA {data / 'a.wav'}\n")
-    out = decode_data_dir(voiced, [f"{data / 'wav.scp'},speech,sound"], str(tmp_path / "dec"),
-                          "s2s", max_new_speech_tokens=20, **DECODE)
+    out = decode_data_dir(
+        voiced,
+        [f"{data / 'wav.scp'},speech,sound"],
+        str(tmp_path / "dec"),
+        "s2s",
+        max_new_speech_tokens=20,
+        **DECODE,
+    )
     scp = read_2columns_text(out / "wav.scp")
     tokens = read_2columns_text(out / "speech_token")["uttA"].split()
     wav, fs = soundfile.read(scp["uttA"])

@@ -20,7 +20,9 @@ SHORT = dict(do_sample=False, max_new_tokens=4, max_new_speech_tokens=6)
 
 def test_respond_keeps_history_per_session(fixed_s2r, wavs):
     audio = (16000, (wavs[0].numpy() * 32767).astype("int16"))
-    chat, think, wav, tokens, conv = respond(fixed_s2r, audio, "", "s2s", "none", None, None, **SHORT)
+    chat, think, wav, tokens, conv = respond(
+        fixed_s2r, audio, "", "s2s", "none", None, None, **SHORT
+    )
     assert [m["role"] for m in chat] == ["user", "assistant"]
     assert len(conv) == 1 and tokens.split() == [str(t) for t in conv.turns[0].speech_tokens]
     assert wav is None  # no token2wav attached
@@ -51,9 +53,20 @@ def test_page_renders_in_headless_chromium(fixed_s2r, tmp_path):
             pytest.skip("Debian's chromium is not installed (make setup installs it)")
         shot = tmp_path / "web_demo.png"
         subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--window-size=1280,900", "--virtual-time-budget=15000", f"--screenshot={shot}", url],
-            check=True, timeout=120, capture_output=True,
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--window-size=1280,900",
+                "--virtual-time-budget=15000",
+                f"--screenshot={shot}",
+                url,
+            ],
+            check=True,
+            timeout=120,
+            capture_output=True,
         )
         assert shot.exists() and shot.stat().st_size > 10_000
         artefacts = os.environ.get("ECHAT_TEST_ARTIFACTS")
