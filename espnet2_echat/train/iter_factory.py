@@ -13,7 +13,11 @@ from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
 
 from espnet2_echat.data.preprocessor import EChatPreprocessor
 from espnet2_echat.train.datadir_dataset import DataDirDataset
-from espnet2_echat.train.multi_task_sampler import REFERENCE_TYPE_SCALE, MultiTaskBatchSampler
+from espnet2_echat.train.multi_task_sampler import (
+    REFERENCE_TYPE_SCALE,
+    MultiTaskBatchSampler,
+    pool_by_weight,
+)
 
 
 def parse_data_dir_spec(spec: str) -> Tuple[str, Path, float]:
@@ -77,12 +81,19 @@ def build_multi_task_iter_factory(
         logging.warning(f"{sets[name]}: dropped {n} utterance(s): {reason}")
     if not groups:
         raise RuntimeError(f"no usable utterance in {', '.join(map(str, sets.values()))}")
+    if not train:
+        group_weight = {g: 1.0 for g in groups}
+    if not args.homogeneous_batches:  # one pool: batches mix data dirs and output types
+        if train and args.multi_task_mixing != "repeat":
+            raise ValueError("homogeneous_batches false supports multi_task_mixing repeat only")
+        groups = {"mixed": pool_by_weight(groups, group_weight, args.seed)}
+        group_weight = {"mixed": 1.0}
     rank, world = 0, 1
     if distributed:
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     sampler = MultiTaskBatchSampler(
         groups,
-        group_weight if train else {g: 1.0 for g in groups},
+        group_weight,
         batch_tokens=args.batch_tokens,
         max_batch_size=args.max_batch_size,
         mixing=args.multi_task_mixing if train else "repeat",

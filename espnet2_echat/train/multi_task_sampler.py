@@ -65,6 +65,24 @@ def bucket_by_tokens(
     return [tuple(b) for b in merged]
 
 
+def pool_by_weight(
+    groups: Mapping[str, Sequence[Tuple[str, int, float]]],
+    weights: Mapping[str, float],
+    seed: int = 0,
+) -> List[Tuple[str, int, float]]:
+    """One pool of all groups' items for mixed batches, each group repeated by its weight.
+
+    An integer weight repeats every item; a fraction adds a seeded random part of them.
+    """
+    pool: List[Tuple[str, int, float]] = []
+    for i, (g, items) in enumerate(sorted(groups.items())):
+        whole, frac = divmod(float(weights[g]), 1.0)
+        pool += list(items) * int(whole)
+        order = np.random.RandomState(seed + i).permutation(len(items))
+        pool += [items[j] for j in order[: int(round(frac * len(items)))]]
+    return pool
+
+
 class MultiTaskBatchSampler(AbsSampler):
     """Homogeneous token-budget batches of several groups, mixed by weight.
 

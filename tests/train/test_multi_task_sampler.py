@@ -82,3 +82,13 @@ def test_bad_weights():
         MultiTaskBatchSampler(groups_of({"asr": 1}), {}, 100)
     with pytest.raises(ValueError, match="mixing"):
         MultiTaskBatchSampler(groups_of({"asr": 1}), {"asr": 1}, 100, mixing="random")
+
+
+def test_mixed_pool_repeats_by_weight():
+    from espnet2_echat.train.multi_task_sampler import pool_by_weight
+
+    groups = groups_of({"asr": 10, "tts": 4})
+    pool = pool_by_weight(groups, {"asr": 0.5, "tts": 2}, seed=1)
+    assert Counter(u.split("/")[0] for u, _, _ in pool) == {"asr": 5, "tts": 8}
+    batches = bucket_by_tokens(pool, batch_tokens=400)
+    assert any(len({u.split("/")[0] for u in b}) == 2 for b in batches)  # mixed batches

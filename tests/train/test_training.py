@@ -150,3 +150,14 @@ def test_invalid_data_dir_fails_before_training(corpus, tmp_path):
     args = EChatTask.get_parser().parse_args(cmd + ["--valid_data_dir", str(bad)])
     with pytest.raises(DataDirError, match="text"):
         EChatTask.build_iter_factory(args, DistributedOption(distributed=False), "valid")
+
+
+def test_mixed_batches_span_data_dirs(corpus, tmp_path):
+    args = EChatTask.get_parser().parse_args(
+        train_cmd(corpus, tmp_path) + ["--homogeneous_batches", "false", "--batch_tokens", "3000"]
+    )
+    factory = EChatTask.build_iter_factory(args, DistributedOption(distributed=False), "train")
+    batches = factory.sampler.generate(0)
+    assert any(len({uid.split("/")[0] for uid in b}) > 1 for b in batches)
+    keys, batch = next(iter(factory.build_iter(1)))
+    assert batch["speech"].shape[0] == batch["input_ids"].shape[0] == len(keys)
