@@ -13,7 +13,7 @@ a reply streams with :meth:`Speech2Response.stream`, and a :class:`Conversation`
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -384,11 +384,12 @@ class Speech2Response:
         **overrides,
     ) -> Iterator[StreamChunk]:
         """Yield the reply as it is generated: text pieces and speech tokens in chunks of
-        ``speech_chunk``, waveform chunks as soon as the attached token2wav has them (it
-        synthesises in a background thread while decoding goes on), and finally a chunk whose
+        ``speech_chunk``, waveform chunks as soon as the attached token2wav's streaming
+        synthesis can make them (it is fed each chunk as it comes), and finally a chunk whose
         ``final`` holds the whole :class:`Response`.
 
-        Text comes before speech, or interleaved with it for ``interleaved`` models.
+        Streamed text is the raw text (a CoT included); ``final`` splits it. Text comes before
+        speech, or interleaved with it for ``interleaved`` models.
         """
         request = Request(speech, fs, text, history)
         batch, plan, kind, generator, audios = self._prepare(
@@ -401,13 +402,7 @@ class Speech2Response:
             interleaved,
             overrides,
         )
-        vocab = self.model.llm.text_vocab_size
-        marker = self.model.llm.speech_eos_id
         ids: List[int] = []
-        text_ids: List[int] = []
-        shown = ""
-        pending: List[int] = []
-        text_open, num_speech, speech_done = True, 0, False
         voice = BackgroundVoice(self.token2wav) if self.token2wav is not None else None
         audio: List[np.ndarray] = []
         steps = iter_generate(
@@ -418,6 +413,25 @@ class Speech2Response:
             plan,
             generator=generator,
         )
+        try:
+            yield from self._stream_steps(steps, voice, speech_chunk, audio, ids)
+        finally:
+            if voice is not None:
+                voice.close()  # also when the consumer stops early
+        response = self._response(ids, kind, think, synthesize=False)
+        if audio:
+            response.wav, response.sample_rate = np.concatenate(audio), self.token2wav.fs
+        self._remember(request, audios[0], response)
+        yield StreamChunk(final=response)
+
+    def _stream_steps(self, steps, voice, speech_chunk, audio, ids) -> Iterator[StreamChunk]:
+        """Turn decoding steps into text / speech-token / audio chunks (fills ``ids``, ``audio``)."""
+        vocab = self.model.llm.text_vocab_size
+        marker = self.model.llm.speech_eos_id
+        text_ids: List[int] = []
+        shown = ""
+        pending: List[int] = []
+        text_open, num_speech, speech_done = True, 0, False
         for step in steps:
             token = int(step.ids[0])
             ids.append(token)
@@ -451,11 +465,6 @@ class Speech2Response:
             for wav in voice.finish():
                 audio.append(wav)
                 yield StreamChunk(wav=wav)
-        response = self._response(ids, kind, think, synthesize=False)
-        if audio:
-            response.wav, response.sample_rate = np.concatenate(audio), self.token2wav.fs
-        self._remember(request, audios[0], response)
-        yield StreamChunk(final=response)
 
     # ------------------------------------------------------------------ outputs
     def _response(self, ids, kind, think, synthesize) -> Response:

@@ -85,6 +85,10 @@ class BackgroundVoice:
             chunks.append(item)
         return chunks
 
+    def close(self) -> None:
+        """Let the synthesiser thread end without waiting for it."""
+        self._pieces.put(None)
+
     def finish(self) -> List[np.ndarray]:
         """Close the input, wait for the synthesiser and return the remaining chunks."""
         self._pieces.put(None)
