@@ -58,7 +58,7 @@ class Step:
     phase: torch.Tensor  # (B,) Phase whose head produced ``ids``
     active: torch.Tensor  # (B,) bool, rows that were still decoding at this step
     finished: torch.Tensor  # (B,) bool, rows that stopped with this step
-    raw_scores: torch.Tensor  # (B, V + S) head logits before any processor (float32)
+    raw_scores: Optional[torch.Tensor]  # (B, V + S) logits before the processors, if kept
 
 
 @dataclass
