@@ -13,7 +13,7 @@ from espnet2.train.reporter import Reporter
 
 from espnet2_echat.data.datadir import DataDirError
 from espnet2_echat.tasks.echat import EChatTask
-from tests.train.corpus import make_corpus
+from .corpus import make_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 STAGE2 = REPO / "conf" / "train_stage2_generation.yaml"
