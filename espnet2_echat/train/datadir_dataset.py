@@ -59,6 +59,7 @@ class DataDirDataset(AbsDataset):
         self.fs = fs
         self.texts: Dict[str, Dict[str, Dict[str, str]]] = {}
         self.audio: Dict[str, SoundScpReader] = {}
+        self.lengths: Dict[str, Dict[str, int]] = {}
         self.dirs = {name: Path(d) for name, d in data_dirs.items()}
         for name, d in self.dirs.items():
             issues = validate_data_dir(d, speech_token_vocab=speech_token_vocab, check_audio=False)
@@ -71,6 +72,10 @@ class DataDirDataset(AbsDataset):
             }
             if (d / "wav.scp").is_file():
                 self.audio[name] = SoundScpReader(d / "wav.scp", dtype="float32")
+            if (d / "utt2num_samples").is_file():  # written by ESPnet's format_wav_scp.sh
+                self.lengths[name] = {
+                    k: int(v) for k, v in read_2columns_text(d / "utt2num_samples").items()
+                }
         self._names = tuple(
             sorted(
                 {FILE_TO_NAME[f] for files in self.texts.values() for f in files}
@@ -109,11 +114,13 @@ class DataDirDataset(AbsDataset):
         return data
 
     def num_samples(self, uid: str) -> Optional[int]:
-        """Audio length in samples (from the file header when possible); None without audio."""
+        """Audio length in samples (utt2num_samples, else the file header); None without audio."""
         set_name, utt = uid.split("/", 1)
         reader = self.audio.get(set_name)
         if reader is None or utt not in reader.data:
             return None
+        if utt in self.lengths.get(set_name, {}):
+            return self.lengths[set_name][utt]
         path = reader.data[utt]
         if Path(path).is_file():
             return soundfile.info(path).frames
