@@ -225,6 +225,14 @@ class EChatTask(AbsTask):
         super().main(args=args, cmd=cmd)
 
     @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        """ESPnet's worker; spawned workers (one per device) map CUDA onto NPU again."""
+        from espnet2_echat.train.devices import prepare_accelerator
+
+        prepare_accelerator()
+        super().main_worker(args)
+
+    @classmethod
     def check_required_command_args(cls, args: argparse.Namespace):
         """ESPnet's checks plus this task's: a stage that needs an init model gets one."""
         super().check_required_command_args(args)
