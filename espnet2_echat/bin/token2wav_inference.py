@@ -16,17 +16,31 @@ from espnet2_echat.inference.token2wav import synthesize_speech_token_file
 
 def get_parser() -> argparse.ArgumentParser:
     """Command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--speech_token", required=True, help="Kaldi-style speech-token file")
-    parser.add_argument("--output_dir", required=True, help="writes wav/<uttid>.wav and wav.scp")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--speech_token", required=True, help="Kaldi-style speech-token file"
+    )
+    parser.add_argument(
+        "--output_dir", required=True, help="writes wav/<uttid>.wav and wav.scp"
+    )
     parser.add_argument("--train_config", required=True, help="token2wav config.yaml")
     parser.add_argument("--model_file", required=True, help="token2wav model.pth")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--n_timesteps", type=int, default=10, help="Euler steps (10 as the reference)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the flow/vocoder noise")
-    parser.add_argument("--streaming", type=str2bool, default=False, help="chunked synthesis")
     parser.add_argument(
-        "--reference_compat", type=str2bool, default=False,
+        "--n_timesteps", type=int, default=10, help="Euler steps (10 as the reference)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the flow/vocoder noise"
+    )
+    parser.add_argument(
+        "--streaming", type=str2bool, default=False, help="chunked synthesis"
+    )
+    parser.add_argument(
+        "--reference_compat",
+        type=str2bool,
+        default=False,
         help="streaming with the reference's 34-frame (50 Hz) flow cache",
     )
     return parser
@@ -34,7 +48,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     """Entry point."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
     args = get_parser().parse_args(cmd)
     synthesize_speech_token_file(**vars(args))
 

@@ -96,7 +96,10 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
     cfg = load_cosyvoice_yaml(path)
     flow = _expect_class(_get(cfg, "flow", "top level", path), FLOW_CLASS, "flow", path)
     enc = _expect_class(
-        _get(flow, "encoder", "flow", path), "cosyvoice.transformer.encoder.ConformerEncoder", "flow.encoder", path
+        _get(flow, "encoder", "flow", path),
+        "cosyvoice.transformer.encoder.ConformerEncoder",
+        "flow.encoder",
+        path,
     )
     expected_enc = {
         "input_layer": "linear",
@@ -108,7 +111,9 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
     }
     for key, want in expected_enc.items():
         if enc.get(key, want) != want:
-            raise ValueError(f"{path}: flow.encoder.{key} is {enc.get(key)!r}; only {want!r} is supported")
+            raise ValueError(
+                f"{path}: flow.encoder.{key} is {enc.get(key)!r}; only {want!r} is supported"
+            )
     lr = _expect_class(
         _get(flow, "length_regulator", "flow", path),
         "cosyvoice.flow.length_regulator.InterpolateRegulator",
@@ -116,7 +121,10 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
         path,
     )
     dec = _expect_class(
-        _get(flow, "decoder", "flow", path), "cosyvoice.flow.flow_matching.ConditionalCFM", "flow.decoder", path
+        _get(flow, "decoder", "flow", path),
+        "cosyvoice.flow.flow_matching.ConditionalCFM",
+        "flow.decoder",
+        path,
     )
     cfm = _get(dec, "cfm_params", "flow.decoder", path)
     cfm = cfm.get("content", cfm)
@@ -146,7 +154,9 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
             "positional_dropout_rate": float(enc.get("positional_dropout_rate", 0.1)),
             "attention_dropout_rate": float(enc.get("attention_dropout_rate", 0.0)),
         },
-        "length_regulator_conf": {"sampling_ratios": list(lr.get("sampling_ratios", [1, 1, 1, 1]))},
+        "length_regulator_conf": {
+            "sampling_ratios": list(lr.get("sampling_ratios", [1, 1, 1, 1]))
+        },
         "estimator_conf": {
             "channels": list(est["channels"]),
             "dropout": float(est.get("dropout", 0.0)),
@@ -166,7 +176,9 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
     if int(enc.get("input_size", flow_conf["input_size"])) != flow_conf["input_size"]:
         raise ValueError(f"{path}: flow.encoder.input_size must equal flow.input_size")
     if int(est["in_channels"]) != 4 * flow_conf["output_size"]:
-        raise ValueError(f"{path}: flow.decoder.estimator.in_channels must be 4 * output_size")
+        raise ValueError(
+            f"{path}: flow.decoder.estimator.in_channels must be 4 * output_size"
+        )
     hift = _expect_class(_get(cfg, "hift", "top level", path), HIFT_CLASS, "hift", path)
     f0 = _expect_class(
         _get(hift, "f0_predictor", "hift", path),
@@ -175,10 +187,22 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
         path,
     )
     hift_keys = (
-        "in_channels", "base_channels", "nb_harmonics", "sampling_rate", "nsf_alpha", "nsf_sigma",
-        "nsf_voiced_threshold", "upsample_rates", "upsample_kernel_sizes", "istft_params",
-        "resblock_kernel_sizes", "resblock_dilation_sizes", "source_resblock_kernel_sizes",
-        "source_resblock_dilation_sizes", "lrelu_slope", "audio_limit",
+        "in_channels",
+        "base_channels",
+        "nb_harmonics",
+        "sampling_rate",
+        "nsf_alpha",
+        "nsf_sigma",
+        "nsf_voiced_threshold",
+        "upsample_rates",
+        "upsample_kernel_sizes",
+        "istft_params",
+        "resblock_kernel_sizes",
+        "resblock_dilation_sizes",
+        "source_resblock_kernel_sizes",
+        "source_resblock_dilation_sizes",
+        "lrelu_slope",
+        "audio_limit",
     )
     hift_conf = {k: hift[k] for k in hift_keys if k in hift}
     hift_conf["f0_predictor_conf"] = {
@@ -235,9 +259,13 @@ def convert_hift_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor
 
 def _load_state(path: Path) -> Dict[str, torch.Tensor]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (expected in a CosyVoice-300M directory)")
+        raise FileNotFoundError(
+            f"{path} not found (expected in a CosyVoice-300M directory)"
+        )
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise ValueError(f"{path}: expected a flat state dict of tensors")
     return state
 
@@ -257,7 +285,9 @@ def convert_cosyvoice(
     Returns:
         (config path, model path).
     """
-    from espnet2_echat.tasks.token2wav import Token2WavTask  # convert/ sits above tasks/
+    from espnet2_echat.tasks.token2wav import (
+        Token2WavTask,  # convert/ sits above tasks/
+    )
 
     src, out = Path(cosyvoice_dir), Path(out_dir)
     model_conf = model_conf_from_yaml(src / "cosyvoice.yaml")
@@ -265,7 +295,10 @@ def convert_cosyvoice(
         model_conf["prompt_num_frames"] = int(prompt.prompt_feat.shape[1])
         model_conf["prompt_num_tokens"] = int(prompt.prompt_token.shape[1])
     if (src / "llm.pt").exists():
-        logging.info("%s: skipped (CosyVoice text LLM, unused by OSUM-EChat token2wav)", src / "llm.pt")
+        logging.info(
+            "%s: skipped (CosyVoice text LLM, unused by OSUM-EChat token2wav)",
+            src / "llm.pt",
+        )
     state = convert_flow_state(_load_state(src / "flow.pt"))
     state.update(convert_hift_state(_load_state(src / "hift.pt")))
     config = Token2WavTask.default_config(model_conf)
@@ -310,16 +343,24 @@ def argparse_namespace(config: Dict[str, Any]):
 
 def read_token_file(path: Union[str, Path]) -> torch.Tensor:
     """Read prompt speech tokens: one line ``[uttid] id id ...`` -> (1, N) int64."""
-    lines = [ln.split() for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = [
+        ln.split()
+        for ln in Path(path).read_text(encoding="utf-8").splitlines()
+        if ln.strip()
+    ]
     if len(lines) != 1:
-        raise ValueError(f"{path}: expected one line of speech-token ids, got {len(lines)} lines")
+        raise ValueError(
+            f"{path}: expected one line of speech-token ids, got {len(lines)} lines"
+        )
     fields = lines[0]
     if fields and not fields[0].lstrip("-").isdigit():
         fields = fields[1:]
     try:
         return torch.tensor([[int(x) for x in fields]], dtype=torch.long)
     except ValueError as err:
-        raise ValueError(f"{path}: line 1: speech tokens must be integers ({err})") from None
+        raise ValueError(
+            f"{path}: line 1: speech tokens must be integers ({err})"
+        ) from None
 
 
 def convert_cosyvoice_cli(
@@ -335,11 +376,15 @@ def convert_cosyvoice_cli(
     if prompt_wav is not None:
         from espnet2_echat.models.token2wav.prompt_frontend import build_speaker_prompt
 
-        mel_conf = model_conf_from_yaml(Path(cosyvoice_dir) / "cosyvoice.yaml")["mel_conf"]
+        mel_conf = model_conf_from_yaml(Path(cosyvoice_dir) / "cosyvoice.yaml")[
+            "mel_conf"
+        ]
         prompt = build_speaker_prompt(
             prompt_wav,
             mel_conf,
-            prompt_token=read_token_file(prompt_speech_token) if prompt_speech_token else None,
+            prompt_token=(
+                read_token_file(prompt_speech_token) if prompt_speech_token else None
+            ),
             embedding_npy=prompt_embedding,
             onnx_dir=onnx_dir,
         )

@@ -50,17 +50,23 @@ class Token2WavTask(AbsTask):
         return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
 
     @classmethod
-    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
+    def build_preprocess_fn(
+        cls, args: argparse.Namespace, train: bool
+    ) -> Optional[Callable]:
         return None
 
     @classmethod
-    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+    def required_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
         if inference:
             return ("speech_token",)
         return ("speech", "speech_token")
 
     @classmethod
-    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+    def optional_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
         return ("spk_embedding", "pitch")
 
     @classmethod
@@ -121,22 +127,30 @@ class Token2WavGANTask(Token2WavTask):
     trainer = GANTrainer
 
     @classmethod
-    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+    def required_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
         return ("speech",)
 
     @classmethod
-    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+    def optional_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
         return ("speech_token", "spk_embedding", "pitch")
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ESPnetToken2WavModel:
         model = super().build_model(args)
         if model.train_part == "flow":
-            raise ValueError("Token2WavGANTask trains HiFT: set model_conf.train_part to hift or both")
+            raise ValueError(
+                "Token2WavGANTask trains HiFT: set model_conf.train_part to hift or both"
+            )
         return model
 
     @classmethod
-    def build_optimizers(cls, args: argparse.Namespace, model: ESPnetToken2WavModel) -> List[torch.optim.Optimizer]:
+    def build_optimizers(
+        cls, args: argparse.Namespace, model: ESPnetToken2WavModel
+    ) -> List[torch.optim.Optimizer]:
         generator = list(model.hift.parameters())
         if model.train_part == "both":
             generator += list(model.flow.parameters())
@@ -149,7 +163,9 @@ class Token2WavGANTask(Token2WavTask):
         ):
             optim_class = optim_classes.get(name)
             if optim_class is None:
-                raise ValueError(f"optimizer must be one of {list(optim_classes)}: {name}")
+                raise ValueError(
+                    f"optimizer must be one of {list(optim_classes)}: {name}"
+                )
             optimizers.append(optim_class(params, **conf))
         return optimizers
 
@@ -167,7 +183,9 @@ def token2wav_task_for(cmd: Optional[Sequence[str]]) -> Type[Token2WavTask]:
     part = "flow"
     if known.config:
         with open(known.config, encoding="utf-8") as f:
-            part = ((yaml.safe_load(f) or {}).get("model_conf") or {}).get("train_part", part)
+            part = ((yaml.safe_load(f) or {}).get("model_conf") or {}).get(
+                "train_part", part
+            )
     for item in known.model_conf:
         for piece in item.split(","):
             key, _, value = piece.partition("=")
@@ -176,7 +194,9 @@ def token2wav_task_for(cmd: Optional[Sequence[str]]) -> Type[Token2WavTask]:
     return Token2WavTask if part == "flow" else Token2WavGANTask
 
 
-def _key_diff(expected: Dict[str, torch.Tensor], given: Dict[str, torch.Tensor]) -> Tuple[List[str], List[str]]:
+def _key_diff(
+    expected: Dict[str, torch.Tensor], given: Dict[str, torch.Tensor]
+) -> Tuple[List[str], List[str]]:
     missing = sorted(set(expected) - set(given))
     unexpected = sorted(set(given) - set(expected))
     return missing, unexpected

@@ -39,13 +39,17 @@ def test_yaml_is_read_without_running_it(cosyvoice_dir):
     torch.manual_seed(7)
     expected = torch.rand(3)
     torch.manual_seed(7)
-    cfg = load_cosyvoice_yaml(cosyvoice_dir / "cosyvoice.yaml")  # has !apply:torch.manual_seed [1234]
+    cfg = load_cosyvoice_yaml(
+        cosyvoice_dir / "cosyvoice.yaml"
+    )  # has !apply:torch.manual_seed [1234]
     assert torch.equal(torch.rand(3), expected)
     assert cfg["flow"].tag == "!new:cosyvoice.flow.flow.MaskedDiffWithXvec"
     conf = model_conf_from_yaml(cosyvoice_dir / "cosyvoice.yaml")
     assert conf["flow_conf"]["input_frame_rate"] == 25
     assert conf["flow_conf"]["encoder_conf"]["num_blocks"] == 2
-    assert conf["hift_conf"]["sampling_rate"] == 22050  # resolved from !ref <sample_rate>
+    assert (
+        conf["hift_conf"]["sampling_rate"] == 22050
+    )  # resolved from !ref <sample_rate>
     assert conf["hift_conf"]["f0_predictor_conf"]["cond_channels"] == 64
 
 
@@ -66,15 +70,23 @@ def test_convert_is_strict(cosyvoice_dir, tmp_path):
     flow.pop("encoder_proj.bias")
     flow["encoder.extra.weight"] = torch.zeros(1)
     bad = _copy_dir(cosyvoice_dir, tmp_path / "bad", **{"flow.pt": flow})
-    with pytest.raises(ValueError, match=r"missing \['flow.encoder_proj.bias'\].*unexpected \['flow.encoder.extra.weight'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"missing \['flow.encoder_proj.bias'\].*unexpected \['flow.encoder.extra.weight'\]",
+    ):
         convert_cosyvoice(bad, tmp_path / "out")
 
 
 def test_convert_rejects_other_flow_class(cosyvoice_dir, tmp_path):
     text = (cosyvoice_dir / "cosyvoice.yaml").read_text(encoding="utf-8")
-    text = text.replace("cosyvoice.flow.flow.MaskedDiffWithXvec", "cosyvoice.flow.flow.CausalMaskedDiffWithXvec")
+    text = text.replace(
+        "cosyvoice.flow.flow.MaskedDiffWithXvec",
+        "cosyvoice.flow.flow.CausalMaskedDiffWithXvec",
+    )
     bad = _copy_dir(cosyvoice_dir, tmp_path / "v2", **{"cosyvoice.yaml": text})
-    with pytest.raises(ValueError, match="flow must be '!new:cosyvoice.flow.flow.MaskedDiffWithXvec'"):
+    with pytest.raises(
+        ValueError, match="flow must be '!new:cosyvoice.flow.flow.MaskedDiffWithXvec'"
+    ):
         convert_cosyvoice(bad, tmp_path / "out")
 
 
@@ -83,5 +95,38 @@ def test_load_is_strict(cosyvoice_dir, tmp_path):
     state = torch.load(weights, weights_only=True)
     state.pop("flow.encoder_proj.bias")
     torch.save(state, tmp_path / "partial.pth")
-    with pytest.raises(RuntimeError, match="missing keys \\['flow.encoder_proj.bias'\\]"):
+    with pytest.raises(
+        RuntimeError, match="missing keys \\['flow.encoder_proj.bias'\\]"
+    ):
         Token2WavTask.build_model_from_file(config, tmp_path / "partial.pth")
+
+
+def test_convert_cli_stores_prompt(token2wav_tiny_dir, cosyvoice_dir, tmp_path):
+    """The converter CLI stores the prompt voice; inference then needs no prompt files."""
+    from espnet2_echat.bin import convert_cosyvoice as cli
+    from espnet2_echat.inference.token2wav import Token2WavInference
+
+    inputs = torch.load(
+        token2wav_tiny_dir / "inputs" / "case_0" / "inputs.pt", weights_only=True
+    )
+    tokens = tmp_path / "prompt_tokens"
+    tokens.write_text(
+        "prompt " + " ".join(map(str, inputs["prompt_token"][0].tolist())) + "\n"
+    )
+    cli.main(
+        [
+            "--cosyvoice_dir",
+            str(cosyvoice_dir),
+            "--out_dir",
+            str(tmp_path / "out"),
+            "--prompt_wav",
+            str(token2wav_tiny_dir / "inputs" / "case_0" / "prompt.wav"),
+            "--prompt_speech_token",
+            str(tokens),
+        ]
+    )
+    t2w = Token2WavInference.from_pretrained(tmp_path / "out", n_timesteps=2)
+    assert torch.equal(t2w.prompt.prompt_token, inputs["prompt_token"].long())
+    assert float((t2w.prompt.prompt_feat - inputs["prompt_feat"]).abs().max()) <= 1e-4
+    assert t2w.prompt.embedding.shape == (1, 192)  # stand-in: no CAM++ here
+    assert len(t2w([5, 6, 7, 8, 9] * 6)) == int(30 / 25 * 22050 / 256) * 256

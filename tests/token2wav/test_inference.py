@@ -23,12 +23,19 @@ def model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("t2w_tiny")
     model_conf = yaml.safe_load(CONF.read_text(encoding="utf-8"))["model_conf"]
-    model = Token2WavTask.build_model(Token2WavTask.get_parser().parse_args(["--model_conf", str(model_conf)]))
+    model = Token2WavTask.build_model(
+        Token2WavTask.get_parser().parse_args(["--model_conf", str(model_conf)])
+    )
     prompt = model.prompt_from_wav(
-        torch.from_numpy(tone_wav(PROMPT_TOKENS, 22050)), 22050, prompt_token=torch.tensor(PROMPT_TOKENS)
+        torch.from_numpy(tone_wav(PROMPT_TOKENS, 22050)),
+        22050,
+        prompt_token=torch.tensor(PROMPT_TOKENS),
     )
     model.store_prompt(prompt)
-    model_conf.update(prompt_num_frames=prompt.prompt_feat.shape[1], prompt_num_tokens=len(PROMPT_TOKENS))
+    model_conf.update(
+        prompt_num_frames=prompt.prompt_feat.shape[1],
+        prompt_num_tokens=len(PROMPT_TOKENS),
+    )
     with (out / "config.yaml").open("w") as f:
         yaml.safe_dump(Token2WavTask.default_config(model_conf), f)
     torch.save(model.state_dict(), out / "model.pth")
@@ -64,7 +71,9 @@ def test_streaming_first_chunk_and_length(t2w):
 
     for chunk in t2w.stream(one_by_one()):
         chunks.append((arrivals[-1], len(chunk)))
-    assert chunks[0][0] == 70  # first audio as soon as hop (50) + overlap (20) tokens exist
+    assert (
+        chunks[0][0] == 70
+    )  # first audio as soon as hop (50) + overlap (20) tokens exist
     assert [arrived for arrived, _ in chunks] == [70, 120, 120]
     total = sum(n for _, n in chunks)
     offline = len(t2w(tokens))
@@ -82,18 +91,35 @@ def test_bad_inputs(t2w, model_dir):
         t2w.model.prompt_from_wav(torch.zeros(16000), 16000)
     bad = model_dir / "bad_speech_token"
     bad.write_text("u1 1 2 3\nu2 4 x 6\n")
-    with pytest.raises(ValueError, match=r"bad_speech_token:2: utterance u2: speech tokens must be integers"):
+    with pytest.raises(
+        ValueError,
+        match=r"bad_speech_token:2: utterance u2: speech tokens must be integers",
+    ):
         list(read_speech_token_file(bad))
 
 
 def test_inference_cli(model_dir, tmp_path):
     tokens = tmp_path / "speech_token"
-    tokens.write_text("uttA " + " ".join(map(str, range(30))) + "\nuttB 5 6 7 8 9 10 11 12 13 14 15 16\n")
+    tokens.write_text(
+        "uttA "
+        + " ".join(map(str, range(30)))
+        + "\nuttB 5 6 7 8 9 10 11 12 13 14 15 16\n"
+    )
     out = tmp_path / "synth"
-    token2wav_inference.main([
-        "--speech_token", str(tokens), "--output_dir", str(out), "--n_timesteps", "2",
-        "--train_config", str(model_dir / "config.yaml"), "--model_file", str(model_dir / "model.pth"),
-    ])
+    token2wav_inference.main(
+        [
+            "--speech_token",
+            str(tokens),
+            "--output_dir",
+            str(out),
+            "--n_timesteps",
+            "2",
+            "--train_config",
+            str(model_dir / "config.yaml"),
+            "--model_file",
+            str(model_dir / "model.pth"),
+        ]
+    )
     lines = (out / "wav.scp").read_text().splitlines()
     assert [ln.split()[0] for ln in lines] == ["uttA", "uttB"]
     wav, fs = soundfile.read(lines[0].split()[1])

@@ -11,8 +11,15 @@ from toy_corpus import make_toy_datadir, tone_wav
 
 from espnet2_echat.bin import token2wav_train
 from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel
-from espnet2_echat.models.token2wav.speaker_prompt import SpeakerPrompt, standin_speaker_embedding
-from espnet2_echat.tasks.token2wav import Token2WavGANTask, Token2WavTask, token2wav_task_for
+from espnet2_echat.models.token2wav.speaker_prompt import (
+    SpeakerPrompt,
+    standin_speaker_embedding,
+)
+from espnet2_echat.tasks.token2wav import (
+    Token2WavGANTask,
+    Token2WavTask,
+    token2wav_task_for,
+)
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "token2wav"
 
@@ -22,8 +29,13 @@ def _model_conf(name: str) -> dict:
 
 
 def test_task_selection(tmp_path):
-    assert token2wav_task_for(["--config", str(CONF / "train_tiny.yaml")]) is Token2WavTask
-    assert token2wav_task_for(["--config", str(CONF / "train_tiny_hift.yaml")]) is Token2WavGANTask
+    assert (
+        token2wav_task_for(["--config", str(CONF / "train_tiny.yaml")]) is Token2WavTask
+    )
+    assert (
+        token2wav_task_for(["--config", str(CONF / "train_tiny_hift.yaml")])
+        is Token2WavGANTask
+    )
     assert token2wav_task_for(["--model_conf", "train_part=both"]) is Token2WavGANTask
 
 
@@ -31,18 +43,40 @@ def test_train_cli_flow_loss_decreases(tmp_path, caplog):
     data = tmp_path / "data"
     make_toy_datadir(data, num_utts=6)
     out = tmp_path / "exp"
-    args = ["--config", str(CONF / "train_tiny.yaml"), "--output_dir", str(out), "--ngpu", "0",
-            "--max_epoch", "2", "--batch_size", "3", "--seed", "0"]
+    args = [
+        "--config",
+        str(CONF / "train_tiny.yaml"),
+        "--output_dir",
+        str(out),
+        "--ngpu",
+        "0",
+        "--max_epoch",
+        "2",
+        "--batch_size",
+        "3",
+        "--seed",
+        "0",
+    ]
     for split in ("train", "valid"):
-        args += [f"--{split}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
-                 f"--{split}_data_path_and_name_and_type", f"{data}/speech_token,speech_token,text_int",
-                 f"--{split}_shape_file", f"{data}/speech_shape"]
+        args += [
+            f"--{split}_data_path_and_name_and_type",
+            f"{data}/wav.scp,speech,sound",
+            f"--{split}_data_path_and_name_and_type",
+            f"{data}/speech_token,speech_token,text_int",
+            f"--{split}_shape_file",
+            f"{data}/speech_shape",
+        ]
     with caplog.at_level("INFO"):
         token2wav_train.main(args)
-    losses = [float(x) for x in re.findall(r"epoch results: \[train\].*? loss=([\d.]+)", caplog.text)]
+    losses = [
+        float(x)
+        for x in re.findall(r"epoch results: \[train\].*? loss=([\d.]+)", caplog.text)
+    ]
     assert len(losses) == 2, caplog.text[-2000:]
     assert losses[1] < losses[0]
-    model, _ = Token2WavTask.build_model_from_file(out / "config.yaml", out / "valid.loss.best.pth")
+    model, _ = Token2WavTask.build_model_from_file(
+        out / "config.yaml", out / "valid.loss.best.pth"
+    )
     assert model.vocoder_type == "griffin_lim"
 
 
@@ -51,10 +85,17 @@ def _mel_distance(model: ESPnetToken2WavModel, wavs, tokens) -> float:
     model.eval()
     for wav, tok in zip(wavs, tokens):
         target = model.speech_to_mel(wav[None])
-        prompt = SpeakerPrompt(torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0, 80), standin_speaker_embedding(target))
+        prompt = SpeakerPrompt(
+            torch.zeros(1, 0, dtype=torch.long),
+            torch.zeros(1, 0, 80),
+            standin_speaker_embedding(target),
+        )
         with torch.no_grad():
             mel = model.flow.inference(
-                tok[None], prompt.prompt_token, prompt.prompt_feat, prompt.embedding,
+                tok[None],
+                prompt.prompt_token,
+                prompt.prompt_feat,
+                prompt.embedding,
                 generator=torch.Generator().manual_seed(0),
             ).transpose(1, 2)
         n = min(mel.shape[1], target.shape[1])
@@ -97,7 +138,12 @@ def test_hift_gan_turns():
     lens = torch.tensor([speech.shape[1], speech.shape[1] - 1000])
     gen = model(speech, lens, forward_generator=True)
     assert gen["optim_idx"] == 0 and torch.isfinite(gen["loss"])
-    assert {"generator_adv_loss", "generator_fm_loss", "generator_mel_loss", "generator_tpr_loss"} <= set(gen["stats"])
+    assert {
+        "generator_adv_loss",
+        "generator_fm_loss",
+        "generator_mel_loss",
+        "generator_tpr_loss",
+    } <= set(gen["stats"])
     gen["loss"].backward()
     assert model.hift.conv_post.parametrizations.weight.original1.grad is not None
     disc = model(speech, lens, forward_generator=False)

@@ -24,7 +24,11 @@ def tone_wav(tokens: List[int], fs: int = FS) -> np.ndarray:
 
 
 def make_toy_datadir(
-    out: Path, num_utts: int = 6, seed: int = 0, min_tokens: int = 40, max_tokens: int = 60
+    out: Path,
+    num_utts: int = 6,
+    seed: int = 0,
+    min_tokens: int = 40,
+    max_tokens: int = 60,
 ) -> Dict[str, List[int]]:
     """Write wav.scp, speech_token and speech_shape under ``out``; return the tokens."""
     rng = np.random.default_rng(seed)

@@ -35,14 +35,18 @@ class ConditionalCFM(torch.nn.Module):
     ):
         super().__init__()
         if t_scheduler not in ("cosine", "linear"):
-            raise ValueError(f"t_scheduler must be 'cosine' or 'linear', got {t_scheduler!r}")
+            raise ValueError(
+                f"t_scheduler must be 'cosine' or 'linear', got {t_scheduler!r}"
+            )
         self.estimator = estimator
         self.sigma_min = sigma_min
         self.t_scheduler = t_scheduler
         self.training_cfg_rate = training_cfg_rate
         self.inference_cfg_rate = inference_cfg_rate
 
-    def time_span(self, n_timesteps: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    def time_span(
+        self, n_timesteps: int, device=None, dtype=torch.float32
+    ) -> torch.Tensor:
         """The ``n_timesteps + 1`` time points of the solver."""
         t_span = torch.linspace(0, 1, n_timesteps + 1, device=device, dtype=dtype)
         if self.t_scheduler == "cosine":
@@ -114,7 +118,9 @@ class ConditionalCFM(torch.nn.Module):
         w = self.inference_cfg_rate
         for step in range(1, len(t_span)):
             t_in = t.expand(2 * b)
-            v = self.estimator(torch.cat([x, x], dim=0), mask_in, mu_in, t_in, spks_in, cond_in)
+            v = self.estimator(
+                torch.cat([x, x], dim=0), mask_in, mu_in, t_in, spks_in, cond_in
+            )
             if trace is not None:
                 trace.setdefault("t", []).append(t.clone())
                 trace.setdefault("v", []).append(v)
@@ -158,10 +164,13 @@ class ConditionalCFM(torch.nn.Module):
         u = x1 - (1 - self.sigma_min) * z
         if self.training_cfg_rate > 0:
             keep = (
-                torch.rand(b, device=x1.device, generator=generator) > self.training_cfg_rate
+                torch.rand(b, device=x1.device, generator=generator)
+                > self.training_cfg_rate
             ).to(mu.dtype)
             mu = mu * keep.view(-1, 1, 1)
             spks = spks * keep.view(-1, 1)
             cond = cond * keep.view(-1, 1, 1)
         pred = self.estimator(y, mask, mu, t.view(b), spks, cond)
-        return F.mse_loss(pred * mask, u * mask, reduction="sum") / (torch.sum(mask) * u.shape[1])
+        return F.mse_loss(pred * mask, u * mask, reduction="sum") / (
+            torch.sum(mask) * u.shape[1]
+        )

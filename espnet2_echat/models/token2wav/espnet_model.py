@@ -1,6 +1,6 @@
 """ESPnet model owning the token2wav flow, its vocoder and a stored speaker prompt."""
 
-from typing import Dict, Iterable, Iterator, Optional, Tuple
+from typing import Dict, Iterable, Iterator, Optional
 
 import torch
 import torchaudio
@@ -61,9 +61,13 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         if vocoder not in VOCODERS:
             raise ValueError(f"vocoder must be one of {VOCODERS}, got {vocoder!r}")
         if train_part not in TRAIN_PARTS:
-            raise ValueError(f"train_part must be one of {TRAIN_PARTS}, got {train_part!r}")
+            raise ValueError(
+                f"train_part must be one of {TRAIN_PARTS}, got {train_part!r}"
+            )
         if train_part != "flow" and vocoder != "hift":
-            raise ValueError(f"train_part={train_part!r} trains HiFT: set vocoder: hift")
+            raise ValueError(
+                f"train_part={train_part!r} trains HiFT: set vocoder: hift"
+            )
         self.flow = FlowModel(**(flow_conf or {}))
         mel_conf = dict(mel_conf or {})
         mel_conf.setdefault("sample_rate", self.flow.sample_rate)
@@ -83,9 +87,15 @@ class ESPnetToken2WavModel(AbsESPnetModel):
             gan_conf = dict(gan_conf or {})
             gan_conf.setdefault("mel_conf", mel_conf)
             self.gan_loss = HiFTGANLoss(**gan_conf)
-        self.register_buffer("prompt_token", torch.zeros(1, prompt_num_tokens, dtype=torch.long))
-        self.register_buffer("prompt_feat", torch.zeros(1, prompt_num_frames, self.flow.output_size))
-        self.register_buffer("prompt_embedding", torch.zeros(1, self.flow.spk_embed_dim))
+        self.register_buffer(
+            "prompt_token", torch.zeros(1, prompt_num_tokens, dtype=torch.long)
+        )
+        self.register_buffer(
+            "prompt_feat", torch.zeros(1, prompt_num_frames, self.flow.output_size)
+        )
+        self.register_buffer(
+            "prompt_embedding", torch.zeros(1, self.flow.spk_embed_dim)
+        )
 
     @property
     def vocoder(self) -> torch.nn.Module:
@@ -93,7 +103,9 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         return self.hift if self.vocoder_type == "hift" else self.griffin_lim
 
     # ------------------------------------------------------------------ features
-    def speech_to_mel(self, speech: torch.Tensor, fs: Optional[int] = None) -> torch.Tensor:
+    def speech_to_mel(
+        self, speech: torch.Tensor, fs: Optional[int] = None
+    ) -> torch.Tensor:
         """(B, N) waveform at ``fs`` (default ``speech_fs``) -> (B, T, 80) log-mel."""
         fs = fs or self.speech_fs
         if fs != self.sample_rate:
@@ -125,16 +137,26 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         """
         feat = self.speech_to_mel(speech)
         ratio = feat.shape[1] / speech.shape[1]
-        feat_lens = torch.clamp((speech_lengths.float() * ratio).long(), max=feat.shape[1])
+        feat_lens = torch.clamp(
+            (speech_lengths.float() * ratio).long(), max=feat.shape[1]
+        )
         batch = speech.shape[0]
         if self.train_part == "flow":
-            loss = self._flow_loss(feat, feat_lens, speech_token, speech_token_lengths, spk_embedding)
+            loss = self._flow_loss(
+                feat, feat_lens, speech_token, speech_token_lengths, spk_embedding
+            )
             stats = {"loss": loss.detach(), "flow_loss": loss.detach()}
             return force_gatherable((loss, stats, batch), loss.device)
         if self.train_part == "both" and forward_generator:
-            flow_loss = self._flow_loss(feat, feat_lens, speech_token, speech_token_lengths, spk_embedding)
-        wav = speech if self.speech_fs == self.sample_rate else torchaudio.functional.resample(
-            speech, self.speech_fs, self.sample_rate
+            flow_loss = self._flow_loss(
+                feat, feat_lens, speech_token, speech_token_lengths, spk_embedding
+            )
+        wav = (
+            speech
+            if self.speech_fs == self.sample_rate
+            else torchaudio.functional.resample(
+                speech, self.speech_fs, self.sample_rate
+            )
         )
         mel, real, f0_target = self._random_segments(feat, feat_lens, wav, pitch)
         if forward_generator:
@@ -150,17 +172,28 @@ class ESPnetToken2WavModel(AbsESPnetModel):
             losses = self.gan_loss.discriminator_loss(real, fake)
             prefix, optim_idx = "discriminator_", 1
         stats = {prefix + k: v.detach() for k, v in losses.items()}
-        loss, stats, weight = force_gatherable((losses["loss"], stats, batch), speech.device)
+        loss, stats, weight = force_gatherable(
+            (losses["loss"], stats, batch), speech.device
+        )
         return {"loss": loss, "stats": stats, "weight": weight, "optim_idx": optim_idx}
 
-    def _flow_loss(self, feat, feat_lens, speech_token, speech_token_lengths, spk_embedding) -> torch.Tensor:
+    def _flow_loss(
+        self, feat, feat_lens, speech_token, speech_token_lengths, spk_embedding
+    ) -> torch.Tensor:
         if speech_token is None:
-            raise ValueError("training the flow needs the 'speech_token' data (uttid id id ...)")
+            raise ValueError(
+                "training the flow needs the 'speech_token' data (uttid id id ...)"
+            )
         if spk_embedding is None:
             spk_embedding = torch.stack(
-                [standin_speaker_embedding(feat[i : i + 1, : int(n)])[0] for i, n in enumerate(feat_lens)]
+                [
+                    standin_speaker_embedding(feat[i : i + 1, : int(n)])[0]
+                    for i, n in enumerate(feat_lens)
+                ]
             )
-        return self.flow(speech_token, speech_token_lengths, feat, feat_lens, spk_embedding.float())
+        return self.flow(
+            speech_token, speech_token_lengths, feat, feat_lens, spk_embedding.float()
+        )
 
     def _random_segments(self, feat, feat_lens, wav, pitch):
         """Cut one random ``segment_frames`` window per utterance: (mel, wav, F0 target)."""
@@ -176,13 +209,23 @@ class ESPnetToken2WavModel(AbsESPnetModel):
             mels.append(feat[i, start : start + seg])
             wavs.append(wav[i, start * hop : (start + seg) * hop])
             if pitch is not None:
-                f0s.append(torch.nn.functional.pad(pitch[i, start : start + seg], (0, max(0, seg - pitch[i, start:].shape[0]))))
+                f0s.append(
+                    torch.nn.functional.pad(
+                        pitch[i, start : start + seg],
+                        (0, max(0, seg - pitch[i, start:].shape[0])),
+                    )
+                )
         f0_target = torch.stack(f0s).float() if pitch is not None else None
         return torch.stack(mels), torch.stack(wavs), f0_target
 
-    def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
+    def collect_feats(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs
+    ) -> Dict[str, torch.Tensor]:
         """Log-mel features (for ESPnet's statistics stage)."""
-        return {"feats": self.speech_to_mel(speech), "feats_lengths": speech_lengths // self.flow.hop_size}
+        return {
+            "feats": self.speech_to_mel(speech),
+            "feats_lengths": speech_lengths // self.flow.hop_size,
+        }
 
     # ------------------------------------------------------------------ prompt
     def stored_prompt(self) -> SpeakerPrompt:
@@ -196,7 +239,9 @@ class ESPnetToken2WavModel(AbsESPnetModel):
 
     def store_prompt(self, prompt: SpeakerPrompt) -> None:
         """Replace the stored prompt (buffers are resized; save the config accordingly)."""
-        prompt.check(self.flow.vocab_size, self.flow.output_size, self.flow.spk_embed_dim)
+        prompt.check(
+            self.flow.vocab_size, self.flow.output_size, self.flow.spk_embed_dim
+        )
         self.prompt_token = prompt.prompt_token.long().clone()
         self.prompt_feat = prompt.prompt_feat.float().clone()
         self.prompt_embedding = prompt.embedding.float().clone()
@@ -229,7 +274,9 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         if prompt_token.shape[1] == 0:
             feat = feat[:, :0]
         prompt = SpeakerPrompt(prompt_token, feat, embedding.reshape(1, -1).float())
-        prompt.check(self.flow.vocab_size, self.flow.output_size, self.flow.spk_embed_dim)
+        prompt.check(
+            self.flow.vocab_size, self.flow.output_size, self.flow.spk_embed_dim
+        )
         return prompt
 
     # ------------------------------------------------------------------ synthesis
@@ -257,17 +304,30 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         """Offline synthesis: tokens -> (1, S) waveform at ``sample_rate``."""
         token = self.check_tokens(token).to(self.prompt_feat.device)
         prompt = prompt or self.stored_prompt()
-        prompt.check(self.flow.vocab_size, self.flow.output_size, self.flow.spk_embed_dim)
+        prompt.check(
+            self.flow.vocab_size, self.flow.output_size, self.flow.spk_embed_dim
+        )
         mel = self.flow.inference(
-            token, prompt.prompt_token, prompt.prompt_feat, prompt.embedding,
-            noise=noise, generator=generator, n_timesteps=n_timesteps,
+            token,
+            prompt.prompt_token,
+            prompt.prompt_feat,
+            prompt.embedding,
+            noise=noise,
+            generator=generator,
+            n_timesteps=n_timesteps,
         )
         return self.vocoder.inference(mel, generator=generator)[0]
 
-    def chunked(self, reference_compat: bool = False, n_timesteps: int = 10, **kwargs) -> ChunkedToken2Wav:
+    def chunked(
+        self, reference_compat: bool = False, n_timesteps: int = 10, **kwargs
+    ) -> ChunkedToken2Wav:
         """A chunked (streaming) synthesiser bound to this model's flow and vocoder."""
         return ChunkedToken2Wav(
-            self.flow, self.vocoder, reference_compat=reference_compat, n_timesteps=n_timesteps, **kwargs
+            self.flow,
+            self.vocoder,
+            reference_compat=reference_compat,
+            n_timesteps=n_timesteps,
+            **kwargs,
         )
 
     def synthesize_stream(
@@ -280,7 +340,9 @@ class ESPnetToken2WavModel(AbsESPnetModel):
     ) -> Iterator[torch.Tensor]:
         """Streaming synthesis: yields (1, S) speech chunks as tokens arrive."""
         prompt = prompt or self.stored_prompt()
-        prompt.check(self.flow.vocab_size, self.flow.output_size, self.flow.spk_embed_dim)
+        prompt.check(
+            self.flow.vocab_size, self.flow.output_size, self.flow.spk_embed_dim
+        )
 
         def checked() -> Iterator[list]:
             for piece in token_pieces:
@@ -290,5 +352,9 @@ class ESPnetToken2WavModel(AbsESPnetModel):
                 yield piece
 
         yield from self.chunked(reference_compat, n_timesteps).stream_incremental(
-            checked(), prompt.prompt_token, prompt.prompt_feat, prompt.embedding, generator
+            checked(),
+            prompt.prompt_token,
+            prompt.prompt_feat,
+            prompt.embedding,
+            generator,
         )

@@ -65,12 +65,16 @@ class ResnetBlock1D(torch.nn.Module):
 
     def __init__(self, dim: int, dim_out: int, time_emb_dim: int, groups: int = 8):
         super().__init__()
-        self.mlp = torch.nn.Sequential(torch.nn.Mish(), torch.nn.Linear(time_emb_dim, dim_out))
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Mish(), torch.nn.Linear(time_emb_dim, dim_out)
+        )
         self.block1 = Block1D(dim, dim_out, groups=groups)
         self.block2 = Block1D(dim_out, dim_out, groups=groups)
         self.res_conv = torch.nn.Conv1d(dim, dim_out, 1)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, time_emb: torch.Tensor
+    ) -> torch.Tensor:
         h = self.block1(x, mask)
         h = h + self.mlp(time_emb).unsqueeze(-1)
         h = self.block2(h, mask)
@@ -109,7 +113,9 @@ class Attention(torch.nn.Module):
         self.to_q = torch.nn.Linear(dim, inner, bias=False)
         self.to_k = torch.nn.Linear(dim, inner, bias=False)
         self.to_v = torch.nn.Linear(dim, inner, bias=False)
-        self.to_out = torch.nn.ModuleList([torch.nn.Linear(inner, dim), torch.nn.Dropout(dropout)])
+        self.to_out = torch.nn.ModuleList(
+            [torch.nn.Linear(inner, dim), torch.nn.Dropout(dropout)]
+        )
 
     def forward(self, x: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         b, t, _ = x.shape
@@ -140,7 +146,11 @@ class FeedForward(torch.nn.Module):
         super().__init__()
         inner = dim * mult
         self.net = torch.nn.ModuleList(
-            [GELUProjection(dim, inner), torch.nn.Dropout(dropout), torch.nn.Linear(inner, dim)]
+            [
+                GELUProjection(dim, inner),
+                torch.nn.Dropout(dropout),
+                torch.nn.Linear(inner, dim),
+            ]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,7 +162,13 @@ class FeedForward(torch.nn.Module):
 class BasicTransformerBlock(torch.nn.Module):
     """Pre-LN self-attention + feed-forward block (diffusers/Matcha, no cross-attention)."""
 
-    def __init__(self, dim: int, num_attention_heads: int, attention_head_dim: int, dropout: float):
+    def __init__(
+        self,
+        dim: int,
+        num_attention_heads: int,
+        attention_head_dim: int,
+        dropout: float,
+    ):
         super().__init__()
         self.norm1 = torch.nn.LayerNorm(dim)
         self.attn1 = Attention(dim, num_attention_heads, attention_head_dim, dropout)
@@ -193,7 +209,9 @@ class ConditionalDecoder(torch.nn.Module):
     ):
         super().__init__()
         if act_fn != "gelu":
-            raise ValueError(f"estimator act_fn must be 'gelu' (CosyVoice-300M), got {act_fn!r}")
+            raise ValueError(
+                f"estimator act_fn must be 'gelu' (CosyVoice-300M), got {act_fn!r}"
+            )
         channels = tuple(channels)
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -219,9 +237,13 @@ class ConditionalDecoder(torch.nn.Module):
                     [
                         ResnetBlock1D(input_channel, output_channel, time_embed_dim),
                         transformer_stack(output_channel),
-                        torch.nn.Conv1d(output_channel, output_channel, 3, padding=1)
-                        if is_last
-                        else Downsample1D(output_channel),
+                        (
+                            torch.nn.Conv1d(
+                                output_channel, output_channel, 3, padding=1
+                            )
+                            if is_last
+                            else Downsample1D(output_channel)
+                        ),
                     ]
                 )
             )
@@ -244,11 +266,17 @@ class ConditionalDecoder(torch.nn.Module):
             self.up_blocks.append(
                 torch.nn.ModuleList(
                     [
-                        ResnetBlock1D(up_channels[i] * 2, output_channel, time_embed_dim),
+                        ResnetBlock1D(
+                            up_channels[i] * 2, output_channel, time_embed_dim
+                        ),
                         transformer_stack(output_channel),
-                        torch.nn.Conv1d(output_channel, output_channel, 3, padding=1)
-                        if is_last
-                        else Upsample1D(output_channel),
+                        (
+                            torch.nn.Conv1d(
+                                output_channel, output_channel, 3, padding=1
+                            )
+                            if is_last
+                            else Upsample1D(output_channel)
+                        ),
                     ]
                 )
             )

@@ -13,7 +13,9 @@ class ConvRNNF0Predictor(torch.nn.Module):
         cond_channels: Hidden channels.
     """
 
-    def __init__(self, num_class: int = 1, in_channels: int = 80, cond_channels: int = 512):
+    def __init__(
+        self, num_class: int = 1, in_channels: int = 80, cond_channels: int = 512
+    ):
         super().__init__()
         layers = []
         for i in range(5):

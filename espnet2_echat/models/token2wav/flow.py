@@ -70,20 +70,26 @@ class FlowModel(torch.nn.Module):
         self.prompt_cond_prob = prompt_cond_prob
         self.input_embedding = torch.nn.Embedding(vocab_size, input_size)
         self.spk_embed_affine_layer = torch.nn.Linear(spk_embed_dim, output_size)
-        self.encoder = FlowConformerEncoder(input_size=input_size, **(encoder_conf or {}))
+        self.encoder = FlowConformerEncoder(
+            input_size=input_size, **(encoder_conf or {})
+        )
         self.encoder_proj = torch.nn.Linear(self.encoder.output_size(), output_size)
         self.length_regulator = InterpolateRegulator(
             channels=output_size, **(length_regulator_conf or {})
         )
         estimator = ConditionalDecoder(
-            in_channels=4 * output_size, out_channels=output_size, **(estimator_conf or {})
+            in_channels=4 * output_size,
+            out_channels=output_size,
+            **(estimator_conf or {}),
         )
         self.decoder = ConditionalCFM(estimator, **(cfm_conf or {}))
 
     # ----------------------------------------------------------------- pieces
     def num_mel_frames(self, num_tokens: int) -> int:
         """Mel frames for ``num_tokens`` tokens (the reference's float expression)."""
-        return int(num_tokens / self.input_frame_rate * self.sample_rate / self.hop_size)
+        return int(
+            num_tokens / self.input_frame_rate * self.sample_rate / self.hop_size
+        )
 
     def project_speaker(self, embedding: torch.Tensor) -> torch.Tensor:
         """L2-normalise the x-vector and project it to mel size: (B, 192) -> (B, 80)."""
@@ -92,7 +98,10 @@ class FlowModel(torch.nn.Module):
     def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> torch.Tensor:
         """Embed and encode token ids: (B, L) -> (B, L, 80) (after ``encoder_proj``)."""
         mask = (~make_pad_mask(token_lens, maxlen=tokens.shape[1])).to(tokens.device)
-        x = self.input_embedding(torch.clamp(tokens, min=0)) * mask.unsqueeze(-1).float()
+        x = (
+            self.input_embedding(torch.clamp(tokens, min=0))
+            * mask.unsqueeze(-1).float()
+        )
         h, _, _ = self.encoder(x, token_lens)
         return self.encoder_proj(h)
 
@@ -112,7 +121,9 @@ class FlowModel(torch.nn.Module):
             embedding: (1, 192) speaker x-vector (not normalised).
         """
         if token.shape[0] != 1:
-            raise ValueError(f"flow inference takes one utterance, got batch {token.shape[0]}")
+            raise ValueError(
+                f"flow inference takes one utterance, got batch {token.shape[0]}"
+            )
         spks = self.project_speaker(embedding)
         n_prompt = prompt_token.shape[1]
         tokens = torch.cat([prompt_token.to(token.dtype), token], dim=1)
@@ -154,7 +165,9 @@ class FlowModel(torch.nn.Module):
         """
         c = self.conditions(token, prompt_token, prompt_feat, embedding)
         z = self.draw_noise(c.mu, noise, generator, temperature)
-        mel = self.decoder.solve_euler(z, c.mu, c.mask, c.spks, c.cond, n_timesteps, trace)
+        mel = self.decoder.solve_euler(
+            z, c.mu, c.mask, c.spks, c.cond, n_timesteps, trace
+        )
         return mel[:, :, c.mel_len1 :]
 
     @staticmethod
@@ -166,9 +179,16 @@ class FlowModel(torch.nn.Module):
     ) -> torch.Tensor:
         """Return the given noise (checked) or a fresh draw shaped like ``mu``."""
         if noise is None:
-            return torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) * temperature
+            return (
+                torch.randn(
+                    mu.shape, generator=generator, device=mu.device, dtype=mu.dtype
+                )
+                * temperature
+            )
         if noise.shape != mu.shape:
-            raise ValueError(f"noise must have shape {tuple(mu.shape)}, got {tuple(noise.shape)}")
+            raise ValueError(
+                f"noise must have shape {tuple(mu.shape)}, got {tuple(noise.shape)}"
+            )
         return noise.to(mu)
 
     # ----------------------------------------------------------------- training

@@ -59,4 +59,3 @@ class FlowConformerEncoder(ConformerEncoder):
         for module in self.modules():
             if isinstance(module, torch.nn.LayerNorm):
                 module.eps = layer_norm_eps
-

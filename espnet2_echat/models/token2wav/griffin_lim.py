@@ -40,11 +40,17 @@ class GriffinLimStandInVocoder(torch.nn.Module):
         self.sampling_rate = sample_rate
         self.hop_size = hop_size
         mel = torch.from_numpy(
-            librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=num_mels, fmin=fmin, fmax=fmax)
+            librosa.filters.mel(
+                sr=sample_rate, n_fft=n_fft, n_mels=num_mels, fmin=fmin, fmax=fmax
+            )
         ).float()
         self.register_buffer("inverse_mel", torch.linalg.pinv(mel), persistent=False)
         self.griffin_lim = torchaudio.transforms.GriffinLim(
-            n_fft=n_fft, win_length=win_size, hop_length=hop_size, power=1.0, n_iter=n_iter,
+            n_fft=n_fft,
+            win_length=win_size,
+            hop_length=hop_size,
+            power=1.0,
+            n_iter=n_iter,
             rand_init=False,  # deterministic: same mel, same audio
         )
 

@@ -47,8 +47,22 @@ class ResBlock(torch.nn.Module):
         self.convs1 = torch.nn.ModuleList()
         self.convs2 = torch.nn.ModuleList()
         for d in dilations:
-            c1 = torch.nn.Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=_padding(kernel_size, d))
-            c2 = torch.nn.Conv1d(channels, channels, kernel_size, 1, dilation=1, padding=_padding(kernel_size, 1))
+            c1 = torch.nn.Conv1d(
+                channels,
+                channels,
+                kernel_size,
+                1,
+                dilation=d,
+                padding=_padding(kernel_size, d),
+            )
+            c2 = torch.nn.Conv1d(
+                channels,
+                channels,
+                kernel_size,
+                1,
+                dilation=1,
+                padding=_padding(kernel_size, 1),
+            )
             _init_conv(c1)
             _init_conv(c2)
             self.convs1.append(weight_norm(c1))
@@ -57,7 +71,9 @@ class ResBlock(torch.nn.Module):
         self.activations2 = torch.nn.ModuleList([Snake(channels) for _ in dilations])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for a1, c1, a2, c2 in zip(self.activations1, self.convs1, self.activations2, self.convs2):
+        for a1, c1, a2, c2 in zip(
+            self.activations1, self.convs1, self.activations2, self.convs2
+        ):
             x = c2(a2(c1(a1(x)))) + x
         return x
 
@@ -92,7 +108,9 @@ class SineGen(torch.nn.Module):
         ``phase`` (B, H+1, 1) replaces the random initial phases (row 0 is zeroed).
         """
         b, n_harm = f0.shape[0], self.harmonic_num + 1
-        f_mat = torch.cat([f0 * (i + 1) / self.sampling_rate for i in range(n_harm)], dim=1)
+        f_mat = torch.cat(
+            [f0 * (i + 1) / self.sampling_rate for i in range(n_harm)], dim=1
+        )
         theta = 2 * np.pi * (torch.cumsum(f_mat, dim=-1) % 1)
         if phase is None:
             # torch.distributions.Uniform(-pi, pi).sample(): low + rand * (high - low)
@@ -105,17 +123,28 @@ class SineGen(torch.nn.Module):
         sines = self.sine_amp * torch.sin(theta + phase)
         uv = (f0 > self.voiced_threshold).type(torch.float32)
         noise_amp = uv * self.noise_std + (1 - uv) * self.sine_amp / 3
-        noise = torch.randn(sines.shape, generator=generator, dtype=sines.dtype).to(f0.device)
+        noise = torch.randn(sines.shape, generator=generator, dtype=sines.dtype).to(
+            f0.device
+        )
         return sines * uv + noise_amp * noise, uv
 
 
 class SourceModuleHnNSF(torch.nn.Module):
     """Merge the harmonics into one excitation: tanh(Linear(sines))."""
 
-    def __init__(self, sampling_rate: int, harmonic_num: int, sine_amp: float, noise_std: float, voiced_threshold: float):
+    def __init__(
+        self,
+        sampling_rate: int,
+        harmonic_num: int,
+        sine_amp: float,
+        noise_std: float,
+        voiced_threshold: float,
+    ):
         super().__init__()
         self.sine_amp = sine_amp
-        self.l_sin_gen = SineGen(sampling_rate, harmonic_num, sine_amp, noise_std, voiced_threshold)
+        self.l_sin_gen = SineGen(
+            sampling_rate, harmonic_num, sine_amp, noise_std, voiced_threshold
+        )
         self.l_linear = torch.nn.Linear(harmonic_num + 1, 1)
 
     def forward(
@@ -153,9 +182,16 @@ class HiFTGenerator(torch.nn.Module):
         upsample_kernel_sizes: Sequence[int] = (16, 16),
         istft_params: Optional[Dict[str, int]] = None,
         resblock_kernel_sizes: Sequence[int] = (3, 7, 11),
-        resblock_dilation_sizes: Sequence[Sequence[int]] = ((1, 3, 5), (1, 3, 5), (1, 3, 5)),
+        resblock_dilation_sizes: Sequence[Sequence[int]] = (
+            (1, 3, 5),
+            (1, 3, 5),
+            (1, 3, 5),
+        ),
         source_resblock_kernel_sizes: Sequence[int] = (7, 11),
-        source_resblock_dilation_sizes: Sequence[Sequence[int]] = ((1, 3, 5), (1, 3, 5)),
+        source_resblock_dilation_sizes: Sequence[Sequence[int]] = (
+            (1, 3, 5),
+            (1, 3, 5),
+        ),
         lrelu_slope: float = 0.1,
         audio_limit: float = 0.99,
         f0_predictor_conf: Optional[Dict] = None,
@@ -171,24 +207,42 @@ class HiFTGenerator(torch.nn.Module):
         self.num_kernels = len(resblock_kernel_sizes)
         self.num_upsamples = len(upsample_rates)
         self.upsample_factor = int(np.prod(upsample_rates)) * self.hop_len
-        self.m_source = SourceModuleHnNSF(sampling_rate, nb_harmonics, nsf_alpha, nsf_sigma, nsf_voiced_threshold)
-        self.conv_pre = weight_norm(torch.nn.Conv1d(in_channels, base_channels, 7, 1, padding=3))
+        self.m_source = SourceModuleHnNSF(
+            sampling_rate, nb_harmonics, nsf_alpha, nsf_sigma, nsf_voiced_threshold
+        )
+        self.conv_pre = weight_norm(
+            torch.nn.Conv1d(in_channels, base_channels, 7, 1, padding=3)
+        )
         ups = []
         for i, (u, k) in enumerate(zip(upsample_rates, upsample_kernel_sizes)):
-            conv = torch.nn.ConvTranspose1d(base_channels // 2**i, base_channels // 2 ** (i + 1), k, u, padding=(k - u) // 2)
+            conv = torch.nn.ConvTranspose1d(
+                base_channels // 2**i,
+                base_channels // 2 ** (i + 1),
+                k,
+                u,
+                padding=(k - u) // 2,
+            )
             _init_conv(conv)
             ups.append(weight_norm(conv))
         self.ups = torch.nn.ModuleList(ups)
         self.source_downs = torch.nn.ModuleList()
         self.source_resblocks = torch.nn.ModuleList()
         down_cum = np.cumprod([1] + upsample_rates[::-1][:-1])
-        for i, (u, k, d) in enumerate(zip(down_cum[::-1], source_resblock_kernel_sizes, source_resblock_dilation_sizes)):
+        for i, (u, k, d) in enumerate(
+            zip(
+                down_cum[::-1],
+                source_resblock_kernel_sizes,
+                source_resblock_dilation_sizes,
+            )
+        ):
             ch = base_channels // 2 ** (i + 1)
             if u == 1:
                 self.source_downs.append(torch.nn.Conv1d(self.n_fft + 2, ch, 1, 1))
             else:
                 u = int(u)
-                self.source_downs.append(torch.nn.Conv1d(self.n_fft + 2, ch, u * 2, u, padding=u // 2))
+                self.source_downs.append(
+                    torch.nn.Conv1d(self.n_fft + 2, ch, u * 2, u, padding=u // 2)
+                )
             self.source_resblocks.append(ResBlock(ch, k, d))
         self.resblocks = torch.nn.ModuleList()
         for i in range(len(self.ups)):
@@ -205,7 +259,9 @@ class HiFTGenerator(torch.nn.Module):
             torch.hann_window(self.n_fft, periodic=True, dtype=torch.float64).float(),
             persistent=False,
         )
-        self.f0_predictor = ConvRNNF0Predictor(**(f0_predictor_conf or {"in_channels": in_channels}))
+        self.f0_predictor = ConvRNNF0Predictor(
+            **(f0_predictor_conf or {"in_channels": in_channels})
+        )
 
     # ---------------------------------------------------------------- pieces
     def f0_to_source(
@@ -215,18 +271,29 @@ class HiFTGenerator(torch.nn.Module):
         phase: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """(B, T) frame F0 -> (B, 1, T * upsample) excitation."""
-        f0_up = F.interpolate(f0[:, None], scale_factor=float(self.upsample_factor), mode="nearest")
+        f0_up = F.interpolate(
+            f0[:, None], scale_factor=float(self.upsample_factor), mode="nearest"
+        )
         return self.m_source(f0_up, generator, phase)
 
     def _stft(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        spec = torch.stft(x, self.n_fft, self.hop_len, self.n_fft, window=self.stft_window, return_complex=True)
+        spec = torch.stft(
+            x,
+            self.n_fft,
+            self.hop_len,
+            self.n_fft,
+            window=self.stft_window,
+            return_complex=True,
+        )
         spec = torch.view_as_real(spec)
         return spec[..., 0], spec[..., 1]
 
     def _istft(self, magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         magnitude = torch.clip(magnitude, max=1e2)
         spec = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
-        return torch.istft(spec, self.n_fft, self.hop_len, self.n_fft, window=self.stft_window)
+        return torch.istft(
+            spec, self.n_fft, self.hop_len, self.n_fft, window=self.stft_window
+        )
 
     def decode(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Mel (B, 80, T) and excitation (B, 1, T * 256) -> waveform (B, T * 256)."""

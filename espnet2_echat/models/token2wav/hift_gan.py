@@ -23,13 +23,22 @@ from espnet2.gan_tts.hifigan.loss import (
 
 from espnet2_echat.models.token2wav.mel import MatchaMelSpectrogram
 
-def tpr_loss(real_outs: Sequence[torch.Tensor], fake_outs: Sequence[torch.Tensor], tau: float = 0.04) -> torch.Tensor:
+
+def tpr_loss(
+    real_outs: Sequence[torch.Tensor],
+    fake_outs: Sequence[torch.Tensor],
+    tau: float = 0.04,
+) -> torch.Tensor:
     """CosyVoice's truncated pointwise relativistic loss over discriminator outputs."""
     loss = 0.0
     for dr, dg in zip(real_outs, fake_outs):
         m_dg = torch.median(dr - dg)
         sel = dr < dg + m_dg
-        l_rel = torch.mean(((dr - dg) - m_dg)[sel] ** 2) if bool(sel.any()) else dr.new_zeros(())
+        l_rel = (
+            torch.mean(((dr - dg) - m_dg)[sel] ** 2)
+            if bool(sel.any())
+            else dr.new_zeros(())
+        )
         loss = loss + tau - F.relu(tau - l_rel)
     return loss
 
@@ -60,13 +69,19 @@ class HiFTGANLoss(torch.nn.Module):
         f0_weight: float = 1.0,
     ):
         super().__init__()
-        self.discriminator = HiFiGANMultiScaleMultiPeriodDiscriminator(**(discriminator_conf or {}))
+        self.discriminator = HiFiGANMultiScaleMultiPeriodDiscriminator(
+            **(discriminator_conf or {})
+        )
         mel_conf = dict(mel_conf or {})
         mel_conf["fmax"] = None
         self.loss_mel = MatchaMelSpectrogram(**mel_conf)
         self.adv = GeneratorAdversarialLoss(average_by_discriminators=False)
         self.disc_adv = DiscriminatorAdversarialLoss(average_by_discriminators=False)
-        self.fm = FeatureMatchLoss(average_by_layers=False, average_by_discriminators=False, include_final_outputs=True)
+        self.fm = FeatureMatchLoss(
+            average_by_layers=False,
+            average_by_discriminators=False,
+            include_final_outputs=True,
+        )
         self.mel_weight, self.fm_weight, self.fm_scale = mel_weight, fm_weight, fm_scale
         self.tpr_weight, self.tpr_tau, self.f0_weight = tpr_weight, tpr_tau, f0_weight
 
@@ -85,9 +100,15 @@ class HiFTGANLoss(torch.nn.Module):
             "adv_loss": self.adv(p_fake),
             "fm_loss": self.fm_scale * self.fm(p_fake, p_real),
             "mel_loss": F.l1_loss(self.loss_mel(fake), self.loss_mel(real)),
-            "tpr_loss": tpr_loss(_final_outputs(p_real), _final_outputs(p_fake), self.tpr_tau),
+            "tpr_loss": tpr_loss(
+                _final_outputs(p_real), _final_outputs(p_fake), self.tpr_tau
+            ),
         }
-        total = out["adv_loss"] + self.fm_weight * out["fm_loss"] + self.mel_weight * out["mel_loss"]
+        total = (
+            out["adv_loss"]
+            + self.fm_weight * out["fm_loss"]
+            + self.mel_weight * out["mel_loss"]
+        )
         total = total + self.tpr_weight * out["tpr_loss"]
         if f0 is not None and f0_target is not None:
             out["f0_loss"] = F.l1_loss(f0, f0_target)
@@ -95,7 +116,9 @@ class HiFTGANLoss(torch.nn.Module):
         out["loss"] = total
         return out
 
-    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def discriminator_loss(
+        self, real: torch.Tensor, fake: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
         """Least-squares discriminator loss (+ TPR) on detached generated audio."""
         p_fake = self.discriminator(fake.detach().unsqueeze(1))
         p_real = self.discriminator(real.unsqueeze(1))

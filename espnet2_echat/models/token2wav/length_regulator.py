@@ -46,7 +46,9 @@ class InterpolateRegulator(torch.nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Training path: stretch each (B, T, D) sequence to ``ylens`` frames."""
         mask = (~make_pad_mask(ylens)).to(x).unsqueeze(-1)
-        x = F.interpolate(x.transpose(1, 2).contiguous(), size=int(ylens.max()), mode="linear")
+        x = F.interpolate(
+            x.transpose(1, 2).contiguous(), size=int(ylens.max()), mode="linear"
+        )
         out = self.model(x).transpose(1, 2).contiguous()
         return out * mask, ylens
 
@@ -82,7 +84,9 @@ class InterpolateRegulator(torch.nn.Module):
                 [
                     F.interpolate(x2[:, :, :n].contiguous(), size=edge, mode="linear"),
                     F.interpolate(
-                        x2[:, :, n:-n].contiguous(), size=mel_len2 - 2 * edge, mode="linear"
+                        x2[:, :, n:-n].contiguous(),
+                        size=mel_len2 - 2 * edge,
+                        mode="linear",
                     ),
                     F.interpolate(x2[:, :, -n:].contiguous(), size=edge, mode="linear"),
                 ],
@@ -91,6 +95,8 @@ class InterpolateRegulator(torch.nn.Module):
         else:
             x2 = F.interpolate(x2, size=mel_len2, mode="linear")
         if x1.shape[1] != 0:
-            x1 = F.interpolate(x1.transpose(1, 2).contiguous(), size=mel_len1, mode="linear")
+            x1 = F.interpolate(
+                x1.transpose(1, 2).contiguous(), size=mel_len1, mode="linear"
+            )
             x2 = torch.cat([x1, x2], dim=2)
         return self.model(x2).transpose(1, 2).contiguous()

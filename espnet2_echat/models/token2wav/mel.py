@@ -44,7 +44,9 @@ class MatchaMelSpectrogram(torch.nn.Module):
         mel = librosa.filters.mel(
             sr=sample_rate, n_fft=n_fft, n_mels=num_mels, fmin=fmin, fmax=fmax
         )
-        self.register_buffer("mel_basis", torch.from_numpy(mel).float(), persistent=False)
+        self.register_buffer(
+            "mel_basis", torch.from_numpy(mel).float(), persistent=False
+        )
         self.register_buffer("window", torch.hann_window(win_size), persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
@@ -57,9 +59,13 @@ class MatchaMelSpectrogram(torch.nn.Module):
             (B, num_mels, N // hop_size) log-mel.
         """
         if wav.dim() != 2:
-            raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(wav.shape)}")
+            raise ValueError(
+                f"expected a (batch, samples) waveform, got shape {tuple(wav.shape)}"
+            )
         pad = int((self.n_fft - self.hop_size) / 2)
-        wav = torch.nn.functional.pad(wav.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+        wav = torch.nn.functional.pad(
+            wav.unsqueeze(1), (pad, pad), mode="reflect"
+        ).squeeze(1)
         spec = torch.stft(
             wav,
             self.n_fft,

@@ -17,7 +17,10 @@ import torch
 import torchaudio
 
 from espnet2_echat.models.token2wav.mel import MatchaMelSpectrogram
-from espnet2_echat.models.token2wav.speaker_prompt import SpeakerPrompt, standin_speaker_embedding
+from espnet2_echat.models.token2wav.speaker_prompt import (
+    SpeakerPrompt,
+    standin_speaker_embedding,
+)
 
 
 def load_wav(path: Union[str, Path], sample_rate: int) -> torch.Tensor:
@@ -29,13 +32,19 @@ def load_wav(path: Union[str, Path], sample_rate: int) -> torch.Tensor:
     return wav
 
 
-def campplus_embedding(wav_16k: torch.Tensor, onnx_path: Union[str, Path]) -> torch.Tensor:
+def campplus_embedding(
+    wav_16k: torch.Tensor, onnx_path: Union[str, Path]
+) -> torch.Tensor:
     """CAM++ x-vector (1, 192): 80-bin Kaldi fbank, dither 0, mean-normalised, via onnxruntime."""
     import onnxruntime
 
-    feat = torchaudio.compliance.kaldi.fbank(wav_16k, num_mel_bins=80, dither=0, sample_frequency=16000)
+    feat = torchaudio.compliance.kaldi.fbank(
+        wav_16k, num_mel_bins=80, dither=0, sample_frequency=16000
+    )
     feat = feat - feat.mean(dim=0, keepdim=True)
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(onnx_path), providers=["CPUExecutionProvider"]
+    )
     name = session.get_inputs()[0].name
     out = session.run(None, {name: feat.unsqueeze(0).numpy()})[0]
     return torch.from_numpy(np.asarray(out, dtype=np.float32)).reshape(1, -1)
@@ -49,12 +58,19 @@ def s3_tokens(wav_16k: torch.Tensor, onnx_path: Union[str, Path]) -> torch.Tenso
     if wav_16k.shape[1] > 30 * 16000:
         raise ValueError("the S3 tokenizer takes prompts of at most 30 s")
     fe = WhisperFeatureExtractor(feature_size=128)
-    feat = fe(wav_16k[0].numpy(), sampling_rate=16000, return_tensors="np", padding=False).input_features
-    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    feat = fe(
+        wav_16k[0].numpy(), sampling_rate=16000, return_tensors="np", padding=False
+    ).input_features
+    session = onnxruntime.InferenceSession(
+        str(onnx_path), providers=["CPUExecutionProvider"]
+    )
     inputs = session.get_inputs()
     out = session.run(
         None,
-        {inputs[0].name: feat.astype(np.float32), inputs[1].name: np.array([feat.shape[2]], dtype=np.int32)},
+        {
+            inputs[0].name: feat.astype(np.float32),
+            inputs[1].name: np.array([feat.shape[2]], dtype=np.int32),
+        },
     )[0]
     return torch.from_numpy(np.asarray(out)).reshape(1, -1).long()
 
@@ -83,11 +99,15 @@ def build_speaker_prompt(
             )
             prompt_token = torch.zeros(1, 0, dtype=torch.long)
     if embedding_npy is not None:
-        embedding = torch.from_numpy(np.load(embedding_npy).astype(np.float32)).reshape(1, -1)
+        embedding = torch.from_numpy(np.load(embedding_npy).astype(np.float32)).reshape(
+            1, -1
+        )
     elif onnx_dir is not None and (onnx_dir / "campplus.onnx").is_file():
         embedding = campplus_embedding(wav_16k, onnx_dir / "campplus.onnx")
     else:
-        logging.warning("no x-vector given: using the STAND-IN speaker embedding (not CAM++)")
+        logging.warning(
+            "no x-vector given: using the STAND-IN speaker embedding (not CAM++)"
+        )
         embedding = standin_speaker_embedding(feat, spk_embed_dim)
     if prompt_token.shape[1] == 0:
         feat = feat[:, :0]

@@ -22,20 +22,31 @@ class SpeakerPrompt:
     def check(self, vocab_size: int, num_mels: int, spk_embed_dim: int) -> None:
         """Raise ValueError naming the field that does not fit the model."""
         if self.prompt_token.dim() != 2 or self.prompt_token.shape[0] != 1:
-            raise ValueError(f"prompt_token must be (1, Np), got {tuple(self.prompt_token.shape)}")
+            raise ValueError(
+                f"prompt_token must be (1, Np), got {tuple(self.prompt_token.shape)}"
+            )
         if self.prompt_token.numel() and (
-            int(self.prompt_token.min()) < 0 or int(self.prompt_token.max()) >= vocab_size
+            int(self.prompt_token.min()) < 0
+            or int(self.prompt_token.max()) >= vocab_size
         ):
             raise ValueError(f"prompt_token ids must lie in [0, {vocab_size - 1}]")
-        if self.prompt_feat.dim() != 3 or self.prompt_feat.shape[0] != 1 or self.prompt_feat.shape[2] != num_mels:
-            raise ValueError(f"prompt_feat must be (1, T, {num_mels}), got {tuple(self.prompt_feat.shape)}")
+        if (
+            self.prompt_feat.dim() != 3
+            or self.prompt_feat.shape[0] != 1
+            or self.prompt_feat.shape[2] != num_mels
+        ):
+            raise ValueError(
+                f"prompt_feat must be (1, T, {num_mels}), got {tuple(self.prompt_feat.shape)}"
+            )
         if (self.prompt_token.shape[1] == 0) != (self.prompt_feat.shape[1] == 0):
             raise ValueError(
                 "prompt_token and prompt_feat must both be empty or both be given "
                 f"(got {self.prompt_token.shape[1]} tokens, {self.prompt_feat.shape[1]} frames)"
             )
         if tuple(self.embedding.shape) != (1, spk_embed_dim):
-            raise ValueError(f"embedding must be (1, {spk_embed_dim}), got {tuple(self.embedding.shape)}")
+            raise ValueError(
+                f"embedding must be (1, {spk_embed_dim}), got {tuple(self.embedding.shape)}"
+            )
 
 
 def standin_speaker_embedding(log_mel: torch.Tensor, dim: int = 192) -> torch.Tensor:
@@ -50,7 +61,8 @@ def standin_speaker_embedding(log_mel: torch.Tensor, dim: int = 192) -> torch.Te
         (B, dim) embeddings.
     """
     stats = torch.cat([log_mel.mean(dim=1), log_mel.std(dim=1, unbiased=False)], dim=-1)
-    projection = torch.randn(
-        stats.shape[-1], dim, generator=torch.Generator().manual_seed(192)
-    ) / stats.shape[-1] ** 0.5
+    projection = (
+        torch.randn(stats.shape[-1], dim, generator=torch.Generator().manual_seed(192))
+        / stats.shape[-1] ** 0.5
+    )
     return stats @ projection.to(stats)

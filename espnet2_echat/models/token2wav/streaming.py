@@ -23,11 +23,16 @@ import torch
 REFERENCE_FLOW_CACHE_FRAMES = 34
 
 
-def fade_in_out(fade_in: torch.Tensor, fade_out: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+def fade_in_out(
+    fade_in: torch.Tensor, fade_out: torch.Tensor, window: torch.Tensor
+) -> torch.Tensor:
     """Cross-fade the start of ``fade_in`` with the end of ``fade_out`` (float64 window)."""
     n = window.shape[0] // 2
     out = fade_in.clone()
-    mixed = fade_in[..., :n].double() * window[:n] + fade_out[..., -n:].double() * window[n:]
+    mixed = (
+        fade_in[..., :n].double() * window[:n]
+        + fade_out[..., -n:].double() * window[n:]
+    )
     out[..., :n] = mixed.to(out.dtype)
     return out
 
@@ -90,7 +95,8 @@ class ChunkedToken2Wav:
         """Fresh caches for a new utterance."""
         n_mels = self.flow.output_size
         return StreamingState(
-            flow_cache=torch.zeros(1, n_mels, 0, 2), mel_overlap=torch.zeros(1, n_mels, 0)
+            flow_cache=torch.zeros(1, n_mels, 0, 2),
+            mel_overlap=torch.zeros(1, n_mels, 0),
         )
 
     @torch.no_grad()
@@ -116,7 +122,9 @@ class ChunkedToken2Wav:
         z, mu, state.flow_cache = self.flow.decoder.apply_cache(
             z, c.mu, state.flow_cache.to(z), c.mel_len1, self.flow_cache_frames
         )
-        mel = self.flow.decoder.solve_euler(z, mu, c.mask, c.spks, c.cond, self.n_timesteps)
+        mel = self.flow.decoder.solve_euler(
+            z, mu, c.mask, c.spks, c.cond, self.n_timesteps
+        )
         mel = mel[:, :, c.mel_len1 :]
         flow_mel = mel
         if state.mel_overlap.shape[2] != 0:
@@ -129,7 +137,9 @@ class ChunkedToken2Wav:
         if not finalize:
             state.mel_overlap = mel[:, :, -self.mel_overlap_len :]
             mel = mel[:, :, : -self.mel_overlap_len]
-        speech, source = self.vocoder.inference(mel, cache_source=cache_source, generator=generator)
+        speech, source = self.vocoder.inference(
+            mel, cache_source=cache_source, generator=generator
+        )
         if state.hift_cache is not None:
             speech = fade_in_out(speech, state.hift_cache.speech, self.speech_window)
         if not finalize:
@@ -141,8 +151,14 @@ class ChunkedToken2Wav:
             speech = speech[:, : -self.source_cache_len]
         if keep_trace:
             state.trace.append(
-                {"mu_before_cache": mu_before, "noise_z_used": z, "flow_mel": flow_mel,
-                 "hift_in_mel": mel, "flow_cache_out": state.flow_cache, "speech_out": speech}
+                {
+                    "mu_before_cache": mu_before,
+                    "noise_z_used": z,
+                    "flow_mel": flow_mel,
+                    "hift_in_mel": mel,
+                    "flow_cache_out": state.flow_cache,
+                    "speech_out": speech,
+                }
             )
         return speech
 
@@ -170,8 +186,13 @@ class ChunkedToken2Wav:
         slices = self.split(token.shape[1])
         for i, sl in enumerate(slices):
             yield self.chunk(
-                state, token[:, sl], prompt_token, prompt_feat, embedding,
-                finalize=i == len(slices) - 1, generator=generator,
+                state,
+                token[:, sl],
+                prompt_token,
+                prompt_feat,
+                embedding,
+                finalize=i == len(slices) - 1,
+                generator=generator,
             )
 
     def stream_incremental(
@@ -189,13 +210,23 @@ class ChunkedToken2Wav:
             buffer.extend(int(t) for t in piece)
             while len(buffer) >= size:
                 yield self.chunk(
-                    state, torch.tensor([buffer[:size]]), prompt_token, prompt_feat,
-                    embedding, finalize=False, generator=generator,
+                    state,
+                    torch.tensor([buffer[:size]]),
+                    prompt_token,
+                    prompt_feat,
+                    embedding,
+                    finalize=False,
+                    generator=generator,
                 )
                 buffer = buffer[self.token_hop_len :]
         if not buffer:
             raise ValueError("streaming token2wav got no speech tokens")
         yield self.chunk(
-            state, torch.tensor([buffer]), prompt_token, prompt_feat, embedding,
-            finalize=True, generator=generator,
+            state,
+            torch.tensor([buffer]),
+            prompt_token,
+            prompt_feat,
+            embedding,
+            finalize=True,
+            generator=generator,
         )
