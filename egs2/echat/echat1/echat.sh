@@ -132,8 +132,10 @@ if run_stage 4; then
     done
 fi
 
-train_stage() {  # train_stage <exp dir> <config> <init model or ""> <set suffixes...>
-    local exp=$1 config=$2 init=$3; shift 3
+train_stage() {  # train_stage <stage> <exp dir> <config> <init model or ""> <set suffixes...>
+    local n=$1 exp=$2 config=$3 init=$4; shift 4
+    # --pretrained_model replaces the previous stage's model for the first stage that runs
+    [ -n "${pretrained_model}" ] && [ "${n}" -eq "${stage}" ] && init=${pretrained_model}
     if [ -f "${exp}/.done" ]; then log "  ${exp} already trained, skipping"; return; fi
     local args=()
     for s in "$@"; do
@@ -154,15 +156,15 @@ train_stage() {  # train_stage <exp dir> <config> <init model or ""> <set suffix
 if ! ${skip_train}; then
     if run_stage 5; then
         log "Stage 5: stage-1 training (understanding)"
-        train_stage "${exp_stage1}" "${stage1_config}" "${pretrained_model}" ${stage1_sets}
+        train_stage 5 "${exp_stage1}" "${stage1_config}" "" ${stage1_sets}
     fi
     if run_stage 6; then
         log "Stage 6: stage-2 training (generation)"
-        train_stage "${exp_stage2}" "${stage2_config}" "${exp_stage1}/${inference_model}" ${stage2_sets}
+        train_stage 6 "${exp_stage2}" "${stage2_config}" "${exp_stage1}/${inference_model}" ${stage2_sets}
     fi
     if run_stage 7; then
         log "Stage 7: stage-3 training (empathy, ${think} think)"
-        train_stage "${exp_stage3}" "${stage3_config}" "${exp_stage2}/${inference_model}" ${stage3_sets}
+        train_stage 7 "${exp_stage3}" "${stage3_config}" "${exp_stage2}/${inference_model}" ${stage3_sets}
     fi
     final_exp=${exp_stage3}
     final_config=${exp_stage3}/config.yaml
@@ -280,6 +282,13 @@ fi
 packed=${final_exp}/$(basename "${final_exp}")_$(basename "${final_model%.*}").zip
 if run_stage 11; then
     log "Stage 11: packing -> ${packed}"
+    if ${use_lora}; then
+        log "  merging the LoRA weights into the LLM first"
+        ${python} -m espnet2_echat.bin.echat_merge_lora --config "${final_config}" \
+            --model_file "${final_model}" --out_dir "${final_exp}/merged"
+        final_config=${final_exp}/merged/config.yaml
+        final_model=${final_exp}/merged/model.pth
+    fi
     t2w_pack=()
     [ -f "${exp_t2w}/.done" ] && t2w_pack=(--token2wav_train_config "${exp_t2w}/config.yaml" \
         --token2wav_model_file "${exp_t2w}/${inference_model}")
