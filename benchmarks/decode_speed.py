@@ -1,11 +1,12 @@
 """Decode speed of the speech LLM vs the memory-bandwidth floor and plain transformers.
 
 Everything is measured side by side in one run on the same weights (the "small" size of
-performance_anchors.md, fp32, batch 1, greedy):
+performance_anchors.md, fp32, greedy; ``--batch`` prompts decoded together, 1 by default):
 
 * read bandwidth: ``x.sum()`` over a 1 GiB tensor;
 * floor per step: parameter bytes a decode step must read / read bandwidth (text steps read
-  the LLM body and lm_head; speech steps the body and the speech head);
+  the LLM body and lm_head; speech steps the body and the speech head); a batch reads them
+  once per step, so ``*_ms_per_token`` figures are per step (per token of each row);
 * ours: ``espnet2_echat.inference.decoder.generate`` (ASR-like text decode, S2S-like speech
   decode), and the prefill of an S2S prompt with 2.26 s of audio;
 * plain transformers: ``Qwen2ForCausalLM.generate`` from the same prefill embeddings.
@@ -55,6 +56,7 @@ def main():
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1, help="prompts decoded together")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -75,7 +77,7 @@ def main():
     def prefill():
         with torch.no_grad():
             audio = model.audio_per_sample([prompt], wav, torch.tensor([wav.shape[1]]))
-            return model.build_inputs([prompt], audio, padding_side="left")
+            return model.build_inputs([prompt] * args.batch, audio * args.batch, padding_side="left")
 
     batch = prefill()
     n = args.tokens
@@ -83,7 +85,8 @@ def main():
                                 min_new_tokens=n)
     # text decode: never stop early (min length bans <|im_end|>, budget n)
     text_plan = build_plan("text", text_opts, llm.text_vocab_size, llm.speech_token_num)
-    speech_opts = DecodingOptions(do_sample=False, max_new_tokens=0, max_new_speech_tokens=n)
+    speech_opts = DecodingOptions(do_sample=False, max_new_tokens=0, max_new_speech_tokens=n,
+                                  min_new_tokens=n)
     speech_plan = build_plan("tts", speech_opts, llm.text_vocab_size, llm.speech_token_num,
                              stopping_criteria=[])
 
@@ -100,7 +103,7 @@ def main():
                 eos_token_id=None,
             )
 
-    res = {"size": args.size, "threads": args.threads, "tokens": n,
+    res = {"size": args.size, "threads": args.threads, "tokens": n, "batch": args.batch,
            "machine": platform.processor() or platform.machine(),
            "read_bandwidth_GBps": bw / 1e9,
            "floor_ms_per_token": {"text": floor_text * 1e3, "speech": floor_speech * 1e3}}
