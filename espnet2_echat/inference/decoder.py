@@ -20,7 +20,6 @@ from typing import Iterator, List, Optional, Sequence
 
 import torch
 from torch import nn
-from transformers import DynamicCache
 from transformers.generation.logits_process import (
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
@@ -185,7 +184,10 @@ def iter_generate(
     generated = torch.zeros((batch, 0), dtype=torch.long, device=device)
     active = torch.ones(batch, dtype=torch.bool, device=device)
     eos = torch.tensor(list(plan.eos_ids), dtype=torch.long, device=device)
-    cache = DynamicCache() if use_cache else None
+    cache = None
+    if use_cache:
+        max_len = inputs_embeds.shape[1] + plan.max_steps + 1
+        cache = llm.new_cache(batch, max_len, inputs_embeds.dtype, device)
     unpadded = bool(attention_mask.all())
     embeds, mask, positions = inputs_embeds, attention_mask, position_ids
     hidden = llm.hidden_states(embeds, mask, positions, cache, use_cache).last_hidden_state

@@ -4,9 +4,15 @@ from typing import Optional
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import DynamicCache, PreTrainedModel
 
 from espnet2_echat.models.causal_lm import text_vocab_size
+from espnet2_echat.models.lean_decoder import (
+    LeanKVCache,
+    lean_forward,
+    new_lean_cache,
+    supports_lean_decoding,
+)
 
 
 class SpeechLLM(nn.Module):
@@ -50,6 +56,12 @@ class SpeechLLM(nn.Module):
         speech = self.speech_embedding(torch.where(is_speech, ids - self.text_vocab_size, 0))
         return torch.where(is_speech[..., None], speech, text)
 
+    def new_cache(self, batch: int, max_len: int, dtype: torch.dtype, device):
+        """A KV cache for decoding: the lean preallocated one where the LLM supports it."""
+        if supports_lean_decoding(self.causal_lm) and not torch.is_grad_enabled():
+            return new_lean_cache(self.causal_lm, batch, max_len, dtype, device)
+        return DynamicCache()
+
     def hidden_states(
         self,
         inputs_embeds: torch.Tensor,
@@ -59,6 +71,10 @@ class SpeechLLM(nn.Module):
         use_cache: bool = False,
     ):
         """Run the transformer body; returns the base model output (last hidden = post-norm)."""
+        if isinstance(past_key_values, LeanKVCache):
+            return lean_forward(
+                self.causal_lm, inputs_embeds, attention_mask, position_ids, past_key_values
+            )
         body = self.causal_lm.get_decoder()
         return body(
             inputs_embeds=inputs_embeds,
@@ -69,26 +85,19 @@ class SpeechLLM(nn.Module):
         )
 
     def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        head = self.causal_lm.get_output_embeddings()
-        if torch.is_grad_enabled() or hidden.device.type != "cpu" or hidden[..., 0].numel() > 8:
-            return head(hidden)
-        return self._decode_text_logits(head, hidden)
+        return self.causal_lm.get_output_embeddings()(hidden)
 
-    def _decode_text_logits(self, head: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
-        """Few-row text logits on CPU from a transposed copy of the output embedding.
+    def use_column_major_text_head(self) -> None:
+        """Store the output embedding column-major (same values, same tensor identity).
 
-        A matrix-vector product over ``nn.Linear``'s (V, H) layout runs at about half the
-        memory bandwidth of the same product over (H, V) on CPU (measured in
-        ``benchmarks/decode_speed.py``); at decode time the 151936-row head dominates the
-        bytes read per step, so the copy is kept (rebuilt when the weight changes).
+        On CPU a matrix-vector product over ``nn.Linear``'s row-major (V, H) weight runs at
+        about half the memory bandwidth of the column-major layout (measured in
+        ``benchmarks/decode_speed.py``), and at decode time the 151936-row head is most of
+        the bytes read per step. The parameter object is kept, so tied input embeddings
+        follow. For inference: call it after loading weights.
         """
-        weight = head.weight
-        key = (weight.data_ptr(), weight._version, weight.dtype)
-        if getattr(self, "_head_t_key", None) != key:
-            self._head_t = weight.detach().t().contiguous()
-            self._head_t_key = key
-        out = hidden @ self._head_t
-        return out if head.bias is None else out + head.bias
+        weight = self.causal_lm.get_output_embeddings().weight
+        weight.data = weight.data.t().contiguous().t()
 
     def speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.speech_head(hidden)
