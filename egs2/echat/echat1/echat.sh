@@ -40,6 +40,7 @@ osum_checkpoint=""; osum_config=""; llm_dir=""
 # token2wav
 cosyvoice_dir=""            # a CosyVoice-300M-25Hz dir to convert; empty: train the tiny token2wav
 token2wav_config=conf/token2wav/train_tiny.yaml
+cosyvoice_prompt_opts=""    # e.g. "--prompt_wav p.wav --onnx_dir CosyVoice-300M-25Hz" (see convert_cosyvoice --help)
 # Decoding and scoring
 test_sets=""                # default: every ${dumpdir}/test_* set
 inference_args="--do_sample false --max_new_tokens 24 --max_new_speech_tokens 60"
@@ -57,6 +58,10 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--corpus mini|full] [--thi
 [ -z "${stage3_config}" ] && stage3_config=conf/train_stage3_empathy_${think}.yaml
 case ${think} in tag|language) ;; *) log "--think must be tag or language"; exit 1 ;; esac
 
+# K: speech tokens 0..K-1 (the stand-in's vocabulary, or the 4096 S3 codes)
+speech_token_vocab=${standin_vocab_size}
+[ "${speech_tokenizer}" = s3 ] && speech_token_vocab=4096
+
 run_stage() {  # run_stage N: true if stage N is selected and not skipped
     [ "$1" -ge "${stage}" ] && [ "$1" -le "${stop_stage}" ] && [[ " ${skip_stages} " != *" $1 "* ]]
 }
@@ -69,6 +74,7 @@ exp_stage1=${expdir}/echat_stage1_understanding
 exp_stage2=${expdir}/echat_stage2_generation
 exp_stage3=${expdir}/echat_stage3_empathy_${think}
 exp_t2w=${expdir}/token2wav
+t2w_final=${exp_t2w}/with_prompt   # the token2wav model with its stored speaker prompt
 
 if run_stage 1; then
     log "Stage 1: data preparation (${corpus}) -> ${datadir}/"
@@ -125,7 +131,6 @@ fi
 
 if run_stage 4; then
     log "Stage 4: validate every dir with its speech tokens"
-    speech_token_vocab=${standin_vocab_size}; [ "${speech_tokenizer}" = s3 ] && speech_token_vocab=4096
     for d in "${dumpdir}"/*/; do
         ${python} -m espnet2_echat.bin.validate_data_dir --no_audio_check \
             --speech_token_vocab "${speech_token_vocab}" "${d%/}"
@@ -189,8 +194,8 @@ if run_stage 8; then
     if [ -f "${exp_t2w}/.done" ]; then
         log "  ${exp_t2w} ready, skipping"
     elif [ -n "${cosyvoice_dir}" ]; then
-        ${python} -m espnet2_echat.bin.convert_cosyvoice --cosyvoice_dir "${cosyvoice_dir}" --out_dir "${exp_t2w}"
-        ln -sf model.pth "${exp_t2w}/${inference_model}"
+        ${python} -m espnet2_echat.bin.convert_cosyvoice --cosyvoice_dir "${cosyvoice_dir}" \
+            --out_dir "${exp_t2w}/with_prompt" ${cosyvoice_prompt_opts}
         touch "${exp_t2w}/.done"
     else
         mkdir -p "${exp_t2w}"
@@ -202,12 +207,21 @@ if run_stage 8; then
         ${cuda_cmd} --gpu "${ngpu}" "${exp_t2w}/train.log" \
             ${python} -m espnet2_echat.bin.token2wav_train --config "${token2wav_config}" \
             --output_dir "${exp_t2w}" --ngpu "${ngpu}" --resume true \
+            --model_conf "flow_conf.vocab_size=${speech_token_vocab}" \
             --train_data_path_and_name_and_type "${dumpdir}/train_tts/wav.scp,speech,sound" \
             --train_data_path_and_name_and_type "${dumpdir}/train_tts/speech_token,speech_token,text_int" \
             --train_shape_file "${exp_t2w}/train_shape" \
             --valid_data_path_and_name_and_type "${dumpdir}/dev_tts/wav.scp,speech,sound" \
             --valid_data_path_and_name_and_type "${dumpdir}/dev_tts/speech_token,speech_token,text_int" \
             --valid_shape_file "${exp_t2w}/dev_shape"
+        # The voice replies are spoken in: the first training TTS utterance, stored with the
+        # model (stand-in speaker vector; its speech tokens come from the same tokenizer).
+        utt=$(head -n 1 "${dumpdir}/train_tts/wav.scp" | cut -d' ' -f1)
+        grep "^${utt} " "${dumpdir}/train_tts/speech_token" > "${exp_t2w}/prompt_speech_token"
+        ${python} -m espnet2_echat.bin.token2wav_store_prompt --train_config "${exp_t2w}/config.yaml" \
+            --model_file "${exp_t2w}/${inference_model}" \
+            --prompt_wav "$(head -n 1 "${dumpdir}/train_tts/wav.scp" | cut -d' ' -f2-)" \
+            --prompt_speech_token "${exp_t2w}/prompt_speech_token" --out_dir "${exp_t2w}/with_prompt"
         touch "${exp_t2w}/.done"
     fi
 fi
@@ -229,8 +243,8 @@ decode_root=${final_exp}/decode_$(basename "${final_model%.*}")
 if run_stage 9; then
     log "Stage 9: decoding ${test_sets} with ${final_model}"
     t2w_args=()
-    [ -f "${exp_t2w}/.done" ] && t2w_args=(--token2wav_train_config "${exp_t2w}/config.yaml" \
-        --token2wav_model_file "${exp_t2w}/${inference_model}")
+    [ -f "${exp_t2w}/.done" ] && t2w_args=(--token2wav_train_config "${t2w_final}/config.yaml" \
+        --token2wav_model_file "${t2w_final}/model.pth")
     for set in ${test_sets}; do
         read -r task set_think <<< "$(set_task "${set}")"
         [ -z "${task:-}" ] && { log "  ${set}: not decoded with --think ${think}"; continue; }
@@ -290,8 +304,8 @@ if run_stage 11; then
         final_model=${final_exp}/merged/model.pth
     fi
     t2w_pack=()
-    [ -f "${exp_t2w}/.done" ] && t2w_pack=(--token2wav_train_config "${exp_t2w}/config.yaml" \
-        --token2wav_model_file "${exp_t2w}/${inference_model}")
+    [ -f "${exp_t2w}/.done" ] && t2w_pack=(--token2wav_train_config "${t2w_final}/config.yaml" \
+        --token2wav_model_file "${t2w_final}/model.pth")
     ${python} -m espnet2_echat.bin.pack_echat --train_config "${final_config}" \
         --model_file "${final_model}" "${t2w_pack[@]}" --results "${final_exp}/RESULTS.md" \
         --outpath "${packed}"

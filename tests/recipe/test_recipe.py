@@ -1,0 +1,99 @@
+"""The recipe end to end on a reduced embedded corpus: every stage's outputs exist and are
+well-formed, a finished stage re-runs as a no-op, and a training stage killed halfway re-runs
+cleanly. Runs the real ./run.sh (several minutes on 2 cores)."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+RECIPE = Path(__file__).resolve().parents[2] / "egs2" / "echat" / "echat1"
+SMALL_TRAIN = (
+    "--max_epoch 1 --num_iters_per_epoch 2 --batch_tokens 300 --use_tensorboard false"
+)
+
+pytestmark = pytest.mark.slow
+
+
+def run(work: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = [
+        "./run.sh", "--datadir", str(work / "data"), "--dumpdir", str(work / "dump"),
+        "--expdir", str(work / "exp"), "--mini_corpus_opts", "--num_per_task 2",
+        "--standin_vocab_size", "16", "--train_args", SMALL_TRAIN,
+        "--token2wav_config", "conf/token2wav/train_tiny.yaml",
+        "--test_sets", "test_asr test_s2s_tag_think test_tts", "--max_decode_utts", "2",
+        "--inference_args", "--do_sample false --max_new_tokens 4 --max_new_speech_tokens 8",
+        "--score_args", "", *args,
+    ]
+    out = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    work = tmp_path_factory.mktemp("recipe")
+    run(work, "--stop_stage", "4")
+    return work
+
+
+def test_data_stages(work):
+    dump = work / "dump"
+    for name in ("train_asr", "dev_s2s_tag_think", "test_tts", "train_tts"):
+        d = dump / name
+        assert (d / ".done").exists() and (d / "wav.scp").exists(), name
+    tokens = (dump / "train_tts" / "speech_token").read_text().splitlines()
+    assert tokens and all(0 <= int(t) < 16 for line in tokens for t in line.split()[1:])
+
+
+def test_finished_stage_is_skipped(work):
+    before = {p: p.stat().st_mtime for p in (work / "dump").rglob("speech_token")}
+    out = run(work, "--stage", "1", "--stop_stage", "3")
+    assert "already prepared, skipping" in out.stdout
+    after = {p: p.stat().st_mtime for p in (work / "dump").rglob("speech_token")}
+    assert before == after
+
+
+def test_killed_training_reruns_cleanly(work):
+    """Kill stage 5 while it trains, re-run it: it resumes and finishes."""
+    exp = work / "exp" / "echat_stage1_understanding"
+    cmd = ["./run.sh", "--datadir", str(work / "data"), "--dumpdir", str(work / "dump"),
+           "--expdir", str(work / "exp"), "--stage", "5", "--stop_stage", "5",
+           "--train_args", SMALL_TRAIN.replace("--max_epoch 1", "--max_epoch 3")]
+    proc = subprocess.Popen(cmd, cwd=RECIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (exp / "checkpoint.pth").exists():
+        time.sleep(1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (exp / "checkpoint.pth").exists() and not (exp / ".done").exists()
+    run(work, "--stage", "5", "--stop_stage", "5",
+        "--train_args", SMALL_TRAIN.replace("--max_epoch 1", "--max_epoch 3"))
+    assert (exp / ".done").exists() and (exp / "valid.loss.ave.pth").exists()
+    assert "3epoch.pth" in {p.name for p in exp.iterdir()}
+
+
+def test_remaining_stages(work):
+    run(work, "--stage", "6", "--stop_stage", "12")
+    final = work / "exp" / "echat_stage3_empathy_tag"
+    assert (final / "valid.loss.ave.pth").exists() and (final / "images" / "loss.png").exists()
+    assert (work / "exp" / "token2wav" / ".done").exists()
+    decode = final / "decode_valid.loss.ave"
+    asr_text = (decode / "test_asr" / "text").read_text().splitlines()
+    assert len(asr_text) == 2
+    tts = decode / "test_tts"
+    assert len((tts / "speech_token").read_text().splitlines()) == 2
+    wavs = (tts / "wav.scp").read_text().splitlines()
+    assert len(wavs) == 2 and all(Path(line.split(maxsplit=1)[1]).exists() for line in wavs)
+    results = json.loads((decode / "test_asr" / "score" / "results.json").read_text())
+    assert results["task"] == "asr" and results["num_utts"] == 2 and "wer" in results["metrics"]
+    assert "test_asr" in (final / "RESULTS.md").read_text()
+    packed = list(final.glob("*.zip"))
+    assert len(packed) == 1
+    assert (final / "hf_upload" / "README.md").exists()
+    assert (final / "hf_upload" / "meta.yaml").exists()
