@@ -203,11 +203,11 @@ def score_with_sclite(
     per_utt: Dict[str, ErrorCounts] = {}
     for utt in utts:
         trn_id = _trn_id(utt, utt2spk)
-        if trn_id not in per_id:
+        if trn_id.lower() not in per_id:
             raise RuntimeError(
                 f"{out_dir / 'result.txt'}: sclite reported no alignment for ({trn_id})"
             )
-        per_utt[utt] = per_id[trn_id]
+        per_utt[utt] = per_id[trn_id.lower()]
     return sum(per_utt.values(), ErrorCounts()), per_utt
 
 
@@ -218,7 +218,7 @@ def _parse_pra(text: str) -> Dict[str, ErrorCounts]:
     for line in text.splitlines():
         m = _RE_ID.match(line)
         if m:
-            current = m.group(1)
+            current = m.group(1).lower()  # sclite lower-cases utterance ids
             continue
         m = _RE_SCORES.match(line)
         if m and current is not None:

@@ -147,3 +147,12 @@ def test_error_rates_with_score_dir_writes_espnet_folders(tmp_path):
             "result.txt",
         }
     assert "<space>" in (tmp_path / "score_cer" / "ref.trn").read_text(encoding="utf-8")
+
+
+@needs_sclite
+def test_sclite_mixed_case_utterance_ids(tmp_path):
+    """sclite lower-cases ids in its dump; ids with capitals (e.g. asterisk's vm-Cust5) match."""
+    refs = {"spk-vm-Cust5": ["folder", "9"], "spk-a": ["x"]}
+    hyps = {"spk-vm-Cust5": ["folder"], "spk-a": ["x"]}
+    total, per_utt = score_with_sclite(refs, hyps, tmp_path)
+    assert per_utt["spk-vm-Cust5"].deletions == 1 and total.correct == 2
