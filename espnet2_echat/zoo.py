@@ -27,12 +27,22 @@ def _strings(value) -> Iterable[str]:
             yield from _strings(v)
 
 
+# Config keys that name training inputs and outputs, not files the model needs.
+NOT_MODEL_FILES = {
+    "config", "output_dir", "init_param", "train_data_dir", "valid_data_dir",
+    "train_data_path_and_name_and_type", "valid_data_path_and_name_and_type",
+    "train_shape_file", "valid_shape_file", "multiple_iterator", "pretrain_path",
+}
+
+
 def referenced_paths(config_file: str) -> List[str]:
-    """Relative paths inside the working directory that a config's values name."""
+    """Relative paths inside the working directory that a config's model keys name
+    (the LLM config dir, the tokenizer, the prompt config...); data and output dirs are not."""
     with open(config_file, encoding="utf-8") as f:
         config = yaml.safe_load(f)
+    model_part = {k: v for k, v in config.items() if k not in NOT_MODEL_FILES}
     found = []
-    for value in _strings(config):
+    for value in _strings(model_part):
         path = Path(value)
         if value and not path.is_absolute() and ".." not in path.parts and path.exists():
             if str(path) not in (".", "") and path.resolve() != Path(config_file).resolve():
