@@ -112,7 +112,7 @@ def main():
     best, med = timed(plain_transformers, args.repeats)
     res["transformers_text_ms_per_token"] = [best / n * 1e3, med / n * 1e3]
     if not torch.cuda.is_available():
-        llm.use_column_major_text_head()
+        llm.use_column_major_weights()
     for name, fn in (("ours_text", ours(text_plan)), ("ours_speech", ours(speech_plan))):
         best, med = timed(fn, args.repeats)
         res[name + "_ms_per_token"] = [best / n * 1e3, med / n * 1e3]

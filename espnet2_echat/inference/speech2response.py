@@ -129,6 +129,8 @@ class Speech2Response:
         model.eval()
         for part in (model.encoder, model.adapter, model.llm):
             part.to(_DTYPES[dtype])
+        if torch.device(device).type == "cpu":
+            model.llm.use_column_major_weights()  # ~2x faster decode steps on CPU
         self.model = model
         self.device = torch.device(device)
         self.reference_compat = reference_compat

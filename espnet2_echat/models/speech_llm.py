@@ -87,17 +87,18 @@ class SpeechLLM(nn.Module):
     def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.causal_lm.get_output_embeddings()(hidden)
 
-    def use_column_major_text_head(self) -> None:
-        """Store the output embedding column-major (same values, same tensor identity).
+    def use_column_major_weights(self) -> None:
+        """Store every Linear weight of the LLM and the heads column-major (same values).
 
-        On CPU a matrix-vector product over ``nn.Linear``'s row-major (V, H) weight runs at
-        about half the memory bandwidth of the column-major layout (measured in
-        ``benchmarks/decode_speed.py``), and at decode time the 151936-row head is most of
-        the bytes read per step. The parameter object is kept, so tied input embeddings
-        follow. For inference: call it after loading weights.
+        On CPU a matrix-vector product over ``nn.Linear``'s row-major (out, in) weight runs
+        at about half the memory bandwidth of the column-major layout (measured in
+        ``benchmarks/decode_speed.py``), and a decode step is a chain of matrix-vector
+        products that read every weight once. Parameter objects are kept, so the tied input
+        embedding follows the output head. For inference: call it after loading weights.
         """
-        weight = self.causal_lm.get_output_embeddings().weight
-        weight.data = weight.data.t().contiguous().t()
+        for module in [*self.causal_lm.modules(), self.speech_head]:
+            if isinstance(module, nn.Linear) and module.weight.is_contiguous():
+                module.weight.data = module.weight.data.t().contiguous().t()
 
     def speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.speech_head(hidden)
