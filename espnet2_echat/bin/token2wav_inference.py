@@ -43,6 +43,21 @@ def get_parser() -> argparse.ArgumentParser:
         default=False,
         help="streaming with the reference's 34-frame (50 Hz) flow cache",
     )
+    group = parser.add_argument_group(
+        "speaker prompt (default: the one stored in the model)"
+    )
+    group.add_argument("--prompt_wav", default=None, help="prompt voice")
+    group.add_argument(
+        "--prompt_speech_token",
+        default=None,
+        help="one line of the prompt's speech tokens ([uttid] id id ...)",
+    )
+    group.add_argument("--prompt_embedding", default=None, help=".npy 192-d x-vector")
+    group.add_argument(
+        "--onnx_dir",
+        default=None,
+        help="dir with campplus.onnx / speech_tokenizer_v1.onnx (needs onnxruntime)",
+    )
     return parser
 
 

@@ -341,28 +341,6 @@ def argparse_namespace(config: Dict[str, Any]):
     return argparse.Namespace(**config)
 
 
-def read_token_file(path: Union[str, Path]) -> torch.Tensor:
-    """Read prompt speech tokens: one line ``[uttid] id id ...`` -> (1, N) int64."""
-    lines = [
-        ln.split()
-        for ln in Path(path).read_text(encoding="utf-8").splitlines()
-        if ln.strip()
-    ]
-    if len(lines) != 1:
-        raise ValueError(
-            f"{path}: expected one line of speech-token ids, got {len(lines)} lines"
-        )
-    fields = lines[0]
-    if fields and not fields[0].lstrip("-").isdigit():
-        fields = fields[1:]
-    try:
-        return torch.tensor([[int(x) for x in fields]], dtype=torch.long)
-    except ValueError as err:
-        raise ValueError(
-            f"{path}: line 1: speech tokens must be integers ({err})"
-        ) from None
-
-
 def convert_cosyvoice_cli(
     cosyvoice_dir: str,
     out_dir: str,
@@ -374,19 +352,17 @@ def convert_cosyvoice_cli(
     """``convert_cosyvoice`` plus building the stored speaker prompt from files."""
     prompt = None
     if prompt_wav is not None:
-        from espnet2_echat.models.token2wav.prompt_frontend import build_speaker_prompt
+        from espnet2_echat.models.token2wav.prompt_frontend import (
+            speaker_prompt_from_files,
+        )
 
-        mel_conf = model_conf_from_yaml(Path(cosyvoice_dir) / "cosyvoice.yaml")[
-            "mel_conf"
-        ]
-        prompt = build_speaker_prompt(
+        mel_conf = model_conf_from_yaml(Path(cosyvoice_dir) / "cosyvoice.yaml")
+        prompt = speaker_prompt_from_files(
             prompt_wav,
-            mel_conf,
-            prompt_token=(
-                read_token_file(prompt_speech_token) if prompt_speech_token else None
-            ),
-            embedding_npy=prompt_embedding,
-            onnx_dir=onnx_dir,
+            mel_conf["mel_conf"],
+            prompt_speech_token,
+            prompt_embedding,
+            onnx_dir,
         )
     elif prompt_speech_token or prompt_embedding:
         raise ValueError("--prompt_speech_token / --prompt_embedding need --prompt_wav")

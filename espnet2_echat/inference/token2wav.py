@@ -17,6 +17,7 @@ import numpy as np
 import soundfile
 import torch
 
+from espnet2_echat.models.token2wav.prompt_frontend import speaker_prompt_from_files
 from espnet2_echat.models.token2wav.speaker_prompt import SpeakerPrompt
 from espnet2_echat.tasks.token2wav import Token2WavTask
 
@@ -33,6 +34,10 @@ class Token2WavInference:
         reference_compat: Streaming with the reference's 34-frame flow cache (see
             ``espnet2_echat.models.token2wav.streaming``).
         prompt: Speaker prompt; default the one stored with the model.
+        prompt_wav: Build the prompt from this wav instead (with ``prompt_speech_token``,
+            a one-line token file, and ``prompt_embedding``, a ``.npy`` x-vector; a model
+            trained with the stand-in embedding takes the stand-in when none is given).
+        onnx_dir: Directory with ``campplus.onnx`` / ``speech_tokenizer_v1.onnx``.
     """
 
     def __init__(
@@ -44,6 +49,10 @@ class Token2WavInference:
         seed: int = 0,
         reference_compat: bool = False,
         prompt: Optional[SpeakerPrompt] = None,
+        prompt_wav: Optional[Union[str, Path]] = None,
+        prompt_speech_token: Optional[Union[str, Path]] = None,
+        prompt_embedding: Optional[Union[str, Path]] = None,
+        onnx_dir: Optional[Union[str, Path]] = None,
     ):
         if n_timesteps < 1:
             raise ValueError(f"n_timesteps must be >= 1, got {n_timesteps}")
@@ -55,7 +64,22 @@ class Token2WavInference:
         self.n_timesteps = n_timesteps
         self.seed = seed
         self.reference_compat = reference_compat
+        if prompt is None and prompt_wav is not None:
+            prompt = speaker_prompt_from_files(
+                prompt_wav,
+                self.model.mel,
+                prompt_speech_token,
+                prompt_embedding,
+                onnx_dir,
+            )
+        elif prompt_speech_token or prompt_embedding:
+            raise ValueError("prompt_speech_token / prompt_embedding need prompt_wav")
         self.prompt = prompt or self.model.stored_prompt()
+        self.prompt.check(
+            self.model.flow.vocab_size,
+            self.model.flow.output_size,
+            self.model.flow.spk_embed_dim,
+        )
 
     @classmethod
     def from_pretrained(

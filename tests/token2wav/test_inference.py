@@ -17,29 +17,60 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "token2wav" / "train_tiny.
 PROMPT_TOKENS = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 0, 0, 1, 2, 3, 4]
 
 
+def _save(model, model_conf: dict, out: Path) -> Path:
+    out.mkdir()
+    with (out / "config.yaml").open("w") as f:
+        yaml.safe_dump(Token2WavTask.default_config(model_conf), f)
+    torch.save(model.state_dict(), out / "model.pth")
+    return out
+
+
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A randomly initialised tiny token2wav (Griffin-Lim stand-in) with a stored prompt."""
+def dirs(tmp_path_factory) -> dict:
+    """A randomly initialised tiny token2wav (Griffin-Lim stand-in), saved without and
+    with a stored prompt, and the prompt's wav and token file."""
     torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("t2w_tiny")
+    root = tmp_path_factory.mktemp("t2w_tiny")
     model_conf = yaml.safe_load(CONF.read_text(encoding="utf-8"))["model_conf"]
-    model = Token2WavTask.build_model(
-        Token2WavTask.get_parser().parse_args(["--model_conf", str(model_conf)])
-    )
+    args = Token2WavTask.get_parser().parse_args(["--model_conf", str(model_conf)])
+    model = Token2WavTask.build_model(args)
+    bare = _save(model, dict(model_conf), root / "bare")
+    wav = tone_wav(PROMPT_TOKENS, 22050)
+    soundfile.write(root / "prompt.wav", wav, 22050, subtype="FLOAT")
+    (root / "prompt_tokens").write_text("p " + " ".join(map(str, PROMPT_TOKENS)) + "\n")
     prompt = model.prompt_from_wav(
-        torch.from_numpy(tone_wav(PROMPT_TOKENS, 22050)),
-        22050,
-        prompt_token=torch.tensor(PROMPT_TOKENS),
+        torch.from_numpy(wav), 22050, prompt_token=torch.tensor(PROMPT_TOKENS)
     )
     model.store_prompt(prompt)
     model_conf.update(
         prompt_num_frames=prompt.prompt_feat.shape[1],
         prompt_num_tokens=len(PROMPT_TOKENS),
     )
-    with (out / "config.yaml").open("w") as f:
-        yaml.safe_dump(Token2WavTask.default_config(model_conf), f)
-    torch.save(model.state_dict(), out / "model.pth")
-    return out
+    return {
+        "bare": bare,
+        "prompted": _save(model, model_conf, root / "prompted"),
+        "root": root,
+    }
+
+
+@pytest.fixture(scope="module")
+def model_dir(dirs) -> Path:
+    return dirs["prompted"]
+
+
+def test_prompt_given_at_inference(dirs):
+    with pytest.raises(ValueError, match="no stored speaker prompt"):
+        Token2WavInference.from_pretrained(dirs["bare"])
+    from_files = Token2WavInference.from_pretrained(
+        dirs["bare"],
+        n_timesteps=2,
+        prompt_wav=dirs["root"] / "prompt.wav",
+        prompt_speech_token=dirs["root"] / "prompt_tokens",
+    )
+    stored = Token2WavInference.from_pretrained(dirs["prompted"], n_timesteps=2)
+    for name in ("prompt_token", "prompt_feat", "embedding"):
+        a, b = getattr(from_files.prompt, name), getattr(stored.prompt, name)
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
 
 
 @pytest.fixture(scope="module")

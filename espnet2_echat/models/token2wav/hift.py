@@ -114,17 +114,22 @@ class SineGen(torch.nn.Module):
         theta = 2 * np.pi * (torch.cumsum(f_mat, dim=-1) % 1)
         if phase is None:
             # torch.distributions.Uniform(-pi, pi).sample(): low + rand * (high - low)
-            low = torch.tensor(-math.pi, dtype=torch.float32)
-            high = torch.tensor(math.pi, dtype=torch.float32)
-            rand = torch.rand((b, n_harm, 1), generator=generator, dtype=torch.float32)
+            low = torch.tensor(-math.pi, dtype=torch.float32, device=f0.device)
+            high = torch.tensor(math.pi, dtype=torch.float32, device=f0.device)
+            rand = torch.rand(
+                (b, n_harm, 1),
+                generator=generator,
+                dtype=torch.float32,
+                device=f0.device,
+            )
             phase = low + rand * (high - low)
         phase = phase.clone().to(f0.device)
         phase[:, 0, :] = 0
         sines = self.sine_amp * torch.sin(theta + phase)
         uv = (f0 > self.voiced_threshold).type(torch.float32)
         noise_amp = uv * self.noise_std + (1 - uv) * self.sine_amp / 3
-        noise = torch.randn(sines.shape, generator=generator, dtype=sines.dtype).to(
-            f0.device
+        noise = torch.randn(
+            sines.shape, generator=generator, dtype=sines.dtype, device=f0.device
         )
         return sines * uv + noise_amp * noise, uv
 
@@ -158,7 +163,7 @@ class SourceModuleHnNSF(torch.nn.Module):
         source = torch.tanh(self.l_linear(sines.transpose(1, 2))).transpose(1, 2)
         # The reference also draws a noise-branch tensor it never uses; drawing it keeps a
         # seeded generator in step with the reference's global RNG across chunks.
-        torch.randn(uv.transpose(1, 2).shape, generator=generator)
+        torch.randn(uv.transpose(1, 2).shape, generator=generator, device=uv.device)
         return source
 
 

@@ -77,14 +77,18 @@ def s3_tokens(wav_16k: torch.Tensor, onnx_path: Union[str, Path]) -> torch.Tenso
 
 def build_speaker_prompt(
     wav_path: Union[str, Path],
-    mel_conf: Dict,
+    mel: Union[Dict, MatchaMelSpectrogram],
     prompt_token: Optional[torch.Tensor] = None,
     embedding_npy: Optional[Union[str, Path]] = None,
     onnx_dir: Optional[Union[str, Path]] = None,
     spk_embed_dim: int = 192,
 ) -> SpeakerPrompt:
-    """Prompt mel from ``wav_path``; tokens and x-vector from the given files or ONNX models."""
-    mel = MatchaMelSpectrogram(**mel_conf)
+    """Prompt mel from ``wav_path``; tokens and x-vector from the given files or ONNX models.
+
+    ``mel`` is the model's mel front-end (or its arguments).
+    """
+    if isinstance(mel, dict):
+        mel = MatchaMelSpectrogram(**mel)
     wav = load_wav(wav_path, mel.sample_rate)
     feat = mel(wav).transpose(1, 2)
     wav_16k = torchaudio.functional.resample(wav, mel.sample_rate, 16000)
@@ -112,3 +116,43 @@ def build_speaker_prompt(
     if prompt_token.shape[1] == 0:
         feat = feat[:, :0]
     return SpeakerPrompt(prompt_token, feat, embedding)
+
+
+def read_prompt_tokens(path: Union[str, Path]) -> torch.Tensor:
+    """Read prompt speech tokens: one line ``[uttid] id id ...`` -> (1, N) int64."""
+    lines = [
+        ln.split()
+        for ln in Path(path).read_text(encoding="utf-8").splitlines()
+        if ln.strip()
+    ]
+    if len(lines) != 1:
+        raise ValueError(
+            f"{path}: expected one line of speech-token ids, got {len(lines)} lines"
+        )
+    fields = lines[0]
+    if fields and not fields[0].lstrip("-").isdigit():
+        fields = fields[1:]
+    try:
+        return torch.tensor([[int(x) for x in fields]], dtype=torch.long)
+    except ValueError as err:
+        raise ValueError(
+            f"{path}: line 1: speech tokens must be integers ({err})"
+        ) from None
+
+
+def speaker_prompt_from_files(
+    prompt_wav: Union[str, Path],
+    mel: Union[Dict, MatchaMelSpectrogram],
+    prompt_speech_token: Optional[Union[str, Path]] = None,
+    prompt_embedding: Optional[Union[str, Path]] = None,
+    onnx_dir: Optional[Union[str, Path]] = None,
+) -> SpeakerPrompt:
+    """``build_speaker_prompt`` with the prompt tokens read from a file."""
+    tokens = read_prompt_tokens(prompt_speech_token) if prompt_speech_token else None
+    return build_speaker_prompt(
+        prompt_wav,
+        mel,
+        prompt_token=tokens,
+        embedding_npy=prompt_embedding,
+        onnx_dir=onnx_dir,
+    )

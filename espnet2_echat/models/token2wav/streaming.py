@@ -28,6 +28,7 @@ def fade_in_out(
 ) -> torch.Tensor:
     """Cross-fade the start of ``fade_in`` with the end of ``fade_out`` (float64 window)."""
     n = window.shape[0] // 2
+    window = window.to(fade_in.device)
     out = fade_in.clone()
     mixed = (
         fade_in[..., :n].double() * window[:n]
@@ -211,7 +212,7 @@ class ChunkedToken2Wav:
             while len(buffer) >= size:
                 yield self.chunk(
                     state,
-                    torch.tensor([buffer[:size]]),
+                    torch.tensor([buffer[:size]], device=prompt_feat.device),
                     prompt_token,
                     prompt_feat,
                     embedding,
@@ -223,7 +224,7 @@ class ChunkedToken2Wav:
             raise ValueError("streaming token2wav got no speech tokens")
         yield self.chunk(
             state,
-            torch.tensor([buffer]),
+            torch.tensor([buffer], device=prompt_feat.device),
             prompt_token,
             prompt_feat,
             embedding,
