@@ -43,6 +43,11 @@ def get_parser() -> argparse.ArgumentParser:
         default=False,
         help="streaming with the reference's 34-frame (50 Hz) flow cache",
     )
+    parser.add_argument(
+        "--reference_wav_scp",
+        default=None,
+        help="original audio of the tokens: also write mel_distance and mel_distance.json",
+    )
     group = parser.add_argument_group(
         "speaker prompt (default: the one stored in the model)"
     )

@@ -9,6 +9,7 @@ The flow's initial noise comes from a ``torch.Generator`` re-seeded with ``seed`
 call, so the same tokens give the same audio (the reference draws from the global RNG).
 """
 
+import json
 import logging
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
@@ -16,6 +17,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import soundfile
 import torch
+from espnet2.fileio.sound_scp import SoundScpReader
 
 from espnet2_echat.models.token2wav.prompt_frontend import speaker_prompt_from_files
 from espnet2_echat.models.token2wav.speaker_prompt import SpeakerPrompt
@@ -148,20 +150,50 @@ def read_speech_token_file(path: Union[str, Path]) -> Iterator[tuple]:
             yield fields[0], ids
 
 
+@torch.no_grad()
+def mel_distance(
+    t2w: Token2WavInference, wav: np.ndarray, ref: np.ndarray, ref_fs: int
+) -> float:
+    """Mean absolute log-mel difference between synthesised and reference audio.
+
+    Both go through the model's mel front-end (the reference resampled to ``t2w.fs``);
+    frames are compared up to the shorter of the two.
+    """
+    ref_t = torch.as_tensor(ref, dtype=torch.float32).reshape(1, -1)
+    if ref_t.numel() == 0:
+        raise ValueError("empty reference audio")
+    mel = t2w.model.mel.to("cpu")
+    a = mel(torch.from_numpy(wav).reshape(1, -1))
+    b = t2w.model.speech_to_mel(ref_t, ref_fs).transpose(1, 2)
+    n = min(a.shape[2], b.shape[2])
+    return float((a[:, :, :n] - b[:, :, :n]).abs().mean())
+
+
 def synthesize_speech_token_file(
     speech_token: Union[str, Path],
     output_dir: Union[str, Path],
     train_config: Union[str, Path],
     model_file: Union[str, Path],
     streaming: bool = False,
+    reference_wav_scp: Optional[Union[str, Path]] = None,
     **kwargs,
 ) -> Path:
     """Synthesise every utterance of a ``speech_token`` file; write wavs and ``wav.scp``.
+
+    With ``reference_wav_scp`` (the original audio of the tokens) also writes
+    ``mel_distance`` (``uttid value``) and ``mel_distance.json`` (mean over utterances),
+    a resynthesis check that a trained model scores clearly lower than an untrained one.
 
     Returns:
         Path of the written ``wav.scp``.
     """
     t2w = Token2WavInference(train_config, model_file, **kwargs)
+    refs = (
+        SoundScpReader(str(reference_wav_scp), dtype="float32")
+        if reference_wav_scp
+        else None
+    )
+    distances = {}
     out = Path(output_dir)
     (out / "wav").mkdir(parents=True, exist_ok=True)
     lines = []
@@ -170,10 +202,31 @@ def synthesize_speech_token_file(
             wav = np.concatenate(list(t2w.stream([ids]))) if streaming else t2w(ids)
         except ValueError as err:
             raise ValueError(f"{speech_token}: utterance {uttid}: {err}") from None
+        if refs is not None:
+            if uttid not in refs:
+                raise ValueError(f"{reference_wav_scp}: no utterance {uttid}")
+            ref_fs, ref = refs[uttid]
+            distances[uttid] = mel_distance(
+                t2w, wav, ref.reshape(-1) if ref.ndim == 1 else ref.mean(axis=1), ref_fs
+            )
         path = (out / "wav" / f"{uttid}.wav").resolve()
         soundfile.write(path, wav, t2w.fs, subtype="PCM_16")
         lines.append(f"{uttid} {path}\n")
         logging.info("%s: %.2f s", uttid, len(wav) / t2w.fs)
     scp = out / "wav.scp"
     scp.write_text("".join(lines), encoding="utf-8")
+    if refs is not None:
+        (out / "mel_distance").write_text(
+            "".join(f"{u} {d:.4f}\n" for u, d in distances.items()), encoding="utf-8"
+        )
+        summary = {
+            "num_utts": len(distances),
+            "mean": float(np.mean(list(distances.values()))),
+        }
+        (out / "mel_distance.json").write_text(
+            json.dumps(summary, indent=1) + "\n", encoding="utf-8"
+        )
+        logging.info(
+            "mean mel distance to %s: %.4f", reference_wav_scp, summary["mean"]
+        )
     return scp

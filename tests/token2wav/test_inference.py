@@ -1,5 +1,6 @@
 """token2wav inference API and CLI on a tiny model (no golden outputs needed)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -130,28 +131,31 @@ def test_bad_inputs(t2w, model_dir):
 
 
 def test_inference_cli(model_dir, tmp_path):
-    tokens = tmp_path / "speech_token"
-    tokens.write_text(
-        "uttA "
-        + " ".join(map(str, range(30)))
-        + "\nuttB 5 6 7 8 9 10 11 12 13 14 15 16\n"
+    utts = {"uttA": list(range(30)), "uttB": list(range(5, 17))}
+    (tmp_path / "speech_token").write_text(
+        "".join(f"{u} {' '.join(map(str, t))}\n" for u, t in utts.items())
     )
+    with (tmp_path / "wav.scp").open("w") as scp:
+        for u, t in utts.items():
+            soundfile.write(tmp_path / f"{u}.wav", tone_wav(t), 16000)
+            scp.write(f"{u} {tmp_path / u}.wav\n")
     out = tmp_path / "synth"
     token2wav_inference.main(
-        [
-            "--speech_token",
-            str(tokens),
-            "--output_dir",
-            str(out),
-            "--n_timesteps",
-            "2",
-            "--train_config",
-            str(model_dir / "config.yaml"),
-            "--model_file",
-            str(model_dir / "model.pth"),
-        ]
+        ["--speech_token", str(tmp_path / "speech_token"), "--output_dir", str(out)]
+        + ["--train_config", str(model_dir / "config.yaml")]
+        + ["--model_file", str(model_dir / "model.pth"), "--n_timesteps", "2"]
+        + ["--reference_wav_scp", str(tmp_path / "wav.scp")]
     )
     lines = (out / "wav.scp").read_text().splitlines()
     assert [ln.split()[0] for ln in lines] == ["uttA", "uttB"]
     wav, fs = soundfile.read(lines[0].split()[1])
     assert fs == 22050 and len(wav) == int(30 / 25 * 22050 / 256) * 256
+    distances = dict(
+        ln.split() for ln in (out / "mel_distance").read_text().splitlines()
+    )
+    assert set(distances) == set(utts) and all(float(d) > 0 for d in distances.values())
+    summary = json.loads((out / "mel_distance.json").read_text())
+    assert summary["num_utts"] == 2
+    assert summary["mean"] == pytest.approx(
+        np.mean([float(d) for d in distances.values()]), abs=1e-3
+    )

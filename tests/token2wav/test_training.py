@@ -150,3 +150,14 @@ def test_hift_gan_turns():
     assert disc["optim_idx"] == 1 and torch.isfinite(disc["loss"])
     with pytest.raises(ValueError, match="speech_token"):
         ESPnetToken2WavModel(**{**conf, "train_part": "both"})(speech, lens)
+
+
+def test_flow_training_input_errors():
+    model = ESPnetToken2WavModel(**_model_conf("train_tiny.yaml"))
+    speech = torch.from_numpy(tone_wav([0, 1, 2, 3] * 5))[None]
+    lens = torch.tensor([speech.shape[1]])
+    token = torch.tensor([[0, 1, 2, 4096]])
+    with pytest.raises(ValueError, match=r"outside the flow's vocabulary \[0, 4095\]"):
+        model(speech, lens, token, torch.tensor([4]))
+    with pytest.raises(ValueError, match="spk_embedding must be 192-d, got 64"):
+        model(speech, lens, token % 4096, torch.tensor([4]), torch.zeros(1, 64))

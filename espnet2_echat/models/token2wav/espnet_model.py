@@ -184,6 +184,19 @@ class ESPnetToken2WavModel(AbsESPnetModel):
             raise ValueError(
                 "training the flow needs the 'speech_token' data (uttid id id ...)"
             )
+        if int(speech_token.max()) >= self.flow.vocab_size:
+            raise ValueError(
+                f"speech token id {int(speech_token.max())} in this batch is outside the "
+                f"flow's vocabulary [0, {self.flow.vocab_size - 1}]"
+            )
+        if (
+            spk_embedding is not None
+            and spk_embedding.shape[-1] != self.flow.spk_embed_dim
+        ):
+            raise ValueError(
+                f"spk_embedding must be {self.flow.spk_embed_dim}-d, "
+                f"got {spk_embedding.shape[-1]}"
+            )
         if spk_embedding is None:
             spk_embedding = torch.stack(
                 [
