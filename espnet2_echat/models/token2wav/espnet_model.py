@@ -136,10 +136,7 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         ``pitch`` is an optional frame-level F0 target (Hz, at the mel rate) for HiFT.
         """
         feat = self.speech_to_mel(speech)
-        ratio = feat.shape[1] / speech.shape[1]
-        feat_lens = torch.clamp(
-            (speech_lengths.float() * ratio).long(), max=feat.shape[1]
-        )
+        feat_lens = self._feat_lengths(feat, speech, speech_lengths)
         batch = speech.shape[0]
         if self.train_part == "flow":
             loss = self._flow_loss(
@@ -235,10 +232,19 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs
     ) -> Dict[str, torch.Tensor]:
         """Log-mel features (for ESPnet's statistics stage)."""
+        feats = self.speech_to_mel(speech)
         return {
-            "feats": self.speech_to_mel(speech),
-            "feats_lengths": speech_lengths // self.flow.hop_size,
+            "feats": feats,
+            "feats_lengths": self._feat_lengths(feats, speech, speech_lengths),
         }
+
+    @staticmethod
+    def _feat_lengths(
+        feats: torch.Tensor, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """Mel frames of each padded utterance (the batch's frame/sample ratio)."""
+        ratio = feats.shape[1] / speech.shape[1]
+        return torch.clamp((speech_lengths.float() * ratio).long(), max=feats.shape[1])
 
     # ------------------------------------------------------------------ prompt
     def stored_prompt(self) -> SpeakerPrompt:
