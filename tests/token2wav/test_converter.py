@@ -130,3 +130,40 @@ def test_convert_cli_stores_prompt(token2wav_tiny_dir, cosyvoice_dir, tmp_path):
     assert float((t2w.prompt.prompt_feat - inputs["prompt_feat"]).abs().max()) <= 1e-4
     assert t2w.prompt.embedding.shape == (1, 192)  # stand-in: no CAM++ here
     assert len(t2w([5, 6, 7, 8, 9] * 6)) == int(30 / 25 * 22050 / 256) * 256
+
+
+def test_real_size_yaml_matches_full_config(cosyvoice_dir, tmp_path):
+    """Un-shrinking the fixture yaml ("# tiny (real X)") gives the released sizes, which
+    conf/token2wav/cosyvoice_300m_25hz.yaml must describe exactly."""
+    import re
+
+    import yaml
+
+    lines = []
+    for line in (
+        (cosyvoice_dir / "cosyvoice.yaml").read_text(encoding="utf-8").splitlines()
+    ):
+        m = re.match(r"^(\s*[\w]+:\s*)(.+?)\s*# tiny \(real (.+)\)\s*$", line)
+        lines.append(f"{m.group(1)}{m.group(3)}" if m else line)
+    real = tmp_path / "cosyvoice.yaml"
+    real.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    conf = model_conf_from_yaml(real)
+    full = (
+        Path(__file__).resolve().parents[2]
+        / "conf"
+        / "token2wav"
+        / "cosyvoice_300m_25hz.yaml"
+    )
+    expected = yaml.safe_load(full.read_text(encoding="utf-8"))["model_conf"]
+    for key in ("flow_conf", "hift_conf", "mel_conf", "vocoder"):
+        assert conf[key] == expected[key], key
+    assert conf["flow_conf"]["estimator_conf"]["num_mid_blocks"] == 12
+    with torch.device("meta"):
+        model = Token2WavTask.build_model(
+            Token2WavTask.get_parser().parse_args(["--model_conf", str(conf)])
+        )
+    counts = {
+        n: sum(p.numel() for p in getattr(model, n).parameters())
+        for n in ("flow", "hift")
+    }
+    assert counts == {"flow": 104874752, "hift": 20460591}
