@@ -80,6 +80,28 @@ def test_train_cli_flow_loss_decreases(tmp_path, caplog):
     assert model.vocoder_type == "griffin_lim"
 
 
+def test_train_cli_hift_gan(tmp_path, caplog):
+    """HiFT alone with CosyVoice's GAN losses through ESPnet's GANTrainer (flow frozen)."""
+    data = tmp_path / "data"
+    make_toy_datadir(data, num_utts=2, min_tokens=20, max_tokens=24)
+    out = tmp_path / "exp"
+    args = ["--config", str(CONF / "train_tiny_hift.yaml"), "--output_dir", str(out)]
+    args += ["--ngpu", "0", "--max_epoch", "1", "--batch_size", "2", "--seed", "0"]
+    for split in ("train", "valid"):
+        args += [
+            f"--{split}_data_path_and_name_and_type",
+            f"{data}/wav.scp,speech,sound",
+        ]
+        args += [f"--{split}_shape_file", f"{data}/speech_shape"]
+    with caplog.at_level("INFO"):
+        token2wav_train.main(args)
+    assert "generator_mel_loss=" in caplog.text and "discriminator_loss=" in caplog.text
+    model, _ = Token2WavGANTask.build_model_from_file(
+        out / "config.yaml", out / "1epoch.pth"
+    )
+    assert model.train_part == "hift"
+
+
 def _mel_distance(model: ESPnetToken2WavModel, wavs, tokens) -> float:
     dists = []
     model.eval()
