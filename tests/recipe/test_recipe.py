@@ -19,8 +19,8 @@ SMALL_TRAIN = (
 pytestmark = pytest.mark.slow
 
 
-def run(work: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    cmd = [
+def recipe_cmd(work: Path, *args: str) -> list:
+    return [
         "./run.sh", "--datadir", str(work / "data"), "--dumpdir", str(work / "dump"),
         "--expdir", str(work / "exp"), "--mini_corpus_opts", "--num_per_task 2",
         "--standin_vocab_size", "16", "--train_args", SMALL_TRAIN,
@@ -29,6 +29,10 @@ def run(work: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProce
         "--inference_args", "--do_sample false --max_new_tokens 4 --max_new_speech_tokens 8",
         "--score_args", "", *args,
     ]
+
+
+def run(work: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = recipe_cmd(work, *args)
     out = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
@@ -61,9 +65,8 @@ def test_finished_stage_is_skipped(work):
 def test_killed_training_reruns_cleanly(work):
     """Kill stage 5 while it trains, re-run it: it resumes and finishes."""
     exp = work / "exp" / "echat_stage1_understanding"
-    cmd = ["./run.sh", "--datadir", str(work / "data"), "--dumpdir", str(work / "dump"),
-           "--expdir", str(work / "exp"), "--stage", "5", "--stop_stage", "5",
-           "--train_args", SMALL_TRAIN.replace("--max_epoch 1", "--max_epoch 3")]
+    cmd = recipe_cmd(work, "--stage", "5", "--stop_stage", "5",
+                     "--train_args", SMALL_TRAIN.replace("--max_epoch 1", "--max_epoch 3"))
     proc = subprocess.Popen(cmd, cwd=RECIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300

@@ -148,6 +148,8 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or ""> <se
         [ -d "${dumpdir}/dev_${s}" ] && args+=(--valid_data_dir "${dumpdir}/dev_${s}")
     done
     [ -n "${init}" ] && args+=(--init_param "${init}")
+    # the speech head covers the tokenizer's K codes plus the begin/end marker
+    args+=(--speech_token_num "$((speech_token_vocab + 1))")
     ${use_lora} && args+=(--use_lora true)
     mkdir -p "${exp}"
     log "  training ${exp} (log: ${exp}/train.log)"
