@@ -41,3 +41,18 @@ def osum_tiny_dir() -> Path:
 def token2wav_tiny_dir() -> Path:
     """The reference's tiny token2wav golden set."""
     return _require("token2wav_tiny")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``ECHAT_FAIL_ON_REFERENCE_SKIP`` (set by .ci/run) a skipped ``reference`` test fails:
+    CI must compare with the golden outputs, never silently pass without them."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and item.get_closest_marker("reference") is not None
+        and os.environ.get("ECHAT_FAIL_ON_REFERENCE_SKIP")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"reference test skipped under ECHAT_FAIL_ON_REFERENCE_SKIP: {report.longrepr}"
