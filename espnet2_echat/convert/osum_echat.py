@@ -156,7 +156,8 @@ def convert_osum_echat(
     osum_checkpoint: str, osum_config: str, llm_dir: str, out_dir: str, dtype: str = "float32"
 ) -> Path:
     """Write ``config.yaml`` + ``model.pth`` (+ the LLM config/tokenizer in ``llm/``)."""
-    from espnet2_echat.tasks.echat import EChatTask, load_state_dict_strict
+    from espnet2_echat.tasks.echat import EChatTask
+    from espnet2_echat.tasks.strict_loading import load_state_dict_strict
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ def whisper_encoder_state(source: str) -> Dict[str, torch.Tensor]:
 
 def load_whisper_encoder(encoder: WhisperStyleEncoder, source: str) -> None:
     """Load Whisper weights into ``encoder`` strictly (every parameter, matching shapes)."""
-    from espnet2_echat.tasks.echat import load_state_dict_strict
+    from espnet2_echat.tasks.strict_loading import load_state_dict_strict
 
     state = whisper_encoder_state(source)
     dtype = next(encoder.parameters()).dtype

@@ -1,13 +1,10 @@
 """EChatTask: the OSUM-EChat speech LLM (all three training stages) as an ESPnet task."""
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
-import torch
-import yaml
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
@@ -30,6 +27,7 @@ from espnet2_echat.models.trainable import (
     set_trainable_parts,
 )
 from espnet2_echat.models.whisper_encoder import WhisperStyleEncoder
+from espnet2_echat.tasks.strict_loading import build_model_from_file_strict
 
 frontend_choices = ClassChoices(
     "frontend",
@@ -44,32 +42,6 @@ speech_adapter_choices = ClassChoices(
     "speech_adapter", classes=dict(osum_echat=EChatAdapter), default="osum_echat"
 )
 llm_choices = ClassChoices("llm", classes=dict(hf_causal_lm=HFCausalLM), default="hf_causal_lm")
-
-
-class StrictLoadError(RuntimeError):
-    """A model file does not match the model built from its config."""
-
-
-def load_state_dict_strict(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str):
-    """Load ``state`` requiring the exact key set and shapes; errors name the keys."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    mis_shaped = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(state) & set(expected))
-        if state[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
-    if mis_shaped:
-        problems.append(f"shape mismatches ({len(mis_shaped)}): {'; '.join(mis_shaped[:20])}")
-    if problems:
-        raise StrictLoadError(f"{source} does not match the model: " + " | ".join(problems))
-    model.load_state_dict(state, strict=True)
 
 
 class EChatTask(AbsTask):
@@ -307,15 +279,4 @@ class EChatTask(AbsTask):
         device: str = "cpu",
     ) -> Tuple[EChatModel, argparse.Namespace]:
         """Build from ``config.yaml`` and load ``model_file`` strictly (every key, every shape)."""
-        config_file = Path(config_file or Path(model_file).parent / "config.yaml")
-        with config_file.open("r", encoding="utf-8") as f:
-            args = argparse.Namespace(**yaml.safe_load(f))
-        # Relative LLM/tokenizer paths resolve against the config's folder first.
-        args.config_dir = str(config_file.parent)
-        model = cls.build_model(args).to(device)
-        if model_file is not None:
-            state = torch.load(model_file, map_location=device, weights_only=True)
-            load_state_dict_strict(model, state, str(model_file))
-            logging.info(f"loaded {model_file} strictly ({len(state)} tensors)")
-        return model, args
-
+        return build_model_from_file_strict(cls, config_file, model_file, device)

@@ -15,6 +15,7 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str_or_none
 
 from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel
+from espnet2_echat.tasks.strict_loading import build_model_from_file_strict
 
 
 class Token2WavTask(AbsTask):
@@ -88,25 +89,7 @@ class Token2WavTask(AbsTask):
         Unlike ``AbsTask.build_model_from_file`` (``strict=False``), a key missing from or
         unexpected in ``model_file`` is an error that names the keys.
         """
-        if config_file is None:
-            if model_file is None:
-                raise ValueError("give config_file or model_file")
-            config_file = Path(model_file).parent / "config.yaml"
-        with Path(config_file).open("r", encoding="utf-8") as f:
-            args = argparse.Namespace(**yaml.safe_load(f))
-        model = cls.build_model(args)
-        if model_file is not None:
-            state = torch.load(model_file, map_location="cpu", weights_only=True)
-            missing, unexpected = _key_diff(model.state_dict(), state)
-            if missing or unexpected:
-                raise RuntimeError(
-                    f"{model_file} does not match the model of {config_file}: "
-                    f"missing keys {missing[:10]}{'...' if len(missing) > 10 else ''}, "
-                    f"unexpected keys {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}"
-                )
-            model.load_state_dict(state, strict=True)
-        model.to(device)
-        return model, args
+        return build_model_from_file_strict(cls, config_file, model_file, device)
 
     @classmethod
     def default_config(cls, model_conf: Dict) -> Dict:
@@ -192,14 +175,6 @@ def token2wav_task_for(cmd: Optional[Sequence[str]]) -> Type[Token2WavTask]:
             if key.strip() == "train_part":
                 part = value.strip()
     return Token2WavTask if part == "flow" else Token2WavGANTask
-
-
-def _key_diff(
-    expected: Dict[str, torch.Tensor], given: Dict[str, torch.Tensor]
-) -> Tuple[List[str], List[str]]:
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    return missing, unexpected
 
 
 __all__ = ["Token2WavTask", "Token2WavGANTask", "token2wav_task_for"]

@@ -8,7 +8,8 @@ import yaml
 
 from espnet2_echat.convert.osum_echat import ConversionError, convert_osum_echat
 from espnet2_echat.models.frontend import WhisperLogMel
-from espnet2_echat.tasks.echat import EChatTask, StrictLoadError
+from espnet2_echat.tasks.echat import EChatTask
+from espnet2_echat.tasks.strict_loading import StrictLoadError
 
 
 @pytest.fixture(scope="module")
