@@ -10,6 +10,7 @@ import yaml
 
 from espnet2_echat.convert.key_mapping import OSUM_ECHAT_RULES, OSUM_ECHAT_SKIPS, rename, skip_reason
 from espnet2_echat.models.whisper_encoder import whisper_sinusoids
+from espnet2_echat.tasks.strict_loading import key_problems
 
 LLM_FILES = (
     "config.json",
@@ -130,13 +131,7 @@ def map_osum_state_dict(
         state[tied] = state["llm.causal_lm.model.embed_tokens.weight"]
         skipped.append("llama_model.lm_head.weight absent: tied to embed_tokens")
     missing = sorted(set(expected) - set(state))
-    problems = []
-    if unknown:
-        problems.append(f"unexpected tensors ({len(unknown)}): {', '.join(sorted(unknown)[:20])}")
-    if missing:
-        problems.append(f"missing tensors ({len(missing)}): {', '.join(missing[:20])}")
-    if mis_shaped:
-        problems.append(f"shape mismatches ({len(mis_shaped)}): {'; '.join(mis_shaped[:20])}")
+    problems = key_problems(missing, unknown, mis_shaped, noun="tensors")
     if problems:
         raise ConversionError("checkpoint does not match the config: " + " | ".join(problems))
     return state, skipped

@@ -8,7 +8,7 @@ a missing, unexpected or mis-shaped tensor is an error that names it.
 import argparse
 import logging
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import yaml
@@ -16,6 +16,22 @@ import yaml
 
 class StrictLoadError(RuntimeError):
     """A model file does not match the model built from its config."""
+
+
+def key_problems(
+    missing: List[str], unexpected: List[str], mis_shaped: List[str], noun: str = "keys"
+) -> List[str]:
+    """Human-readable lines naming (at most 20 of) each kind of mismatch; empty if none."""
+    problems = []
+    if missing:
+        problems.append(f"missing {noun} ({len(missing)}): {', '.join(sorted(missing)[:20])}")
+    if unexpected:
+        problems.append(
+            f"unexpected {noun} ({len(unexpected)}): {', '.join(sorted(unexpected)[:20])}"
+        )
+    if mis_shaped:
+        problems.append(f"shape mismatches ({len(mis_shaped)}): {'; '.join(mis_shaped[:20])}")
+    return problems
 
 
 def load_state_dict_strict(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str):
@@ -28,13 +44,7 @@ def load_state_dict_strict(model: torch.nn.Module, state: Dict[str, torch.Tensor
         for k in sorted(set(state) & set(expected))
         if state[k].shape != expected[k].shape
     ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}")
-    if mis_shaped:
-        problems.append(f"shape mismatches ({len(mis_shaped)}): {'; '.join(mis_shaped[:20])}")
+    problems = key_problems(missing, unexpected, mis_shaped)
     if problems:
         raise StrictLoadError(f"{source} does not match the model: " + " | ".join(problems))
     model.load_state_dict(state, strict=True)
