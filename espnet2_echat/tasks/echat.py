@@ -198,10 +198,14 @@ class EChatTask(AbsTask):
 
     @classmethod
     def main_worker(cls, args: argparse.Namespace):
-        """ESPnet's worker; spawned workers (one per device) map CUDA onto NPU again."""
+        """ESPnet's worker; spawned workers (one per device) map CUDA onto NPU again, and a
+        checkpoint truncated by a kill does not stop ``--resume``."""
         from espnet2_echat.train.devices import prepare_accelerator
+        from espnet2_echat.train.resume import discard_corrupt_checkpoint
 
         prepare_accelerator()
+        if getattr(args, "resume", False) and getattr(args, "output_dir", None):
+            discard_corrupt_checkpoint(args.output_dir)
         super().main_worker(args)
 
     @classmethod
