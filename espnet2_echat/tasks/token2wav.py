@@ -93,10 +93,13 @@ class Token2WavTask(AbsTask):
 
     @classmethod
     def default_config(cls, model_conf: Dict) -> Dict:
-        """A complete task config (parser defaults) with the given ``model_conf``."""
-        args = cls.get_parser().parse_args([])
-        args.model_conf = model_conf
-        return vars(args)
+        """A complete task config (parser defaults) with the given ``model_conf``, usable as
+        ``--config`` of ``token2wav_train`` (ESPnet's non-config options left out)."""
+        config = vars(cls.get_parser().parse_args([]))
+        for key in AbsTask.exclude_opts():
+            config.pop(key, None)
+        config["model_conf"] = model_conf
+        return config
 
 
 class Token2WavGANTask(Token2WavTask):
