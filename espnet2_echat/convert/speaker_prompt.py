@@ -16,18 +16,21 @@ def store_speaker_prompt(
     out_dir: str,
     prompt_speech_token: str = None,
     prompt_embedding: str = None,
+    onnx_dir: str = None,
 ) -> Path:
     """Write ``out_dir/config.yaml`` + ``model.pth``: the model with the prompt of ``prompt_wav``.
 
     ``prompt_speech_token`` is a one-line file of the prompt's speech tokens (from the same
     tokenizer as the training data); without it the prompt keeps only the speaker vector.
     ``prompt_embedding`` is a ``.npy`` x-vector; without it the documented stand-in is used.
+    ``onnx_dir`` (with ``speech_tokenizer_v1.onnx`` / ``campplus.onnx``) computes the
+    tokens / x-vector not given, as CosyVoice does.
     """
     from espnet2_echat.tasks.token2wav import Token2WavTask
 
     model, args = Token2WavTask.build_model_from_file(train_config, model_file)
     prompt = speaker_prompt_from_files(
-        prompt_wav, model.mel, prompt_speech_token, prompt_embedding
+        prompt_wav, model.mel, prompt_speech_token, prompt_embedding, onnx_dir
     )
     model.store_prompt(prompt)
     out = Path(out_dir)

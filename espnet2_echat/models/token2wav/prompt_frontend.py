@@ -2,9 +2,10 @@
 
 The reference computes the prompt with three models: the Matcha mel (here), the S3 speech
 tokenizer (``speech_tokenizer_v1.onnx``) and CAM++ (``campplus.onnx``). The two ONNX models
-run through onnxruntime when the user has the files (optional: ``pip install onnxruntime``);
-otherwise the tokens come from a file (or are left empty) and the x-vector from a ``.npy``
-file or, as a clearly named stand-in, ``standin_speaker_embedding``.
+run through onnxruntime (installed with faster-whisper) when the user has the files, fed as
+CosyVoice's ``CosyVoiceFrontEnd`` feeds them; otherwise the tokens come from a file (or are
+left empty) and the x-vector from a ``.npy`` file or, as a clearly named stand-in,
+``standin_speaker_embedding``.
 """
 
 import logging
@@ -32,43 +33,90 @@ def load_wav(path: Union[str, Path], sample_rate: int) -> torch.Tensor:
     return wav
 
 
-def campplus_embedding(
-    wav_16k: torch.Tensor, onnx_path: Union[str, Path]
-) -> torch.Tensor:
-    """CAM++ x-vector (1, 192): 80-bin Kaldi fbank, dither 0, mean-normalised, via onnxruntime."""
+CAMPPLUS_ONNX = "campplus.onnx"
+S3_TOKENIZER_ONNX = "speech_tokenizer_v1.onnx"
+S3_MAX_SECONDS = 30
+
+
+def _onnx_session(onnx_path: Union[str, Path], what: str, num_inputs: int):
+    """An onnxruntime CPU session as CosyVoice opens it (one intra-op thread)."""
     import onnxruntime
 
+    if not Path(onnx_path).is_file():
+        raise FileNotFoundError(f"{what}: no ONNX file {onnx_path}")
+    option = onnxruntime.SessionOptions()
+    option.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    option.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        str(onnx_path), sess_options=option, providers=["CPUExecutionProvider"]
+    )
+    names = [i.name for i in session.get_inputs()]
+    if len(names) != num_inputs:
+        raise ValueError(
+            f"{what}: {onnx_path} takes inputs {names}, expected {num_inputs} input(s)"
+        )
+    return session
+
+
+def _check_16k(wav_16k: torch.Tensor, sample_rate: int, what: str) -> None:
+    if sample_rate != 16000:
+        raise ValueError(
+            f"{what} takes 16 kHz audio (got {sample_rate} Hz); resample it first"
+        )
+    if wav_16k.dim() != 2 or wav_16k.shape[0] != 1:
+        raise ValueError(f"{what} takes a (1, N) wav, got {tuple(wav_16k.shape)}")
+
+
+def campplus_fbank(wav_16k: torch.Tensor) -> torch.Tensor:
+    """CAM++ input (T, 80): Kaldi fbank at 16 kHz, dither 0, mean-normalised over time."""
     feat = torchaudio.compliance.kaldi.fbank(
         wav_16k, num_mel_bins=80, dither=0, sample_frequency=16000
     )
-    feat = feat - feat.mean(dim=0, keepdim=True)
-    session = onnxruntime.InferenceSession(
-        str(onnx_path), providers=["CPUExecutionProvider"]
-    )
+    return feat - feat.mean(dim=0, keepdim=True)
+
+
+def campplus_embedding(
+    wav_16k: torch.Tensor, onnx_path: Union[str, Path], sample_rate: int = 16000
+) -> torch.Tensor:
+    """CAM++ x-vector (1, 192) as CosyVoice's ``_extract_spk_embedding``: fbank (1, T, 80)."""
+    _check_16k(wav_16k, sample_rate, "CAM++")
+    session = _onnx_session(onnx_path, "CAM++", 1)
+    feat = campplus_fbank(wav_16k.float())
     name = session.get_inputs()[0].name
     out = session.run(None, {name: feat.unsqueeze(0).numpy()})[0]
     return torch.from_numpy(np.asarray(out, dtype=np.float32)).reshape(1, -1)
 
 
-def s3_tokens(wav_16k: torch.Tensor, onnx_path: Union[str, Path]) -> torch.Tensor:
-    """S3 speech tokens (1, N) of a <= 30 s 16 kHz wav: Whisper 128-bin log-mel -> ONNX."""
-    import onnxruntime
+def whisper_log_mel(wav_16k: torch.Tensor, n_mels: int = 128) -> np.ndarray:
+    """``whisper.log_mel_spectrogram(wav, n_mels)`` (padding 0): (1, n_mels, N // 160)."""
     from transformers import WhisperFeatureExtractor
 
-    if wav_16k.shape[1] > 30 * 16000:
-        raise ValueError("the S3 tokenizer takes prompts of at most 30 s")
-    fe = WhisperFeatureExtractor(feature_size=128)
-    feat = fe(
+    fe = WhisperFeatureExtractor(feature_size=n_mels)
+    return fe(
         wav_16k[0].numpy(), sampling_rate=16000, return_tensors="np", padding=False
-    ).input_features
-    session = onnxruntime.InferenceSession(
-        str(onnx_path), providers=["CPUExecutionProvider"]
-    )
+    ).input_features.astype(np.float32)
+
+
+def s3_tokens(
+    wav_16k: torch.Tensor, onnx_path: Union[str, Path], sample_rate: int = 16000
+) -> torch.Tensor:
+    """S3 speech tokens (1, N) as CosyVoice's ``_extract_speech_token`` (prompt <= 30 s).
+
+    Inputs: the Whisper 128-bin log-mel (1, 128, T) float32 and its length (1,) int32.
+    """
+    _check_16k(wav_16k, sample_rate, "the S3 tokenizer")
+    if wav_16k.shape[1] > S3_MAX_SECONDS * 16000:
+        raise ValueError(
+            f"the S3 tokenizer takes prompts of at most {S3_MAX_SECONDS} s "
+            f"(got {wav_16k.shape[1] / 16000:.2f} s)"
+        )
+    session = _onnx_session(onnx_path, "the S3 tokenizer", 2)
+    feat = whisper_log_mel(wav_16k.float(), 128)
     inputs = session.get_inputs()
     out = session.run(
         None,
         {
-            inputs[0].name: feat.astype(np.float32),
+            inputs[0].name: feat,
             inputs[1].name: np.array([feat.shape[2]], dtype=np.int32),
         },
     )[0]
@@ -85,7 +133,9 @@ def build_speaker_prompt(
 ) -> SpeakerPrompt:
     """Prompt mel from ``wav_path``; tokens and x-vector from the given files or ONNX models.
 
-    ``mel`` is the model's mel front-end (or its arguments).
+    ``mel`` is the model's mel front-end (or its arguments). With ``onnx_dir``, what is
+    not given comes from its ``speech_tokenizer_v1.onnx`` / ``campplus.onnx`` (a missing
+    file is an error); without it, no tokens and the stand-in x-vector.
     """
     if isinstance(mel, dict):
         mel = MatchaMelSpectrogram(**mel)
@@ -93,9 +143,11 @@ def build_speaker_prompt(
     feat = mel(wav).transpose(1, 2)
     wav_16k = torchaudio.functional.resample(wav, mel.sample_rate, 16000)
     onnx_dir = Path(onnx_dir) if onnx_dir else None
+    if onnx_dir is not None and not onnx_dir.is_dir():
+        raise FileNotFoundError(f"onnx_dir {onnx_dir} is not a directory")
     if prompt_token is None:
-        if onnx_dir is not None and (onnx_dir / "speech_tokenizer_v1.onnx").is_file():
-            prompt_token = s3_tokens(wav_16k, onnx_dir / "speech_tokenizer_v1.onnx")
+        if onnx_dir is not None:
+            prompt_token = s3_tokens(wav_16k, onnx_dir / S3_TOKENIZER_ONNX)
         else:
             logging.warning(
                 "no prompt speech tokens given: the prompt keeps only the x-vector "
@@ -106,8 +158,8 @@ def build_speaker_prompt(
         embedding = torch.from_numpy(np.load(embedding_npy).astype(np.float32)).reshape(
             1, -1
         )
-    elif onnx_dir is not None and (onnx_dir / "campplus.onnx").is_file():
-        embedding = campplus_embedding(wav_16k, onnx_dir / "campplus.onnx")
+    elif onnx_dir is not None:
+        embedding = campplus_embedding(wav_16k, onnx_dir / CAMPPLUS_ONNX)
     else:
         logging.warning(
             "no x-vector given: using the STAND-IN speaker embedding (not CAM++)"
