@@ -1,20 +1,29 @@
 """A lean inference forward for Qwen2-style LLMs with a preallocated KV cache.
 
 transformers' ``Qwen2Model.forward`` spends more time per decode step in Python (mask
-builders, cache objects, output bookkeeping) than a small model spends computing: at the
-tiny size it dominates the step. This forward keeps transformers' own modules (norms, the
-q/k/v/o projections, the MLP, the rotary embedding and ``apply_rotary_pos_emb``) and
-replaces only the per-step glue: one boolean mask, a KV cache written in place, and
-``scaled_dot_product_attention`` over the filled part of the cache only. It is used for
-inference (no gradients); other architectures fall back to transformers' forward.
+builders, cache objects, output bookkeeping, about 25 small ops per layer) than a small
+model spends computing: at the tiny size it dominates the step. This forward computes the
+same function with fewer, larger ops:
+
+* the q/k/v projections run as one matrix product, and so do gate/up (the weights are
+  re-laid once into fused, transposed buffers; the modules' parameters become views of
+  them, so nothing is duplicated and training code still sees ordinary Linear weights);
+* RoPE is applied to q and k together, with cos/sin looked up in a table computed once per
+  cache by the model's own rotary embedding;
+* residual additions are fused into the output projections (``addmm``);
+* the KV cache is written in place and ``scaled_dot_product_attention`` runs over the
+  filled part only.
+
+It is used for inference (no gradients); other architectures fall back to transformers'
+forward. Equality with transformers' forward is tested in ``tests/models/test_lean_decoder.py``.
 """
 
 from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
-from torch.nn.functional import scaled_dot_product_attention
-from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
+from torch import nn
+from torch.nn.functional import rms_norm, scaled_dot_product_attention
 
 
 @dataclass
@@ -22,8 +31,20 @@ class LeanOutput:
     last_hidden_state: torch.Tensor
 
 
+@dataclass
+class LayerWeights:
+    """One decoder layer's weights in the decode layout (transposed: (in, out))."""
+
+    qkv: torch.Tensor  # (H, q + k + v)
+    qkv_bias: Optional[torch.Tensor]
+    o: torch.Tensor  # (q, H)
+    gate_up: torch.Tensor  # (H, 2 I)
+    down: torch.Tensor  # (I, H)
+
+
 class LeanKVCache:
-    """Keys/values of every layer for ``max_len`` positions, filled left to right."""
+    """Keys/values of every layer for ``max_len`` positions, filled left to right, and the
+    RoPE cos/sin of every position."""
 
     def __init__(self, num_layers, batch, kv_heads, head_dim, max_len, dtype, device):
         shape = (batch, kv_heads, max_len, head_dim)
@@ -33,23 +54,121 @@ class LeanKVCache:
         self.values = [torch.empty_like(k) for k in self.keys]
         self.length = 0
         self.max_len = max_len
+        self.cos: Optional[torch.Tensor] = None  # (max_len, head_dim)
+        self.sin: Optional[torch.Tensor] = None
+        self.weights: List[LayerWeights] = []
 
 
 def supports_lean_decoding(causal_lm) -> bool:
-    """Qwen2 (and same-shaped) configs without sliding windows, plain Linear projections."""
+    """Qwen2 (and same-shaped) configs without sliding windows, with plain Linear
+    projections and a position-independent (default) RoPE."""
     config = causal_lm.config
     if config.model_type != "qwen2" or getattr(config, "use_sliding_window", False):
         return False
-    attn = causal_lm.model.layers[0].self_attn
-    return all(type(getattr(attn, n)) is torch.nn.Linear for n in ("q_proj", "k_proj", "v_proj"))
+    if getattr(causal_lm.model.rotary_emb, "rope_type", "default") != "default":
+        return False
+    layer = causal_lm.model.layers[0]
+    linears = [getattr(layer.self_attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    linears += [getattr(layer.mlp, n) for n in ("gate_proj", "up_proj", "down_proj")]
+    return all(type(m) is nn.Linear for m in linears)
 
 
 def new_lean_cache(causal_lm, batch: int, max_len: int, dtype, device) -> LeanKVCache:
     config = causal_lm.config
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return LeanKVCache(
+    cache = LeanKVCache(
         config.num_hidden_layers, batch, config.num_key_value_heads, head_dim, max_len, dtype, device
     )
+    anchor = torch.empty(0, dtype=dtype, device=device)
+    positions = torch.arange(max_len, device=device)[None]
+    cos, sin = causal_lm.model.rotary_emb(anchor, positions)
+    cache.cos, cache.sin = cos[0], sin[0]
+    cache.weights = decode_weights(causal_lm)
+    return cache
+
+
+def _fuse(linears: List[nn.Linear]) -> torch.Tensor:
+    """Stack the weights of ``linears`` into one (in, sum of outs) buffer and make each
+    module's weight a view of it (same values, same Parameter objects)."""
+    fused = torch.cat([m.weight.detach().t() for m in linears], dim=1).contiguous()
+    start = 0
+    for m in linears:
+        out = m.weight.shape[0]
+        m.weight.data = fused[:, start : start + out].t()
+        start += out
+    return fused
+
+
+def _fuse_bias(linears: List[nn.Linear]) -> Optional[torch.Tensor]:
+    if all(m.bias is None for m in linears):
+        return None
+    biases = [
+        m.bias.detach() if m.bias is not None else m.weight.new_zeros(m.weight.shape[0])
+        for m in linears
+    ]
+    fused = torch.cat(biases)
+    start = 0
+    for m in linears:
+        out = m.weight.shape[0]
+        if m.bias is not None:
+            m.bias.data = fused[start : start + out]
+        start += out
+    return fused
+
+
+def _is_view_of(linears: List[nn.Linear], fused: torch.Tensor) -> bool:
+    start = 0
+    for m in linears:
+        view = fused[:, start : start + m.weight.shape[0]].t()
+        if m.weight.data_ptr() != view.data_ptr() or m.weight.stride() != view.stride():
+            return False
+        start += m.weight.shape[0]
+    return True
+
+
+def _layer_parts(layer):
+    attn, mlp = layer.self_attn, layer.mlp
+    return [attn.q_proj, attn.k_proj, attn.v_proj], [attn.o_proj], [mlp.gate_proj, mlp.up_proj], [
+        mlp.down_proj
+    ]
+
+
+def decode_weights(causal_lm) -> List[LayerWeights]:
+    """The decode layout of ``causal_lm``'s layers, re-laid on first use.
+
+    The result is kept on the module and re-checked on every call (once per cache: one
+    pointer comparison per weight), so loading new weights in place keeps it valid, and
+    replacing a weight tensor re-lays the layer.
+    """
+    kept = getattr(causal_lm, "_lean_weights", None)
+    layers = []
+    for i, layer in enumerate(causal_lm.model.layers):
+        qkv, o, gate_up, down = _layer_parts(layer)
+        old = kept[i] if kept is not None and i < len(kept) else None
+        fresh = old is None or not all(
+            _is_view_of(parts, buf)
+            for parts, buf in ((qkv, old.qkv), (o, old.o), (gate_up, old.gate_up), (down, old.down))
+        )
+        if fresh:
+            old = LayerWeights(_fuse(qkv), _fuse_bias(qkv), _fuse(o), _fuse(gate_up), _fuse(down))
+        layers.append(old)
+    causal_lm._lean_weights = layers
+    return layers
+
+
+def _norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """RMSNorm: torch's fused op in float32 (bit-identical to Qwen2RMSNorm there), the
+    module itself in other dtypes (it rounds before the weight multiply)."""
+    if x.dtype == torch.float32:
+        return rms_norm(x, module.weight.shape, module.weight, module.variance_epsilon)
+    return module(x)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """transformers' ``apply_rotary_pos_emb`` for one tensor (same ops, same rounding)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
 
 
 @torch.no_grad()
@@ -70,31 +189,37 @@ def lean_forward(
         cache: filled up to ``cache.length``; extended by ``T``.
     """
     body = causal_lm.model
-    batch, steps, _ = inputs_embeds.shape
+    batch, steps, hidden = inputs_embeds.shape
     start, end = cache.length, cache.length + steps
     if end > cache.max_len:
         raise ValueError(f"KV cache of {cache.max_len} positions is full ({end} needed)")
     device = inputs_embeds.device
-    keys_pos = torch.arange(end, device=device)
-    query_pos = torch.arange(start, end, device=device)
-    mask = (keys_pos[None, :] <= query_pos[:, None])[None, None]
+    mask = None  # one query over all cached keys needs none
+    if steps > 1 or attention_mask is not None:
+        keys_pos = torch.arange(end, device=device)
+        query_pos = torch.arange(start, end, device=device)
+        mask = (keys_pos[None, :] <= query_pos[:, None])[None, None]
     if attention_mask is not None:
         mask = mask & attention_mask[:, None, None, :end].bool()
         # A padding query attends to itself only, so that no row is fully masked (NaN).
         mask = mask | (keys_pos[None, :] == query_pos[:, None])[None, None]
-    if steps == 1 and attention_mask is None:
-        mask = None  # one query over all cached keys
-    cos, sin = body.rotary_emb(inputs_embeds, position_ids)
-    x = inputs_embeds
-    for i, layer in enumerate(body.layers):
-        attn = layer.self_attn
-        h = layer.input_layernorm(x)
-        q = attn.q_proj(h).view(batch, steps, -1, attn.head_dim).transpose(1, 2)
-        k = attn.k_proj(h).view(batch, steps, -1, attn.head_dim).transpose(1, 2)
-        v = attn.v_proj(h).view(batch, steps, -1, attn.head_dim).transpose(1, 2)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
-        cache.keys[i][:, :, start:end] = k
-        cache.values[i][:, :, start:end] = v
+    cos = cache.cos[position_ids][:, :, None]  # (B, T, 1, D), broadcast over heads
+    sin = cache.sin[position_ids][:, :, None]
+    first = body.layers[0].self_attn
+    head_dim, heads = first.head_dim, first.config.num_attention_heads
+    kv_heads = first.config.num_key_value_heads
+    q_size, kv_size = heads * head_dim, kv_heads * head_dim
+    x = inputs_embeds.reshape(batch * steps, hidden)
+    for i, (layer, w) in enumerate(zip(body.layers, cache.weights)):
+        h = _norm(layer.input_layernorm, x)
+        qkv = h @ w.qkv if w.qkv_bias is None else torch.addmm(w.qkv_bias, h, w.qkv)
+        # RoPE on q and k at once: they are adjacent columns of the fused product
+        qk = _rotate(qkv[:, : q_size + kv_size].view(batch, steps, -1, head_dim), cos, sin)
+        q = qk[:, :, :heads].transpose(1, 2)
+        cache.keys[i][:, :, start:end] = qk[:, :, heads:].transpose(1, 2)
+        cache.values[i][:, :, start:end] = (
+            qkv[:, q_size + kv_size :].view(batch, steps, kv_heads, head_dim).transpose(1, 2)
+        )
         out = scaled_dot_product_attention(
             q,
             cache.keys[i][:, :, :end],
@@ -102,7 +227,9 @@ def lean_forward(
             attn_mask=mask,
             enable_gqa=True,
         )
-        x = x + attn.o_proj(out.transpose(1, 2).reshape(batch, steps, -1))
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
+        x = torch.addmm(x, out.transpose(1, 2).reshape(batch * steps, q_size), w.o)
+        gate_up = _norm(layer.post_attention_layernorm, x) @ w.gate_up
+        inner = gate_up.shape[1] // 2
+        x = torch.addmm(x, layer.mlp.act_fn(gate_up[:, :inner]) * gate_up[:, inner:], w.down)
     cache.length = end
-    return LeanOutput(body.norm(x))
+    return LeanOutput(_norm(body.norm, x).view(batch, steps, hidden))
