@@ -1,13 +1,18 @@
 """Id sequences of every OSUM-EChat output type (spec 1.6, 2.3, 3).
 
 Ids are unified: text ids ``< V`` go through the LLM's embedding, speech-table ids are
-``V + k`` and go through the speech embedding, and ``AUDIO_PLACEHOLDER`` marks where the
-encoded user audio is spliced in. ``target`` has the same length as ``input_ids`` and holds
-the id to emit at each position (``IGNORE_ID`` where unsupervised); the model shifts it.
+``V + k`` and go through the speech embedding, and ``AUDIO_PLACEHOLDER`` marks where
+encoded user audio is spliced in (one per audio segment, in order: the past user turns of a
+multi-turn sample, then the current one). ``target`` has the same length as ``input_ids`` and
+holds the id to emit at each position (``IGNORE_ID`` where unsupervised); the model shifts it.
+
+Past turns (spec 4.10, 6.6) are laid out by :meth:`LayoutBuilder.history` for training and
+inference alike.
 """
 
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from espnet2_echat.data.templates import (
     ASSISTANT_START,
@@ -17,9 +22,28 @@ from espnet2_echat.data.templates import (
     OUTPUT_TYPE_PROMPT,
     SPEECH_OUTPUT_TYPES,
     TEXT_INPUT_OUTPUT_TYPES,
+    TURN_END,
     UNKNOWN_ID,
+    USER_START,
     system_block,
 )
+
+
+@dataclass
+class Turn:
+    """One past exchange of a multi-turn chat.
+
+    ``user_audio`` is the user's audio, opaque to the layout: the encoded audio (n, H) at
+    inference (the Python API keeps the adapter output to avoid re-encoding), the wav path in
+    training data. A turn without it uses ``user_text`` instead. ``reply_ids`` are the
+    assistant's text ids without ``<|im_end|>``; ``speech_tokens`` its reply speech tokens
+    (without markers).
+    """
+
+    reply_ids: List[int]
+    speech_tokens: List[int] = field(default_factory=list)
+    user_audio: Optional[Any] = None
+    user_text: Optional[str] = None
 
 
 @lru_cache(maxsize=4)
@@ -80,6 +104,63 @@ class LayoutBuilder:
             if output_type == "s2t_chat_think":
                 with_user_start = False
         return self.text(system_block(name, with_user_start))
+
+    def history(self, turns: Sequence[Turn]) -> Tuple[List[int], List[Any]]:
+        """Ids of past turns (an ``AUDIO_PLACEHOLDER`` per audio turn) and their audio, in order.
+
+        Default (the training layout of ``speech2text_token_history``, spec 4.10; it follows
+        ``P1``, which ends with the user start), per turn::
+
+            <user audio> <|im_end|>\\n <|im_end|>\\n<|im_start|>assistant\\n <reply ids>
+            [marker speech... marker] <|im_end|>\\n <|im_start|>user\\n
+
+        ``reference_compat`` (the reference's ``generate_s2s_no_stream_multi_turn``, spec
+        6.6; it follows the system block without user start), per turn::
+
+            [bos] <user audio> [eos] P2 <reply ids> [marker speech... marker]
+
+        A turn without audio has its ``user_text`` ids where the audio would be.
+        """
+        ids: List[int] = []
+        audios: List[Any] = []
+        compat = self.reference_compat
+        marker = self.speech_marker
+        for turn in turns:
+            if turn.user_audio is not None:
+                user = self.audio_block() if compat else [AUDIO_PLACEHOLDER]
+                audios.append(turn.user_audio)
+            elif turn.user_text:
+                user = self.text(turn.user_text)
+            else:
+                raise ValueError("a history turn has neither user audio nor user text")
+            speech: List[int] = []
+            if turn.speech_tokens:
+                speech = [marker] + self.speech(turn.speech_tokens) + [marker]
+            if compat:
+                ids += user + self.text(ASSISTANT_START) + list(turn.reply_ids) + speech
+            else:
+                ids += user + self.text(TURN_END + ASSISTANT_START) + list(turn.reply_ids)
+                ids += speech + self.text(TURN_END + USER_START)
+        return ids, audios
+
+    def history_prompt(
+        self, output_type: str, turns: Sequence[Turn]
+    ) -> Tuple[List[int], List[Any]]:
+        """Prompt ids of an audio turn after ``turns`` and the past turns' audio in order.
+
+        The current turn's audio block comes last; its audio is not in the returned list.
+        Without ``reference_compat`` this is the training prompt of the same conversation:
+        ``P1 · history · audio block · P2``.
+        """
+        compat = self.reference_compat
+        prompt_name = OUTPUT_TYPE_PROMPT.get(output_type, "fallback")
+        ids = self.text(system_block(prompt_name, with_user_start=not compat))
+        hist, audios = self.history(turns)
+        ids += hist
+        if compat:
+            ids += self.text(USER_START)
+        ids += self.audio_block() + self.text(ASSISTANT_START)
+        return ids, audios
 
     # -- whole sequences --------------------------------------------------------------
     def prompt(

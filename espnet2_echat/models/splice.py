@@ -1,19 +1,19 @@
 """Splice encoded audio into id sequences and pack a batch for the LLM (spec 1.6).
 
-A sample is one sequence of unified ids (text < V, speech-table >= V) in which the
-``AUDIO_PLACEHOLDER`` marks where the adapter output of its speech goes. Each sample is
+A sample is one sequence of unified ids (text < V, speech-table >= V) in which each
+``AUDIO_PLACEHOLDER`` marks where the adapter output of one audio segment goes (a
+multi-turn sample has one per past user turn with audio, then its own speech). Each sample is
 packed contiguously and padded at one side. The reference instead pads every template
 segment separately, leaving holes inside sequences and shifting the loss across them
 (spec 3, 9); batches of one are identical in both layouts, and contiguous packing is what
 a clean implementation should train with.
 """
 
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 import torch
 
 from espnet2_echat.data.templates import AUDIO_PLACEHOLDER, IGNORE_ID
-
 
 
 class PackedBatch(NamedTuple):
@@ -26,27 +26,37 @@ class PackedBatch(NamedTuple):
 def splice_sample(
     embed,
     ids: torch.Tensor,
-    audio: Optional[torch.Tensor],
+    audio: Union[None, torch.Tensor, Sequence[torch.Tensor]],
     target: Optional[torch.Tensor] = None,
 ):
-    """Embed one sample's ids and put ``audio`` (n, H) at its placeholder.
+    """Embed one sample's ids and put its audio (n_k, H) at its placeholders, in order.
 
+    ``audio`` is one tensor (a sample with one placeholder) or a sequence of them, one per
+    placeholder (the past user turns of a multi-turn sample, then the current turn).
     Returns (embeds (L', H), target (L',) or None) where audio rows are unsupervised.
     """
-    where = (ids == AUDIO_PLACEHOLDER).nonzero().flatten()
-    if len(where) > 1:
-        raise ValueError(f"a sample holds {len(where)} audio placeholders; expected at most 1")
-    if len(where) == 0:
+    where = (ids == AUDIO_PLACEHOLDER).nonzero().flatten().tolist()
+    if not where:
         return embed(ids), target
     if audio is None:
         raise ValueError("a sample has an audio placeholder but no audio was encoded")
-    pos = int(where[0])
-    before, after = embed(ids[:pos]), embed(ids[pos + 1 :])
-    embeds = torch.cat([before, audio.to(before.dtype), after])
+    audios = [audio] if isinstance(audio, torch.Tensor) else list(audio)
+    if len(where) != len(audios):
+        raise ValueError(
+            f"a sample holds {len(where)} audio placeholders but {len(audios)} audio segments"
+        )
+    parts, holes = [], []
+    start = 0
+    for pos, a in zip(where, audios):
+        text = embed(ids[start:pos])
+        parts += [text, a.to(device=text.device, dtype=text.dtype)]
+        if target is not None:
+            holes += [target[start:pos], target.new_full((a.shape[0],), IGNORE_ID)]
+        start = pos + 1
+    parts.append(embed(ids[start:]))
     if target is not None:
-        hole = target.new_full((audio.shape[0],), IGNORE_ID)
-        target = torch.cat([target[:pos], hole, target[pos + 1 :]])
-    return embeds, target
+        target = torch.cat(holes + [target[start:]])
+    return torch.cat(parts), target
 
 
 def pack(
