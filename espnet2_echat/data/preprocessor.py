@@ -14,11 +14,12 @@ DataLoader workers seed per worker: a resumed run draws the same values.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import soundfile
 import yaml
 from espnet2.train.preprocessor import AbsPreprocessor
 
@@ -35,7 +36,7 @@ from espnet2_echat.data.labels import (
     normalize_text,
     split_leading_tag,
 )
-from espnet2_echat.data.layout import LayoutBuilder
+from espnet2_echat.data.layout import LayoutBuilder, Turn
 from espnet2_echat.data.templates import (
     AUDIO_PLACEHOLDER,
     IGNORE_ID,
@@ -92,7 +93,12 @@ class FilterConf:
 
 @dataclass
 class Layout:
-    """One sample's ids: ``input_ids`` (with at most one audio placeholder) and ``target``."""
+    """One sample's ids: ``input_ids`` (with its audio placeholders) and ``target``.
+
+    ``history_audio`` lists the wav paths of the past user turns that enter as audio, in
+    placeholder order (the sample's own audio takes the last placeholder);
+    ``history_num_samples`` their lengths, where known (:meth:`EChatPreprocessor.inspect`).
+    """
 
     task: str
     output_type: str
@@ -100,6 +106,8 @@ class Layout:
     target: List[int]
     num_label_text: int  # text ids of the answer (including <|im_end|>)
     num_label_speech: int  # speech ids of the answer (including both markers)
+    history_audio: List[str] = field(default_factory=list)
+    history_num_samples: List[int] = field(default_factory=list)
 
 
 class SampleError(ValueError):
@@ -149,10 +157,15 @@ class EChatPreprocessor(AbsPreprocessor):
         streaming_prob: probability that an S2S / TTS sample is trained in the interleaved
             6-text/18-speech format (spec 2.3.10); the ``<STREAMING>`` tags always are.
         history_max_turns: most recent history turns kept (0: all).
+        history_as_audio: past user turns with a ``user_wav`` enter as audio, in the layout
+            that inference uses (spec 4.10; :meth:`LayoutBuilder.history`): the samples
+            then also carry ``history_speech`` / ``history_speech_splits``. False: every
+            past user turn enters as its transcript (``user_text``).
         use_question_as_instruction: understanding tasks use the ``question`` file as the
             instruction when present (the reference's behaviour for ``extra.question``).
             Off by default: in this plugin's data dirs ``question`` may hold a transcript.
-        reference_compat: reproduce the reference's doubled ``<|im_end|>`` in history turns.
+        reference_compat: reproduce the reference's doubled ``<|im_end|>`` in history turns
+            given as transcripts (``history_as_audio`` false; the audio layout always has it).
         filter_conf: :class:`FilterConf` fields.
         fs: expected sampling rate of ``speech``.
     """
@@ -169,6 +182,7 @@ class EChatPreprocessor(AbsPreprocessor):
         unknown_fill_prob: float = UNKNOWN_FILL_PROB,
         streaming_prob: float = 0.0,
         history_max_turns: int = 5,
+        history_as_audio: bool = True,
         use_question_as_instruction: bool = False,
         reference_compat: bool = False,
         filter_conf: Optional[Mapping] = None,
@@ -184,6 +198,7 @@ class EChatPreprocessor(AbsPreprocessor):
         self.unknown_fill_prob = unknown_fill_prob
         self.streaming_prob = streaming_prob
         self.history_max_turns = history_max_turns
+        self.history_as_audio = history_as_audio
         self.use_question_as_instruction = use_question_as_instruction
         self.reference_compat = reference_compat
         self.filters = FilterConf(**(filter_conf or {}))
@@ -191,18 +206,44 @@ class EChatPreprocessor(AbsPreprocessor):
 
     # -- ESPnet entry point ---------------------------------------------------------------
     def __call__(self, uid: str, data: Dict[str, Union[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+        """The sample's arrays: ``speech``, ``input_ids``, ``target`` and, with
+        ``history_as_audio``, ``history_speech`` (the waveforms of its past user turns,
+        concatenated; empty for single-turn samples) and ``history_speech_splits`` (their
+        lengths in samples). Every sample has the same keys, as ESPnet's collate needs."""
         layout = self.layout(uid, data, randomize=self.train)
         speech = data.get("speech")
         if layout.output_type in TEXT_INPUT_OUTPUT_TYPES or speech is None:
-            if AUDIO_PLACEHOLDER in layout.input_ids:
+            if layout.input_ids.count(AUDIO_PLACEHOLDER) > len(layout.history_audio):
                 raise SampleError(f"{uid}: task {layout.task!r} needs speech (wav.scp)")
             # Text-input tasks carry an empty waveform so that every batch has the same keys.
             speech = np.zeros(0, dtype=np.float32)
-        return {
+        out = {
             "speech": np.asarray(speech, dtype=np.float32),
             "input_ids": np.asarray(layout.input_ids, dtype=np.int64),
             "target": np.asarray(layout.target, dtype=np.int64),
         }
+        if self.history_as_audio:
+            wavs = [
+                self._read_history_wav(uid, k, path)
+                for k, path in enumerate(layout.history_audio)
+            ]
+            empty = np.zeros(0, dtype=np.float32)
+            out["history_speech"] = np.concatenate(wavs) if wavs else empty
+            out["history_speech_splits"] = np.asarray([len(w) for w in wavs], dtype=np.int64)
+        return out
+
+    def _read_history_wav(self, uid: str, turn: int, path: str) -> np.ndarray:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{uid}: history audio {turn} (user_wav) {path} does not exist")
+        wav, rate = soundfile.read(path, dtype="float32")
+        if rate != self.fs:
+            raise SampleError(
+                f"{uid}: history audio {turn} (user_wav) {path} is {rate} Hz, "
+                f"expected {self.fs} Hz"
+            )
+        if wav.ndim == 2:  # multi-channel audio is averaged to mono (spec 4.1)
+            wav = wav.mean(axis=1)
+        return wav
 
     # -- layout -----------------------------------------------------------------------------
     def layout(self, uid: str, data: Mapping, randomize: bool = False) -> Layout:
@@ -257,12 +298,16 @@ class EChatPreprocessor(AbsPreprocessor):
             num_text = sum(1 for t in target if t != IGNORE_ID) - num_speech
             if output_type == "text2token":
                 num_text = len(b.label(label))
+        history_audio: List[str] = []
         if history:
             cut = len(b.system(output_type))
-            hist = self._history_ids(history)
+            if self.history_as_audio:
+                hist, history_audio = b.history(self._history_objects(uid, history))
+            else:
+                hist = self._history_ids(history)
             input_ids = input_ids[:cut] + hist + input_ids[cut:]
             target = target[:cut] + [IGNORE_ID] * len(hist) + target[cut:]
-        return Layout(task, output_type, input_ids, target, num_text, num_speech)
+        return Layout(task, output_type, input_ids, target, num_text, num_speech, history_audio)
 
     def _instruction(self, data: Mapping, task: str, randomize: bool) -> Optional[str]:
         if self.use_question_as_instruction and data.get("question"):
@@ -347,12 +392,25 @@ class EChatPreprocessor(AbsPreprocessor):
             turns = turns[-self.history_max_turns :]
         return turns
 
-    def _history_ids(self, turns: List[dict]) -> List[int]:
-        """Past turns as text (user transcript, reply, reply speech tokens), never supervised.
+    def _history_objects(self, uid: str, turns: List[dict]) -> List[Turn]:
+        """History JSON turns -> layout turns; ``user_audio`` is the ``user_wav`` path."""
+        out = []
+        for k, turn in enumerate(turns):
+            if not turn.get("user_wav") and not turn.get("user_text"):
+                raise SampleError(f"{uid}: history turn {k} has neither user_wav nor user_text")
+            out.append(
+                Turn(
+                    reply_ids=self.builder.text(turn["reply"]),
+                    speech_tokens=list(turn.get("speech_token") or []),
+                    user_audio=turn.get("user_wav") or None,
+                    user_text=turn.get("user_text"),
+                )
+            )
+        return out
 
-        The reference puts each past turn's *audio* there; EChatModel splices one audio
-        segment per sample, so this plugin feeds the past user turns as their transcripts.
-        """
+    def _history_ids(self, turns: List[dict]) -> List[int]:
+        """Past turns as text (user transcript, reply, reply speech tokens), never supervised:
+        the layout of ``history_as_audio`` false."""
         b = self.builder
         ids: List[int] = []
         for turn in turns:
@@ -396,6 +454,15 @@ class EChatPreprocessor(AbsPreprocessor):
             layout = self.layout(uid, data, randomize=False)
         except SampleError as e:
             return f"invalid: {e}", None
+        if layout.history_audio:
+            lengths = []
+            for k, path in enumerate(layout.history_audio):
+                if not Path(path).is_file():
+                    raise FileNotFoundError(
+                        f"{uid}: history audio {k} (user_wav) {path} does not exist"
+                    )
+                lengths.append(soundfile.info(path).frames)
+            layout = replace(layout, history_num_samples=lengths)
         frames = 0
         if layout.output_type not in TEXT_INPUT_OUTPUT_TYPES:
             frames = (num_samples or 0) // 160
@@ -413,10 +480,14 @@ class EChatPreprocessor(AbsPreprocessor):
 
     @staticmethod
     def estimate_length(layout: Layout, num_samples: Optional[int]) -> int:
-        """LLM sequence length: ids plus audio frames at 12.5 Hz (100 Hz features / 8)."""
-        audio = 0
-        if AUDIO_PLACEHOLDER in layout.input_ids:
-            audio = -(-((num_samples or 0) // 160) // 8) - 1
+        """LLM sequence length: ids plus audio frames at 12.5 Hz (100 Hz features / 8),
+        history audio included."""
+        def rows(n: Optional[int]) -> int:  # adapter frames replacing one placeholder
+            return -(-((n or 0) // 160) // 8) - 1
+
+        audio = sum(rows(n) for n in layout.history_num_samples)
+        if layout.input_ids.count(AUDIO_PLACEHOLDER) > len(layout.history_audio):
+            audio += rows(num_samples)
         return len(layout.input_ids) + audio
 
 

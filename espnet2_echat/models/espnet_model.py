@@ -1,6 +1,6 @@
 """The OSUM-EChat speech LLM as an ESPnet model: returns (loss, stats, weight) (spec 3)."""
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
@@ -19,7 +19,10 @@ class EChatModel(AbsESPnetModel):
     Batch keys (from ``espnet2_echat.data.preprocessor``): ``speech`` (16 kHz waveform),
     ``input_ids`` (unified ids with one ``AUDIO_PLACEHOLDER`` where the user's audio goes,
     none for text-input tasks) and ``target`` (same length; ``IGNORE_ID`` where unsupervised,
-    otherwise the id the model must emit at that position).
+    otherwise the id the model must emit at that position). Multi-turn samples also have a
+    placeholder per past user turn with audio, before their own; that audio comes as
+    ``history_speech`` (the turns' waveforms concatenated) and ``history_speech_splits``
+    (their lengths in samples); see :func:`split_history`.
 
     The loss is the reference's: next-token cross-entropy, mean over supervised positions,
     over ``lm_head ⊕ speech_head`` for samples with speech targets and over ``lm_head`` only
@@ -59,24 +62,53 @@ class EChatModel(AbsESPnetModel):
         input_ids: List[torch.Tensor],
         speech: Optional[torch.Tensor],
         speech_lengths: Optional[torch.Tensor],
-    ) -> List[Optional[torch.Tensor]]:
-        """Encode the speech of the samples that have an audio placeholder (others: None)."""
-        needs = [bool((ids == AUDIO_PLACEHOLDER).any()) for ids in input_ids]
-        audio: List[Optional[torch.Tensor]] = [None] * len(input_ids)
-        index = [i for i, n in enumerate(needs) if n]
-        if index:
-            if speech is None:
-                raise ValueError("input_ids hold an audio placeholder but no speech was given")
-            sel = torch.tensor(index, device=speech.device)
-            emb, lengths = self.encode_speech(speech[sel], speech_lengths[sel])
-            for i, e in zip(index, unpad(emb, lengths)):
-                audio[i] = e
+        history: Optional[List[List[torch.Tensor]]] = None,
+    ) -> List[Union[None, torch.Tensor, List[torch.Tensor]]]:
+        """Encode the audio of every sample's placeholders, in one encoder call for the batch.
+
+        ``history[i]`` lists the waveforms of sample i's past user turns (multi-turn
+        samples), which take its first placeholders; its own speech takes the last one if
+        it has one more placeholder. Returns per sample None (no placeholder), the encoded
+        speech (a single-turn sample) or the list of encoded segments in placeholder order.
+        """
+        counts = [int((ids == AUDIO_PLACEHOLDER).sum()) for ids in input_ids]
+        history = history or [[] for _ in input_ids]
+        audio: List[Union[None, torch.Tensor, List[torch.Tensor]]] = [None] * len(input_ids)
+        if not any(history):
+            index = [i for i, n in enumerate(counts) if n]
+            if index:
+                if speech is None:
+                    raise ValueError("input_ids hold an audio placeholder but no speech was given")
+                sel = torch.tensor(index, device=speech.device)
+                emb, lengths = self.encode_speech(speech[sel], speech_lengths[sel])
+                for i, e in zip(index, unpad(emb, lengths)):
+                    audio[i] = e
+            return audio
+        wavs, owners = [], []
+        for i, (n, past) in enumerate(zip(counts, history)):
+            if n - len(past) not in (0, 1):
+                raise ValueError(
+                    f"sample {i} holds {n} audio placeholders for {len(past)} history audio(s)"
+                )
+            segments = list(past)
+            if n > len(past):
+                if speech is None:
+                    raise ValueError("input_ids hold an audio placeholder but no speech was given")
+                segments.append(speech[i, : int(speech_lengths[i])])
+            wavs += segments
+            owners += [i] * len(segments)
+            audio[i] = [] if segments else None
+        lengths = torch.tensor([w.shape[0] for w in wavs], device=wavs[0].device)
+        padded = nn.utils.rnn.pad_sequence(wavs, batch_first=True)
+        emb, emb_lengths = self.encode_speech(padded, lengths)
+        for i, e in zip(owners, unpad(emb, emb_lengths)):
+            audio[i].append(e)
         return audio
 
     def build_inputs(
         self,
         input_ids: List[torch.Tensor],
-        audio: List[Optional[torch.Tensor]],
+        audio: List[Union[None, torch.Tensor, List[torch.Tensor]]],
         target: Optional[List[torch.Tensor]] = None,
         padding_side: str = "right",
     ) -> PackedBatch:
@@ -97,11 +129,20 @@ class EChatModel(AbsESPnetModel):
         target_lengths: torch.Tensor,
         speech: Optional[torch.Tensor] = None,
         speech_lengths: Optional[torch.Tensor] = None,
+        history_speech: Optional[torch.Tensor] = None,
+        history_speech_lengths: Optional[torch.Tensor] = None,
+        history_speech_splits: Optional[torch.Tensor] = None,
+        history_speech_splits_lengths: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         ids = unpad(input_ids, input_ids_lengths)
         tgts = unpad(target, target_lengths)
-        audio = self.audio_per_sample(ids, speech, speech_lengths)
+        history = None
+        if history_speech is not None:
+            history = split_history(
+                history_speech, history_speech_splits, history_speech_splits_lengths
+            )
+        audio = self.audio_per_sample(ids, speech, speech_lengths, history)
         batch = self.build_inputs(ids, audio, tgts)
         hidden = self.llm.hidden_states(
             batch.inputs_embeds, batch.attention_mask, batch.position_ids
@@ -137,6 +178,24 @@ class EChatModel(AbsESPnetModel):
     ) -> Dict[str, torch.Tensor]:
         feats, feats_lengths = self.frontend(speech, speech_lengths)
         return {"feats": feats, "feats_lengths": feats_lengths}
+
+
+def split_history(
+    history_speech: torch.Tensor,
+    history_speech_splits: torch.Tensor,
+    history_speech_splits_lengths: torch.Tensor,
+) -> List[List[torch.Tensor]]:
+    """Collated history audio -> per sample, the waveforms of its past user turns.
+
+    ``history_speech`` (B, S) holds each sample's history waveforms concatenated;
+    ``history_speech_splits`` (B, N) their lengths in samples, the first
+    ``history_speech_splits_lengths[i]`` of row i valid (the preprocessor's batch keys).
+    """
+    out = []
+    for i, n in enumerate(history_speech_splits_lengths.tolist()):
+        sizes = [int(x) for x in history_speech_splits[i, :n]]
+        out.append(list(torch.split(history_speech[i, : sum(sizes)], sizes)))
+    return out
 
 
 def _mean_or_none(x: torch.Tensor) -> Optional[torch.Tensor]:

@@ -242,8 +242,9 @@ def test_streaming_s2s(b, prompt_file):
 
 
 def test_history_turns_precede_the_current_audio(b, prompt_file):
+    """``history_as_audio: false``: past user turns enter as their transcripts."""
     history = [{"user_wav": "x.wav", "user_text": "hello", "reply": "hi", "speech_token": [1, 2]}]
-    out = make(prompt_file)(
+    out = make(prompt_file, history_as_audio=False)(
         "u",
         {"task": "<S2TCHAT> <TEXT2TOKEN>", "reply": "ok", "speech_token": "3",
          "history": json.dumps(history), "speech": WAV},
