@@ -25,19 +25,20 @@ from transformers.generation.logits_process import (
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
-    TopPLogitsWarper,
 )
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 
 from espnet2_echat.data.templates import IM_END_ID
 from espnet2_echat.inference.logits_processors import (
     AgeForcingLogitsProcessor,
+    FiniteTopPLogitsWarper,
     ForceTextEndLogitsProcessor,
     MinNewTokensLogitsProcessor,
     SpeechBudgetCriteria,
     SpeechEndCriteria,
     SpeechNGramBlockingLogitsProcessor,
     TextBudgetCriteria,
+    sample,
 )
 from espnet2_echat.inference.settings import DecodingOptions
 from espnet2_echat.models.speech_llm import SpeechLLM
@@ -128,7 +129,7 @@ def build_plan(
         if options.top_k > 0:
             procs.append(TopKLogitsWarper(options.top_k))
         if options.top_p < 1.0:
-            procs.append(TopPLogitsWarper(options.top_p))
+            procs.append(FiniteTopPLogitsWarper(options.top_p))
     return DecodePlan(
         start[task_kind],
         eos,
@@ -139,16 +140,20 @@ def build_plan(
     )
 
 
-def head_scores(llm: SpeechLLM, hidden: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+def head_scores(
+    llm: SpeechLLM, hidden: torch.Tensor, phase: torch.Tensor, kinds: Optional[set] = None
+) -> torch.Tensor:
     """(B, V + S) float32 logits: text head where TEXT, speech head where SPEECH, both where
-    JOINT, ``-inf`` elsewhere. Each head runs only on the rows that need it."""
+    JOINT, ``-inf`` elsewhere. Each head runs only on the rows that need it. ``kinds`` is
+    the set of phases present (computed from ``phase`` if not given)."""
     vocab = llm.text_vocab_size
     inf = float("-inf")
-    if bool((phase == Phase.TEXT).all()):  # the common cases: one head for the whole batch
+    kinds = set(phase.tolist()) if kinds is None else kinds
+    if kinds == {Phase.TEXT}:  # the common cases: one head for the whole batch
         return nn.functional.pad(
             llm.text_logits(hidden).float(), (0, llm.speech_token_num), value=inf
         )
-    if bool((phase == Phase.SPEECH).all()):
+    if kinds == {Phase.SPEECH}:
         return nn.functional.pad(llm.speech_logits(hidden).float(), (vocab, 0), value=inf)
     out = hidden.new_full((hidden.shape[0], vocab + llm.speech_token_num), inf).float()
     text_rows = (phase != Phase.SPEECH).nonzero().flatten()
@@ -158,6 +163,16 @@ def head_scores(llm: SpeechLLM, hidden: torch.Tensor, phase: torch.Tensor) -> to
     if len(speech_rows):
         out[speech_rows, vocab:] = llm.speech_logits(hidden[speech_rows]).float()
     return out
+
+
+def embed_step(llm: SpeechLLM, ids: torch.Tensor, kinds: set) -> torch.Tensor:
+    """(B, 1, H) embeddings of one step's unified ids; ``kinds``: the phases that chose them
+    (one table lookup when they are all text or all speech; inactive rows hold any id)."""
+    if kinds == {Phase.TEXT}:
+        return llm.causal_lm.get_input_embeddings()(ids[:, None])
+    if kinds == {Phase.SPEECH}:
+        return llm.speech_embedding((ids[:, None] - llm.text_vocab_size).clamp(min=0))
+    return llm.embed(ids[:, None])
 
 
 @torch.no_grad()
@@ -192,11 +207,11 @@ def iter_generate(
     embeds, mask, positions = inputs_embeds, attention_mask, position_ids
     hidden = llm.hidden_states(embeds, mask, positions, cache, use_cache).last_hidden_state
     for _ in range(plan.max_steps):
-        raw = head_scores(llm, hidden[:, -1], phase)
+        kinds = set(phase.tolist())
+        raw = head_scores(llm, hidden[:, -1], phase, kinds)
         scores = plan.logits_processor(generated, raw.clone() if keep_raw_scores else raw)
         if plan.do_sample:
-            probs = torch.softmax(scores, dim=-1)
-            ids = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            ids = sample(scores, generator)
         else:
             ids = scores.argmax(dim=-1)
         ids = torch.where(active, ids, pad_id)
@@ -212,14 +227,16 @@ def iter_generate(
         active &= ~finished
         if not active.any():
             return
-        new = llm.embed(ids)[:, None].to(inputs_embeds.dtype)
-        mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
+        new = embed_step(llm, ids, kinds).to(inputs_embeds.dtype)
         next_pos = positions[:, -1:] + 1
+        if use_cache and unpadded:
+            # one query over the cached keys: without padding no mask is needed at all
+            hidden = llm.hidden_states(new, None, next_pos, cache, True).last_hidden_state
+            positions = next_pos
+            continue
+        mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=1)
         if use_cache:
-            # one query over the cached keys: without padding no mask is needed at all, which
-            # spares transformers building a 4-D mask every step
-            step_mask = None if unpadded else mask
-            hidden = llm.hidden_states(new, step_mask, next_pos, cache, True).last_hidden_state
+            hidden = llm.hidden_states(new, mask, next_pos, cache, True).last_hidden_state
         else:
             embeds = torch.cat([embeds, new], dim=1)
             positions = torch.cat([positions, next_pos], dim=1)

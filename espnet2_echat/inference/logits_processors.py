@@ -8,14 +8,14 @@ with the inactive head at ``-inf``.
 
 transformers has no processor for these rules (forced choice after a trigger sequence,
 per-id repeat windows restricted to one part of the vocabulary, head-phase budgets), so
-they are written here; sampling warpers, repetition penalty and min length are
-transformers' own classes.
+they are written here; sampling warpers and repetition penalty are transformers' own
+classes (top-p through a subclass that sorts only a row's finite entries).
 """
 
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-from transformers.generation.logits_process import LogitsProcessor
+from transformers.generation.logits_process import LogitsProcessor, TopPLogitsWarper
 from transformers.generation.stopping_criteria import StoppingCriteria
 
 from espnet2_echat.data.templates import IM_END_ID
@@ -191,3 +191,37 @@ class SpeechEndCriteria(StoppingCriteria):
         if self.reference_compat:
             return is_marker.sum(dim=1) > 1
         return is_marker[:, -1] & (_num_speech(input_ids, self.vocab) > 1)
+
+
+def _finite_count(scores: torch.Tensor) -> int:
+    """The largest number of finite entries in a row of ``scores``."""
+    return int(torch.isfinite(scores).sum(dim=-1).max())
+
+
+class FiniteTopPLogitsWarper(TopPLogitsWarper):
+    """transformers' top-p warper, sorting only the finite entries of each row.
+
+    After top-k (or with one head inactive) most of a 156033-wide row is ``-inf``, and
+    transformers' warper sorts all of it every step (~7-11 ms on a CPU core). Here the
+    finite entries are gathered first (``topk`` over their count) and the parent's rule runs
+    on them; ``-inf`` entries have probability 0 either way, so the kept set is the same.
+    """
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        count = _finite_count(scores)
+        if count * 2 > scores.shape[-1]:
+            return super().__call__(input_ids, scores)
+        values, index = scores.topk(max(count, self.min_tokens_to_keep), dim=-1)
+        kept = super().__call__(input_ids, values)
+        return torch.full_like(scores, self.filter_value).scatter_(-1, index, kept)
+
+
+def sample(scores: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """(B,) ids drawn from ``softmax(scores)``, over the finite entries only when they are
+    few (after top-k): the same distribution without a 156033-wide softmax and draw."""
+    count = _finite_count(scores)
+    if count * 2 > scores.shape[-1]:
+        return torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator)[:, 0]
+    values, index = scores.topk(max(count, 1), dim=-1)
+    draw = torch.multinomial(torch.softmax(values, dim=-1), 1, generator=generator)
+    return index.gather(-1, draw)[:, 0]

@@ -7,6 +7,7 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
 from espnet2_echat.models.causal_lm import text_vocab_size
+from espnet2_echat.models.threaded_linear import threaded_linear
 from espnet2_echat.models.lean_decoder import (
     LeanKVCache,
     lean_forward,
@@ -35,6 +36,7 @@ class SpeechLLM(nn.Module):
         dtype = causal_lm.get_input_embeddings().weight.dtype
         self.speech_embedding = nn.Embedding(speech_token_num + 2, hidden, dtype=dtype)
         self.speech_head = nn.Linear(hidden, speech_token_num, dtype=dtype)
+        self.head_threads = 1  # set by use_column_major_weights on CPU
 
     @property
     def speech_eos_id(self) -> int:
@@ -85,7 +87,12 @@ class SpeechLLM(nn.Module):
         )
 
     def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.causal_lm.get_output_embeddings()(hidden)
+        head = self.causal_lm.get_output_embeddings()
+        decode_step = hidden.dim() == 2 and hidden.shape[0] <= 16  # BLAS threads larger ones
+        if self.head_threads > 1 and decode_step and not torch.is_grad_enabled():
+            if type(head) is nn.Linear and head.bias is None and hidden.device.type == "cpu":
+                return threaded_linear(hidden, head.weight, self.head_threads)
+        return head(hidden)
 
     def use_column_major_weights(self) -> None:
         """Store every Linear weight of the LLM and the heads column-major (same values).
@@ -95,10 +102,15 @@ class SpeechLLM(nn.Module):
         ``benchmarks/decode_speed.py``), and a decode step is a chain of matrix-vector
         products that read every weight once. Parameter objects are kept, so the tied input
         embedding follows the output head. For inference: call it after loading weights.
+
+        BLAS runs each such product on one thread, so the text head, the largest weight a
+        step reads, is also split over ``torch.get_num_threads()`` threads
+        (``espnet2_echat.models.threaded_linear``).
         """
         for module in [*self.causal_lm.modules(), self.speech_head]:
             if isinstance(module, nn.Linear) and module.weight.is_contiguous():
                 module.weight.data = module.weight.data.t().contiguous().t()
+        self.head_threads = torch.get_num_threads()
 
     def speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.speech_head(hidden)

@@ -1,17 +1,21 @@
 """Logits processors, stopping criteria and output parsing on hand-made ids (spec 6.4, 6.5)."""
 
+import pytest
 import torch
+from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from espnet2_echat.data.templates import IM_END_ID
 from espnet2_echat.inference.logits_processors import (
     AGE_ALLOWED_IDS,
     AGE_TRIGGER_IDS,
     AgeForcingLogitsProcessor,
+    FiniteTopPLogitsWarper,
     ForceTextEndLogitsProcessor,
     SpeechBudgetCriteria,
     SpeechEndCriteria,
     SpeechNGramBlockingLogitsProcessor,
     TextBudgetCriteria,
+    sample,
 )
 from espnet2_echat.inference.parsing import parse_generation
 
@@ -93,3 +97,38 @@ def test_parse_tts_and_text():
     assert compat.speech_tokens == [1, 2]  # the reference's caller drops the last id
     text = parse_generation([5, 6, IM_END_ID], "text", V, S)
     assert text.token_int == text.text_ids == [5, 6] and text.speech_tokens == []
+
+
+@pytest.mark.parametrize("top_k, top_p", [(5, 0.9), (50, 0.5), (3, 0.999), (0, 0.8)])
+def test_finite_top_p_keeps_what_transformers_keeps(top_k, top_p):
+    gen = torch.Generator().manual_seed(top_k)
+    scores = torch.randn(3, V + S, generator=gen) * 3
+    scores[1, V:] = INF  # a text row and a speech row, as the decoder makes them
+    scores[2, :V] = INF
+    if top_k:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    ours = FiniteTopPLogitsWarper(top_p)(None, scores.clone())
+    theirs = TopPLogitsWarper(top_p)(None, scores.clone())
+    assert torch.equal(torch.isfinite(ours), torch.isfinite(theirs))
+    assert torch.equal(ours[torch.isfinite(ours)], theirs[torch.isfinite(theirs)])
+
+
+def test_sampling_over_few_finite_entries_follows_the_softmax():
+    scores = torch.full((1, 1000), INF)
+    kept = torch.tensor([7, 940, 500])
+    scores[0, kept] = torch.tensor([1.0, 0.0, -1.0])
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.cat([sample(scores.expand(200, -1), gen) for _ in range(50)])
+    assert set(draws.tolist()) <= set(kept.tolist())
+    freq = torch.stack([(draws == k).float().mean() for k in kept])
+    expected = torch.softmax(torch.tensor([1.0, 0.0, -1.0]), dim=0)
+    assert (freq - expected).abs().max() < 0.02  # 10000 draws: ~5 standard errors
+
+
+def test_sampling_a_full_row_follows_the_softmax():
+    scores = torch.full((1, 10), -2.0)
+    scores[0, 3] = 2.0
+    gen = torch.Generator().manual_seed(1)
+    draws = sample(scores.expand(20000, -1), gen)
+    expected = torch.softmax(scores[0], dim=0)[3]
+    assert abs((draws == 3).float().mean() - expected) < 0.015
