@@ -9,7 +9,9 @@ performance_anchors.md, fp32, greedy; ``--batch`` prompts decoded together, 1 by
   once per step, so ``*_ms_per_token`` figures are per step (per token of each row);
 * ours: ``espnet2_echat.inference.decoder.generate`` (ASR-like text decode, S2S-like speech
   decode), and the prefill of an S2S prompt with 2.26 s of audio;
-* plain transformers: ``Qwen2ForCausalLM.generate`` from the same prefill embeddings.
+* plain transformers: ``Qwen2ForCausalLM.generate`` from the same prefill embeddings;
+* sampled text decode with the understanding tasks' defaults (top-k 5, top-p 0.9,
+  repetition penalty 1.05), ours and transformers' ``generate`` with the same settings.
 
 Run: ``python benchmarks/decode_speed.py [--size small] [--tokens 100] [--out results.json]``.
 """
@@ -90,18 +92,24 @@ def main():
     speech_plan = build_plan("tts", speech_opts, llm.text_vocab_size, llm.speech_token_num,
                              stopping_criteria=[])
 
+    sampled_opts = DecodingOptions(do_sample=True, top_k=5, top_p=0.9, repetition_penalty=1.05,
+                                   max_new_tokens=n, max_new_speech_tokens=0, min_new_tokens=n)
+    sampled_plan = build_plan("text", sampled_opts, llm.text_vocab_size, llm.speech_token_num)
+
     def ours(plan):
         def run():
             generate(llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan)
         return run
 
-    def plain_transformers():
-        with torch.no_grad():
-            llm.causal_lm.generate(
-                inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0,
-                eos_token_id=None,
-            )
+    def plain_transformers(**sampling):
+        def run():
+            with torch.no_grad():
+                llm.causal_lm.generate(
+                    inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                    max_new_tokens=n, min_new_tokens=n, pad_token_id=0, eos_token_id=None,
+                    **(sampling or dict(do_sample=False)),
+                )
+        return run
 
     res = {"size": args.size, "threads": args.threads, "tokens": n, "batch": args.batch,
            "machine": platform.processor() or platform.machine(),
@@ -109,11 +117,15 @@ def main():
            "floor_ms_per_token": {"text": floor_text * 1e3, "speech": floor_speech * 1e3}}
     res["prefill_ms"] = [t * 1e3 for t in timed(prefill, args.repeats)]
     # plain transformers first, on the weights as loaded; then ours with its CPU head layout
-    best, med = timed(plain_transformers, args.repeats)
-    res["transformers_text_ms_per_token"] = [best / n * 1e3, med / n * 1e3]
+    sampling = dict(do_sample=True, top_k=5, top_p=0.9, repetition_penalty=1.05)
+    for name, fn in (("transformers_text", plain_transformers()),
+                     ("transformers_sampled", plain_transformers(**sampling))):
+        best, med = timed(fn, args.repeats)
+        res[name + "_ms_per_token"] = [best / n * 1e3, med / n * 1e3]
     if not torch.cuda.is_available():
         llm.use_column_major_weights()
-    for name, fn in (("ours_text", ours(text_plan)), ("ours_speech", ours(speech_plan))):
+    for name, fn in (("ours_text", ours(text_plan)), ("ours_speech", ours(speech_plan)),
+                     ("ours_sampled", ours(sampled_plan))):
         best, med = timed(fn, args.repeats)
         res[name + "_ms_per_token"] = [best / n * 1e3, med / n * 1e3]
     res["read_bandwidth_after_GBps"] = read_bandwidth() / 1e9
@@ -123,6 +135,8 @@ def main():
         / res["floor_ms_per_token"]["speech"],
         "ours_text_vs_transformers": res["ours_text_ms_per_token"][0]
         / res["transformers_text_ms_per_token"][0],
+        "ours_sampled_vs_transformers": res["ours_sampled_ms_per_token"][0]
+        / res["transformers_sampled_ms_per_token"][0],
     }
     print(json.dumps(res, indent=2))
     if args.out:
