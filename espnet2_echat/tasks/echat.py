@@ -198,15 +198,23 @@ class EChatTask(AbsTask):
 
     @classmethod
     def main_worker(cls, args: argparse.Namespace):
-        """ESPnet's worker; spawned workers (one per device) map CUDA onto NPU again, and a
-        checkpoint truncated by a kill does not stop ``--resume``."""
+        """ESPnet's worker; spawned workers (one per device) map CUDA onto NPU again, a
+        checkpoint truncated by a kill does not stop ``--resume``, and ``--use_deepspeed``
+        also runs in one process and on CPU (``train/ds_trainer.py``)."""
         from espnet2_echat.train.devices import prepare_accelerator
+        from espnet2_echat.train.ds_trainer import prepare_deepspeed
         from espnet2_echat.train.resume import discard_corrupt_checkpoint
 
         prepare_accelerator()
+        prepare_deepspeed(args)  # --use_deepspeed at world size 1 and on CPU too
         if getattr(args, "resume", False) and getattr(args, "output_dir", None):
             discard_corrupt_checkpoint(args.output_dir)
-        super().main_worker(args)
+        try:
+            super().main_worker(args)
+        finally:
+            # ESPnet sets cls.trainer = DeepSpeedTrainer for --use_deepspeed and never
+            # resets it; a later run in the same process would get it (or be refused)
+            cls.trainer = Trainer
 
     @classmethod
     def check_required_command_args(cls, args: argparse.Namespace):
