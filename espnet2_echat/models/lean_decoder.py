@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn.functional import rms_norm, scaled_dot_product_attention
 
+from espnet2_echat.models.split_linear import split_addmm
+
 
 @dataclass
 class LeanOutput:
@@ -57,6 +59,8 @@ class LeanKVCache:
         self.cos: Optional[torch.Tensor] = None  # (max_len, head_dim)
         self.sin: Optional[torch.Tensor] = None
         self.weights: List[LayerWeights] = []
+        # column blocks of the step's products (espnet2_echat.models.split_linear)
+        self.parts = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
 
 
 def supports_lean_decoding(causal_lm) -> bool:
@@ -146,8 +150,8 @@ def decode_weights(causal_lm) -> List[LayerWeights]:
         qkv, o, gate_up, down = _layer_parts(layer)
         old = kept[i] if kept is not None and i < len(kept) else None
         fresh = old is None or not all(
-            _is_view_of(parts, buf)
-            for parts, buf in ((qkv, old.qkv), (o, old.o), (gate_up, old.gate_up), (down, old.down))
+            _is_view_of(group, buf)
+            for group, buf in ((qkv, old.qkv), (o, old.o), (gate_up, old.gate_up), (down, old.down))
         )
         if fresh:
             old = LayerWeights(_fuse(qkv), _fuse_bias(qkv), _fuse(o), _fuse(gate_up), _fuse(down))
@@ -210,9 +214,10 @@ def lean_forward(
     kv_heads = first.config.num_key_value_heads
     q_size, kv_size = heads * head_dim, kv_heads * head_dim
     x = inputs_embeds.reshape(batch * steps, hidden)
+    parts = cache.parts if batch * steps <= 16 else 1  # BLAS threads larger products itself
     for i, (layer, w) in enumerate(zip(body.layers, cache.weights)):
         h = _norm(layer.input_layernorm, x)
-        qkv = h @ w.qkv if w.qkv_bias is None else torch.addmm(w.qkv_bias, h, w.qkv)
+        qkv = split_addmm(w.qkv_bias, h, w.qkv, parts)
         # RoPE on q and k at once: they are adjacent columns of the fused product
         qk = _rotate(qkv[:, : q_size + kv_size].view(batch, steps, -1, head_dim), cos, sin)
         q = qk[:, :, :heads].transpose(1, 2)
@@ -227,9 +232,10 @@ def lean_forward(
             attn_mask=mask,
             enable_gqa=True,
         )
-        x = torch.addmm(x, out.transpose(1, 2).reshape(batch * steps, q_size), w.o)
-        gate_up = _norm(layer.post_attention_layernorm, x) @ w.gate_up
+        x = split_addmm(x, out.transpose(1, 2).reshape(batch * steps, q_size), w.o, parts)
+        gate_up = split_addmm(None, _norm(layer.post_attention_layernorm, x), w.gate_up, parts)
         inner = gate_up.shape[1] // 2
-        x = torch.addmm(x, layer.mlp.act_fn(gate_up[:, :inner]) * gate_up[:, inner:], w.down)
+        act = layer.mlp.act_fn(gate_up[:, :inner]) * gate_up[:, inner:]
+        x = split_addmm(x, act, w.down, parts)
     cache.length = end
     return LeanOutput(_norm(body.norm, x).view(batch, steps, hidden))

@@ -7,7 +7,7 @@ from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
 from espnet2_echat.models.causal_lm import text_vocab_size
-from espnet2_echat.models.threaded_linear import threaded_linear
+from espnet2_echat.models.split_linear import split_linear
 from espnet2_echat.models.lean_decoder import (
     LeanKVCache,
     lean_forward,
@@ -36,7 +36,7 @@ class SpeechLLM(nn.Module):
         dtype = causal_lm.get_input_embeddings().weight.dtype
         self.speech_embedding = nn.Embedding(speech_token_num + 2, hidden, dtype=dtype)
         self.speech_head = nn.Linear(hidden, speech_token_num, dtype=dtype)
-        self.head_threads = 1  # set by use_column_major_weights on CPU
+        self.head_parts = 1  # set by use_column_major_weights on CPU
 
     @property
     def speech_eos_id(self) -> int:
@@ -89,9 +89,9 @@ class SpeechLLM(nn.Module):
     def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         head = self.causal_lm.get_output_embeddings()
         decode_step = hidden.dim() == 2 and hidden.shape[0] <= 16  # BLAS threads larger ones
-        if self.head_threads > 1 and decode_step and not torch.is_grad_enabled():
+        if self.head_parts > 1 and decode_step and not torch.is_grad_enabled():
             if type(head) is nn.Linear and head.bias is None and hidden.device.type == "cpu":
-                return threaded_linear(hidden, head.weight, self.head_threads)
+                return split_linear(hidden, head.weight, self.head_parts)
         return head(hidden)
 
     def use_column_major_weights(self) -> None:
@@ -104,13 +104,14 @@ class SpeechLLM(nn.Module):
         embedding follows the output head. For inference: call it after loading weights.
 
         BLAS runs each such product on one thread, so the text head, the largest weight a
-        step reads, is also split over ``torch.get_num_threads()`` threads
-        (``espnet2_echat.models.threaded_linear``).
+        step reads, is also split into ``torch.get_num_threads()`` column blocks computed in
+        parallel (``espnet2_echat.models.split_linear``; the lean decoder does the same for
+        the body's weights).
         """
         for module in [*self.causal_lm.modules(), self.speech_head]:
             if isinstance(module, nn.Linear) and module.weight.is_contiguous():
                 module.weight.data = module.weight.data.t().contiguous().t()
-        self.head_threads = torch.get_num_threads()
+        self.head_parts = torch.get_num_threads()
 
     def speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.speech_head(hidden)

@@ -14,10 +14,10 @@ from espnet2_echat.models.lean_decoder import (
 
 def _qwen2(seed=0, **overrides):
     torch.manual_seed(seed)
+    sizes = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4)
     config = Qwen2Config(
-        vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-        tie_word_embeddings=True, **overrides,
+        vocab_size=97, num_key_value_heads=2, max_position_embeddings=128,
+        tie_word_embeddings=True, **{**sizes, **overrides},
     )
     model = Qwen2ForCausalLM(config).eval()
     for p in model.parameters():  # q/k/v biases and norm weights away from their init
@@ -32,13 +32,18 @@ def _reference(model, embeds, mask, positions):
         ).last_hidden_state
 
 
-def test_prefill_and_steps_equal_transformers_with_left_padding():
-    model = _qwen2()
+# "split": weights large enough to be split into column blocks (split_linear)
+@pytest.mark.parametrize("sizes", [{}, dict(hidden_size=512, intermediate_size=1024,
+                                            num_hidden_layers=2, num_attention_heads=8)])
+def test_prefill_and_steps_equal_transformers_with_left_padding(sizes, monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    model = _qwen2(**sizes)
+    hidden = model.config.hidden_size
     assert supports_lean_decoding(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     batch, prompt, steps = 3, 7, 5
     lengths = torch.tensor([7, 4, 1])
-    embeds = torch.randn(batch, prompt + steps, 64)
+    embeds = torch.randn(batch, prompt + steps, hidden)
     mask = torch.zeros(batch, prompt + steps, dtype=torch.long)
     for row, n in enumerate(lengths):
         mask[row, prompt - n :] = 1  # left padding
@@ -46,6 +51,7 @@ def test_prefill_and_steps_equal_transformers_with_left_padding():
     expected = _reference(model, embeds, mask, positions)
 
     cache = new_lean_cache(model, batch, prompt + steps, torch.float32, "cpu")
+    assert cache.parts == 2
     out = [lean_forward(model, embeds[:, :prompt], mask[:, :prompt], positions[:, :prompt], cache)]
     for t in range(prompt, prompt + steps):
         sl = slice(t, t + 1)
