@@ -7,6 +7,9 @@ performance_anchors.md, fp32, greedy; ``--batch`` prompts decoded together, 1 by
 * floor per step: parameter bytes a decode step must read / read bandwidth (text steps read
   the LLM body and lm_head; speech steps the body and the speech head); a batch reads them
   once per step, so ``*_ms_per_token`` figures are per step (per token of each row);
+* the same floor measured directly: ``p.sum()`` over exactly the parameters a step reads,
+  timed right before each timed decode (the VM's bandwidth drifts by up to 2x within
+  minutes, so each decode is compared with the floor taken next to it: ``paired_ratios``);
 * ours: ``espnet2_echat.inference.decoder.generate`` (ASR-like text decode, S2S-like speech
   decode), and the prefill of an S2S prompt with 2.26 s of audio;
 * plain transformers: ``Qwen2ForCausalLM.generate`` from the same prefill embeddings;
@@ -17,6 +20,7 @@ Run: ``python benchmarks/decode_speed.py [--size small] [--tokens 100] [--out re
 """
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -28,7 +32,6 @@ from benchmarks.sizes import build
 from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.inference.decoder import build_plan, generate
 from espnet2_echat.inference.settings import DecodingOptions
-from transformers.generation.stopping_criteria import StoppingCriteria
 
 
 def timed(fn, repeats):
@@ -47,9 +50,9 @@ def read_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
     return x.numel() * 4 / best
 
 
-class NoStop(StoppingCriteria):
-    def __call__(self, input_ids, scores, **kwargs):
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool)
+def read_floor(params, repeats: int = 3) -> float:
+    """Seconds to read ``params`` once (``p.sum()`` each, best of ``repeats``)."""
+    return timed(lambda: [p.sum() for p in params], repeats)[0]
 
 
 def main():
@@ -65,12 +68,13 @@ def main():
 
     model = build(args.size)
     llm = model.llm
-    body = sum(p.numel() for n, p in llm.causal_lm.model.named_parameters() if "embed" not in n)
-    text_head = llm.causal_lm.lm_head.weight.numel()
-    speech_head = sum(p.numel() for p in llm.speech_head.parameters())
+    body = [p for n, p in llm.causal_lm.model.named_parameters() if "embed" not in n]
+    step_params = {"text": body + [llm.causal_lm.lm_head.weight],
+                   "speech": body + list(llm.speech_head.parameters())}
     bw = read_bandwidth()
-    floor_text = (body + text_head) * 4 / bw
-    floor_speech = (body + speech_head) * 4 / bw
+    floor_text, floor_speech = (
+        sum(p.numel() * p.element_size() for p in step_params[k]) / bw for k in ("text", "speech")
+    )
 
     builder = LayoutBuilder("conf/tokenizer/qwen2.5", llm.text_vocab_size, llm.speech_token_num)
     wav = torch.randn(1, int(2.26 * 16000)) * 0.1
@@ -101,10 +105,12 @@ def main():
             generate(llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan)
         return run
 
+    plain = copy.deepcopy(llm.causal_lm)  # transformers' generate on the weights as loaded
+
     def plain_transformers(**sampling):
         def run():
             with torch.no_grad():
-                llm.causal_lm.generate(
+                plain.generate(
                     inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
                     max_new_tokens=n, min_new_tokens=n, pad_token_id=0, eos_token_id=None,
                     **(sampling or dict(do_sample=False)),
@@ -116,27 +122,40 @@ def main():
            "read_bandwidth_GBps": bw / 1e9,
            "floor_ms_per_token": {"text": floor_text * 1e3, "speech": floor_speech * 1e3}}
     res["prefill_ms"] = [t * 1e3 for t in timed(prefill, args.repeats)]
-    # plain transformers first, on the weights as loaded; then ours with its CPU head layout
-    sampling = dict(do_sample=True, top_k=5, top_p=0.9, repetition_penalty=1.05)
-    for name, fn in (("transformers_text", plain_transformers()),
-                     ("transformers_sampled", plain_transformers(**sampling))):
-        best, med = timed(fn, args.repeats)
-        res[name + "_ms_per_token"] = [best / n * 1e3, med / n * 1e3]
     if not torch.cuda.is_available():
-        llm.use_column_major_weights()
-    for name, fn in (("ours_text", ours(text_plan)), ("ours_speech", ours(speech_plan)),
-                     ("ours_sampled", ours(sampled_plan))):
-        best, med = timed(fn, args.repeats)
-        res[name + "_ms_per_token"] = [best / n * 1e3, med / n * 1e3]
+        llm.use_column_major_weights()  # ours: the CPU decode layout
+    sampling = dict(do_sample=True, top_k=5, top_p=0.9, repetition_penalty=1.05)
+    runs = (("text", ours(text_plan), plain_transformers(), "text"),
+            ("speech", ours(speech_plan), None, "speech"),
+            ("sampled", ours(sampled_plan), plain_transformers(**sampling), "text"))
+    res["paired_ratios"] = {}
+    for name, mine, theirs, kind in runs:
+        # each repeat times the read floor, ours and transformers back to back, so that a
+        # drift of the machine's speed between repeats cancels in the paired ratios
+        times = {"floor": [], "ours": [], "transformers": []}
+        for fn in (mine, theirs):
+            if fn is not None:
+                fn()  # warm-up
+        for _ in range(args.repeats):
+            times["floor"].append(read_floor(step_params[kind]))
+            times["ours"].append(timed(mine, 1)[0] / n)
+            if theirs is not None:
+                times["transformers"].append(timed(theirs, 1)[0] / n)
+        for who in ("ours", "transformers"):
+            if times[who]:
+                res[f"{who}_{name}_ms_per_token"] = [
+                    min(times[who]) * 1e3, statistics.median(times[who]) * 1e3
+                ]
+        pairs = {"read_floor": times["floor"], "transformers": times["transformers"]}
+        for other, values in pairs.items():
+            if values:
+                ratios = [a / b for a, b in zip(times["ours"], values)]
+                res["paired_ratios"][f"ours_{name}_vs_{other}"] = statistics.median(ratios)
     res["read_bandwidth_after_GBps"] = read_bandwidth() / 1e9
     res["ratios"] = {
         "ours_text_vs_floor": res["ours_text_ms_per_token"][0] / res["floor_ms_per_token"]["text"],
         "ours_speech_vs_floor": res["ours_speech_ms_per_token"][0]
         / res["floor_ms_per_token"]["speech"],
-        "ours_text_vs_transformers": res["ours_text_ms_per_token"][0]
-        / res["transformers_text_ms_per_token"][0],
-        "ours_sampled_vs_transformers": res["ours_sampled_ms_per_token"][0]
-        / res["transformers_sampled_ms_per_token"][0],
     }
     print(json.dumps(res, indent=2))
     if args.out:

@@ -41,11 +41,11 @@ class MinNewTokensLogitsProcessor(LogitsProcessor):
 
     def __init__(self, min_new_tokens: int, stop_ids: Sequence[int]):
         self.min_new_tokens = min_new_tokens
-        self.stop_ids = list(stop_ids)
+        self.stop_ids = torch.tensor(list(stop_ids), dtype=torch.long)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if input_ids.shape[1] < self.min_new_tokens:
-            scores[:, self.stop_ids] = float("-inf")
+            scores.index_fill_(1, self.stop_ids.to(scores.device), float("-inf"))
         return scores
 
 
@@ -168,8 +168,9 @@ class TextBudgetCriteria(StoppingCriteria):
         self.im_end_id = im_end_id
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs):
-        in_text = _in_text_phase(input_ids, self.vocab, self.im_end_id)
-        return in_text & (input_ids.shape[1] >= self.max_text_tokens)
+        if input_ids.shape[1] < self.max_text_tokens:
+            return input_ids.new_zeros(input_ids.shape[0], dtype=torch.bool)
+        return _in_text_phase(input_ids, self.vocab, self.im_end_id)
 
 
 class SpeechEndCriteria(StoppingCriteria):

@@ -57,7 +57,7 @@ class LeanKVCache:
         self.length = 0
         self.max_len = max_len
         self.cos: Optional[torch.Tensor] = None  # (max_len, head_dim)
-        self.sin: Optional[torch.Tensor] = None
+        self.sin: Optional[torch.Tensor] = None  # sign-folded, see _rotate
         self.weights: List[LayerWeights] = []
         # column blocks of the step's products (espnet2_echat.models.split_linear)
         self.parts = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
@@ -86,7 +86,8 @@ def new_lean_cache(causal_lm, batch: int, max_len: int, dtype, device) -> LeanKV
     anchor = torch.empty(0, dtype=dtype, device=device)
     positions = torch.arange(max_len, device=device)[None]
     cos, sin = causal_lm.model.rotary_emb(anchor, positions)
-    cache.cos, cache.sin = cos[0], sin[0]
+    half = head_dim // 2
+    cache.cos, cache.sin = cos[0], torch.cat((-sin[0, :, :half], sin[0, :, half:]), dim=-1)
     cache.weights = decode_weights(causal_lm)
     return cache
 
@@ -168,11 +169,12 @@ def _norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """transformers' ``apply_rotary_pos_emb`` for one tensor (same ops, same rounding)."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated * sin
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """transformers' ``apply_rotary_pos_emb`` for one tensor in three ops: its
+    ``rotate_half(x) * sin = cat(-x2, x1) * sin`` is ``cat(x2, x1) * cat(-sin1, sin2)``, a flip
+    of the two halves times a sign-folded sin table."""
+    flipped = x.unflatten(-1, (2, -1)).flip(-2).flatten(-2)
+    return torch.addcmul(x * cos, flipped, signed_sin)
 
 
 @torch.no_grad()
