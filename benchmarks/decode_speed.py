@@ -146,6 +146,7 @@ def main():
                 res[f"{who}_{name}_ms_per_token"] = [
                     min(times[who]) * 1e3, statistics.median(times[who]) * 1e3
                 ]
+        res[f"read_floor_{name}_ms"] = statistics.median(times["floor"]) * 1e3
         pairs = {"read_floor": times["floor"], "transformers": times["transformers"]}
         for other, values in pairs.items():
             if values:
