@@ -148,7 +148,7 @@ class EChatModel(AbsESPnetModel):
             batch.inputs_embeds, batch.attention_mask, batch.position_ids
         ).last_hidden_state
         loss, stats = self.loss(hidden, batch.target)
-        stats["loss"] = loss.detach()
+        stats["loss"] = loss.detach().clone()  # ESPnet divides loss in place (accum_grad)
         return force_gatherable((loss, stats, torch.tensor(len(ids))), loss.device)
 
     def loss(

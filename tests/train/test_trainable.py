@@ -151,3 +151,14 @@ def test_mixed_batch_with_a_text_only_sample(tmp_path):
     counts = [int((s["target"] != -100).sum()) for _, s in samples]  # supervised targets
     expected = sum(l * n for l, n in zip(single, counts)) / sum(counts)
     assert abs(mixed - expected) < 1e-4, (mixed, expected)
+
+
+def test_reported_loss_survives_espnet_in_place_scaling(tmp_path):
+    """ESPnet's trainer runs ``loss /= accum_grad`` before it registers the stats."""
+    model, args = build(tmp_path, "train_stage2_generation.yaml")
+    model.eval()
+    with torch.no_grad():
+        loss, stats, _ = model(**s2s_batch(args))
+        reported = float(stats["loss"])
+        loss /= 8
+    assert float(stats["loss"]) == reported == pytest.approx(float(loss) * 8, rel=1e-6)
