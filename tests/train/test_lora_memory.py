@@ -69,9 +69,9 @@ def test_tiny_lora_step_report_matches_the_tensors(stepped):
     # the batch fills the token budget: audio rows + ids = --tokens
     shape = run["batch_shape"]
     assert shape["llm_positions"] == 96 and shape["audio_rows"] == [shape["audio_rows_estimated"]]
-    # memory: the model's weights are resident after the build, a step needs more
-    assert report["build"]["peak_gb"] >= 0.9 * report["param_bytes_gb"]
-    assert report["peak_gb"] > report["param_bytes_gb"]
+    # (resident-set figures of a tiny model are not checked here: in a long-lived test
+    # process small tensors reuse freed heap pages; test_meter_sees_a_large_allocation
+    # checks the measurement itself)
 
 
 def test_frozen_weights_get_no_gradient_in_the_step(stepped):
@@ -93,3 +93,19 @@ def test_batch_too_small_for_its_audio_is_refused(stepped):
     model = stepped[1]
     with pytest.raises(ValueError, match="no reply"):
         make_batch(model, args, tokens=40, audio_seconds=3.0)
+
+
+def test_meter_sees_a_large_allocation():
+    """The CPU meter's per-phase peak sees 200 MB allocated and freed inside a phase, and
+    nothing in a phase that allocates nothing (large blocks are mmapped, see the module)."""
+    from benchmarks.lora_memory import Meter
+
+    meter = Meter(torch.device("cpu"))
+    if not meter.can_reset:
+        pytest.skip("/proc/self/clear_refs is not writable here")
+    block = torch.ones(50_000_000)  # 200 MB, every page written
+    del block
+    allocated = meter.stop("allocate")
+    idle = meter.stop("idle")
+    assert allocated["peak_gb"] - idle["peak_gb"] >= 0.19
+    assert idle["peak_gb"] - idle["after_gb"] < 0.05
