@@ -175,7 +175,7 @@ def greedy_ids(scores: torch.Tensor) -> torch.Tensor:
     parts = torch.get_num_threads()
     width = scores.shape[-1]
     block = width // parts
-    if scores.is_cuda or parts <= 1 or block < 4096:
+    if scores.device.type != "cpu" or parts <= 1 or block < 4096:
         return scores.argmax(dim=-1)
     lead = parts * block
     values, index = scores[:, :lead].reshape(-1, parts, block).max(dim=-1)
