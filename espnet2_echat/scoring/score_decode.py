@@ -216,24 +216,29 @@ def score_decode_dir(
             lengths = [len(dec["speech_token"].get(u, "").split()) for u in utts]
             metrics["speech_token_len_mean"] = sum(lengths) / len(lengths)
         if "wav.scp" in dec:
+            # a reply of zero speech tokens has no audio by design (token2wav writes none);
+            # it is counted, and only replies with tokens must have a wav
+            spoken = [u for u in utts if dec.get("speech_token", {}).get(u, "x").split()]
+            metrics["empty_speech_rate"] = 100.0 * (1 - len(spoken) / len(utts))
             if spec.kind == "tts":
-                refs = _need(data, "text", data_dir, utts)
+                refs = _need(data, "text", data_dir, spoken)
             else:
-                refs = {u: _strip_reply_tag(hyp_text.get(u, "")) for u in utts}
+                refs = {u: _strip_reply_tag(hyp_text.get(u, "")) for u in spoken}
             transcriber = (
                 consistency.load_transcriber(opts.asr_model, opts.cache_dir)
-                if opts.asr_model
+                if opts.asr_model and spoken
                 else None
             )
-            metrics.update(
-                consistency.score_consistency(
-                    dec["wav.scp"],
-                    refs,
-                    transcriber,
-                    out_dir / "asr",
-                    with_dnsmos=opts.dnsmos,
+            if spoken:
+                metrics.update(
+                    consistency.score_consistency(
+                        dec["wav.scp"],
+                        refs,
+                        transcriber,
+                        out_dir / "asr",
+                        with_dnsmos=opts.dnsmos,
+                    )
                 )
-            )
             info["asr_model"] = opts.asr_model
     results = {
         "task": spec.name,

@@ -299,3 +299,28 @@ def test_results_md_of_a_recipe_decode_root(tmp_path):
     write_results_md(root, tmp_path / "RESULTS.md")
     text = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
     assert "## decode_s2s_valid.acc.ave\n" in text and "|test_asr|1|5|" in text
+
+
+def test_tts_reply_without_speech_tokens_is_counted_not_an_error(tmp_path):
+    """A reply of zero speech tokens has no wav by design; a reply with tokens must have one."""
+    utts = ["u1", "u2", "u3"]
+    data = write_dir(
+        tmp_path / "test_tts",
+        {"text": {u: "hello there" for u in utts}, "task": {u: "<TEXT2TOKEN>" for u in utts}},
+    )
+    t = np.arange(16000) / 16000
+    soundfile.write(tmp_path / "u1.wav", (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32),
+                    16000)
+    files = {
+        "text": {u: "" for u in utts},
+        "speech_token": {"u1": "1 2 3", "u2": "", "u3": ""},
+        "wav.scp": {"u1": str(tmp_path / "u1.wav")},
+    }
+    res = score_decode_dir(data, write_dir(tmp_path / "decode", files), tmp_path / "s",
+                           ScoreOptions())
+    assert res["metrics"]["empty_speech_rate"] == pytest.approx(200 / 3)
+    assert res["metrics"]["duration_mean_s"] == pytest.approx(1.0)  # u1 only
+    files["speech_token"]["u3"] = "4 5"  # tokens but no wav: a decode that lost audio
+    with pytest.raises(ValueError, match="no generated audio for 1 utterances, e.g. u3"):
+        score_decode_dir(data, write_dir(tmp_path / "decode2", files), tmp_path / "s2",
+                         ScoreOptions())
