@@ -218,7 +218,8 @@ def score_decode_dir(
         if "wav.scp" in dec:
             # a reply of zero speech tokens has no audio by design (token2wav writes none);
             # it is counted, and only replies with tokens must have a wav
-            spoken = [u for u in utts if dec.get("speech_token", {}).get(u, "x").split()]
+            tokens = dec.get("speech_token", {})
+            spoken = [u for u in utts if u not in tokens or tokens[u].split()]
             metrics["empty_speech_rate"] = 100.0 * (1 - len(spoken) / len(utts))
             if spec.kind == "tts":
                 refs = _need(data, "text", data_dir, spoken)
