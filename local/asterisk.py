@@ -66,7 +66,7 @@ def prepare(sounds: Path, transcripts: Path, out_dir: Path, max_utts: Optional[i
             "utt2gender": "<FEMALE>",
             "utt2age": "<ADULT>",
         }
-    return write_and_check(out_dir, utts, expected_fs=16000)
+    return write_and_check(out_dir, utts, "test", expected_fs=16000)
 
 
 def main(argv=None) -> None:

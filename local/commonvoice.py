@@ -1,19 +1,31 @@
 #!/usr/bin/env python3
 """Common Voice -> data dirs (ASR + age + gender, task ``<TRANSCRIBE> <AGE> <GENDER>``).
 
-Layout (a Common Voice release, one language): ``$COMMONVOICE/<lang>/{train,dev,test}.tsv``
-(columns ``client_id path sentence ... age gender ...``) and ``$COMMONVOICE/<lang>/clips/*.mp3``
-(MP3 is read by soundfile/libsndfile >= 1.1). Only clips with both an age and a gender
-are kept. Ages map to the reference's three groups: teens -> <CHILD> (the youngest CV
-bucket, 13-19), twenties..fifties -> <ADULT>, sixties and older -> <OLD>. Genders
-``male``/``male_masculine`` -> <MALE>, ``female``/``female_feminine`` -> <FEMALE>; other
-values are skipped.
+Layout (a Common Voice release, ``cv-corpus-<version>-<date>/<lang>/``):
+``{train,dev,test}.tsv`` (tab-separated, header ``client_id path [sentence_id] sentence
+... age gender ...``; quotes are literal characters, not CSV quoting) and ``clips/*.mp3``
+(48 kHz; the format stage resamples). ``$COMMONVOICE`` may be the ``cv-corpus-*`` folder
+(``--lang`` picks the language folder), the language folder itself, or the folder the
+archive was extracted into. Only clips with both an age and a gender are kept (the others
+are counted in a warning). Ages map to the reference's three groups: teens -> <CHILD>
+(the youngest CV bucket, 13-19), twenties..fifties -> <ADULT>, sixties and older ->
+<OLD>. Genders ``male``/``male_masculine`` -> <MALE>, ``female``/``female_feminine`` ->
+<FEMALE>.
 """
 
 import csv
+import sys
 from pathlib import Path
 
-from prep_common import Utts, get_parser, one_line, parse_args, write_and_check
+from prep_common import (
+    Utts,
+    get_parser,
+    one_line,
+    parse_args,
+    report_skipped,
+    role_of_split,
+    write_and_check,
+)
 
 DB_VAR = "COMMONVOICE"
 AGES = {
@@ -36,24 +48,42 @@ GENDERS = {
 }
 
 
+def find_lang_dir(root: Path, lang: str) -> Path:
+    """The folder holding ``train.tsv`` and ``clips/`` for ``lang``."""
+    for cand in [root / lang, root] + sorted(root.glob(f"cv-corpus-*/{lang}"), reverse=True):
+        if (cand / "clips").is_dir():
+            return cand
+    raise FileNotFoundError(f"{root}: no Common Voice folder with clips/ for language {lang!r}")
+
+
 def prepare_split(lang_dir: Path, split: str, task: str) -> Utts:
     """Labelled clips of one split tsv."""
+    csv.field_size_limit(sys.maxsize)
     utts: Utts = {}
-    with open(lang_dir / f"{split}.tsv", encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            age, gender = AGES.get(row.get("age", "")), GENDERS.get(row.get("gender", ""))
+    unlabelled = 0
+    tsv = lang_dir / f"{split}.tsv"
+    with open(tsv, encoding="utf-8", newline="") as f:
+        for lineno, row in enumerate(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 2):
+            if None in row or any(row.get(k) is None for k in ("client_id", "path", "sentence")):
+                raise ValueError(f"{tsv}:{lineno}: expected the header's columns, got {row}")
+            age, gender = AGES.get(row.get("age") or ""), GENDERS.get(row.get("gender") or "")
             if age is None or gender is None:
+                unlabelled += 1
                 continue
+            clip = lang_dir / "clips" / row["path"]
+            if not clip.is_file():
+                raise FileNotFoundError(f"{tsv}:{lineno}: no clip {clip}")
             spk = row["client_id"][:16]
             utt = f"{spk}-{Path(row['path']).stem}"
             utts[utt] = {
                 "task": task,
-                "wav.scp": str((lang_dir / "clips" / row["path"]).resolve()),
+                "wav.scp": str(clip.resolve()),
                 "utt2spk": spk,
                 "text": one_line(row["sentence"]),
                 "utt2age": age,
                 "utt2gender": gender,
             }
+    report_skipped(str(tsv), unlabelled, "no age or gender label")
     return utts
 
 
@@ -63,9 +93,13 @@ def main(argv=None) -> None:
     parser.add_argument("--lang", default="en")
     parser.add_argument("--task", default="<TRANSCRIBE> <AGE> <GENDER>")
     args = parse_args(parser, DB_VAR, argv)
+    lang_dir = find_lang_dir(args.db_root, args.lang)
     for split in ("train", "dev", "test"):
-        utts = prepare_split(args.db_root / args.lang, split, args.task)
-        write_and_check(args.out_dir / f"commonvoice_{args.lang}_{split}", utts)
+        if not (lang_dir / f"{split}.tsv").is_file():
+            continue
+        utts = prepare_split(lang_dir, split, args.task)
+        name = f"commonvoice_{args.lang}_{split}"
+        write_and_check(args.out_dir / name, utts, role_of_split(split))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from mini_corpus_text import (  # noqa: E402
     make_reply,
 )
 
+from prep_common import record_role, role_of_split  # noqa: E402
 from espnet2_echat.data.audio import resample, write_pcm16  # noqa: E402
 from espnet2_echat.data.cot import build_tag_think  # noqa: E402
 from espnet2_echat.data.datadir import validate_data_dir, write_data_dir  # noqa: E402
@@ -471,6 +472,7 @@ def make_mini_corpus(
         issues = validate_data_dir(path, require_speech_tokens=False, expected_fs=FS)
         if issues:
             raise RuntimeError("\n".join(f"{path}/{i}" for i in issues))
+        record_role(out_dir, path.name, role_of_split(path.name))
     made = sorted(dirs)
     if asterisk_utts:
         made.append(_asterisk_test_set(out_dir / "test_asterisk_asr", asterisk_utts))

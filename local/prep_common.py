@@ -2,7 +2,13 @@
 
 Each script takes the corpus root with ``--db_root``; its default is the environment
 variable that ``db.sh`` sets for the corpus (e.g. ``LIBRISPEECH``), so a recipe runs
-``. ./db.sh; python local/librispeech.py --out_dir data``.
+``. ./db.sh; python local/librispeech.py --out_dir data``. The root is the folder the
+corpus's documented download-and-extract steps leave (e.g. ``LibriSpeech/``); the folder
+above it is accepted too (:func:`release_root`).
+
+Every data dir a script writes is listed with its role (``train``, ``valid`` or ``test``)
+in ``<out_dir>/set_roles`` (:func:`record_role`); ``echat.sh`` takes its default
+``--train_sets``/``--valid_sets``/``--test_sets`` from that file and prints the mapping.
 """
 
 from __future__ import annotations
@@ -10,12 +16,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, List, Mapping
 
-from espnet2_echat.data.datadir import validate_data_dir, write_data_dir
+from espnet2_echat.data.datadir import read_kaldi_map, validate_data_dir, write_data_dir, write_kaldi_map
 
 Utts = Dict[str, Dict[str, str]]
+ROLES = ("train", "valid", "test")
+ROLES_FILE = "set_roles"
+# LibriSpeech/LibriTTS-style subset folder names: train-clean-100, dev-other, test-clean ...
+_SUBSET = re.compile(r"^(train|dev|test)-(clean|other)(-\d+)?$")
 
 
 def get_parser(description: str, db_var: str) -> argparse.ArgumentParser:
@@ -44,17 +55,64 @@ def parse_args(parser: argparse.ArgumentParser, db_var: str, argv=None) -> argpa
     return args
 
 
-def write_and_check(data_dir: Path, utts: Mapping[str, Dict[str, str]], **validate_opts) -> Path:
-    """Write a data dir and fail (listing every issue) if it does not validate."""
+def release_root(root: Path, *names: str) -> Path:
+    """``root/<name>`` for the first of ``names`` that exists there, else ``root``.
+
+    Users set a corpus variable either to the extracted folder (``.../LibriSpeech``) or
+    to the folder they extracted into (ESPnet's ``LIBRISPEECH=downloads``).
+    """
+    for name in names:
+        if (Path(root) / name).is_dir():
+            return Path(root) / name
+    return Path(root)
+
+
+def subsets_on_disk(root: Path) -> List[str]:
+    """LibriSpeech/LibriTTS subset folders present under ``root`` (users often have some)."""
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir() and _SUBSET.match(p.name))
+
+
+def role_of_split(split: str) -> str:
+    """``train``/``valid``/``test`` from a split name (``dev``, ``val``, ``test-other``...)."""
+    head = re.split(r"[-_]", split.lower())[0]
+    if head in ("dev", "val", "valid", "validation"):
+        return "valid"
+    if head in ("test", "eval"):
+        return "test"
+    return "train"
+
+
+def record_role(out_dir: Path, name: str, role: str) -> None:
+    """Record a data dir's role in ``<out_dir>/set_roles`` (``name role`` lines, sorted)."""
+    if role not in ROLES:
+        raise ValueError(f"role of {name} must be one of {ROLES}, got {role!r}")
+    path = Path(out_dir) / ROLES_FILE
+    roles = read_kaldi_map(path) if path.is_file() else {}
+    roles[name] = role
+    write_kaldi_map(path, roles)
+
+
+def write_and_check(
+    data_dir: Path, utts: Mapping[str, Dict[str, str]], role: str, **validate_opts
+) -> Path:
+    """Write a data dir, record its role, and fail (listing every issue) if it is invalid."""
     if not utts:
         raise RuntimeError(f"{data_dir}: no utterances found; check the corpus layout")
     write_data_dir(data_dir, utts)
     validate_opts.setdefault("require_speech_tokens", False)
+    validate_opts.setdefault("require_targets", role != "test")
     issues = validate_data_dir(data_dir, **validate_opts)
     if issues:
         raise RuntimeError("\n".join(f"{data_dir}/{i}" for i in issues))
-    logging.info("%s: %d utterances", data_dir, len(utts))
+    record_role(Path(data_dir).parent, Path(data_dir).name, role)
+    logging.info("%s: %d utterances (%s)", data_dir, len(utts), role)
     return Path(data_dir)
+
+
+def report_skipped(where: str, count: int, reason: str) -> None:
+    """One warning line for items of a corpus left out on purpose (never silently)."""
+    if count:
+        logging.warning("%s: %d item(s) left out: %s", where, count, reason)
 
 
 def one_line(text: str) -> str:

@@ -9,14 +9,15 @@ Two common on-disk layouts are read from ``$TEXT_DIALOGUE/<file>`` (``--file``):
   "human"|"gpt", "value"}, ...]}``; every human turn followed by a gpt turn becomes one
   sample (multi-turn context is dropped).
 
-Newlines become spaces (the reference does the same before tokenising, spec 2.7).
+Newlines become spaces (the reference does the same before tokenising, spec 2.7). The
+data dir is a training set (``--role``); pairs with an empty side are counted and left out.
 """
 
 import json
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
-from prep_common import Utts, get_parser, one_line, parse_args, write_and_check
+from prep_common import ROLES, Utts, get_parser, one_line, parse_args, report_skipped, write_and_check
 
 DB_VAR = "TEXT_DIALOGUE"
 
@@ -51,11 +52,15 @@ def pairs(items: List[dict]) -> Iterator[Tuple[str, str, str]]:
 def prepare(path: Path, prefix: str) -> Utts:
     """One sample per question/reply pair; empty ones are skipped."""
     utts: Utts = {}
+    empty = 0
     for key, question, reply in pairs(_load(path)):
         question, reply = one_line(question), one_line(reply)
         if question and reply:
             utt = f"{prefix}-{''.join(c if c.isalnum() else '_' for c in key)}"
             utts[utt] = {"task": "<TEXT2TEXT>", "question": question, "reply": reply}
+        else:
+            empty += 1
+    report_skipped(str(path), empty, "empty question or reply")
     return utts
 
 
@@ -64,8 +69,10 @@ def main(argv=None) -> None:
     parser = get_parser(__doc__, DB_VAR)
     parser.add_argument("--file", default="alpaca_data.json")
     parser.add_argument("--name", default="t2t", help="data dir name and utterance-id prefix")
+    parser.add_argument("--role", default="train", choices=ROLES)
     args = parse_args(parser, DB_VAR, argv)
-    write_and_check(args.out_dir / args.name, prepare(args.db_root / args.file, args.name))
+    data = prepare(args.db_root / args.file, args.name)
+    write_and_check(args.out_dir / args.name, data, args.role)
 
 
 if __name__ == "__main__":

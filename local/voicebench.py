@@ -3,11 +3,13 @@
 
 Layout: the Hugging Face dataset ``hlt-lab/voicebench`` as downloaded (e.g.
 ``huggingface-cli download hlt-lab/voicebench --repo-type dataset --local-dir $VOICEBENCH``):
-``$VOICEBENCH/<subset>/<split>-NNNNN-of-NNNNN.parquet`` with columns ``audio``
-(``{bytes, path}``), ``prompt`` (the spoken text) and, for some subsets, ``reference`` or
-``output``. Writes ``<out_dir>/voicebench_<subset>[_<split>]`` with 16 kHz wavs under
-``<that dir>/wav``; ``text`` is the prompt, ``reply`` the reference answer when there
-is one (the dirs validate with ``--no_targets``).
+``$VOICEBENCH/<subset>/<split>-NNNNN-of-NNNNN.parquet`` (also found one folder deeper,
+e.g. under ``data/``) with columns ``audio`` (``{bytes, path}``), ``prompt`` (the spoken
+text) and, for some subsets, ``reference`` or ``output``. Writes
+``<out_dir>/voicebench_<subset>[_<split>]`` (test sets) with 16 kHz wavs under
+``<that dir>/wav``; ``text`` is the prompt, ``reply`` the reference answer when there is
+one. Subsets without reference answers (alpacaeval, commoneval, ifeval, advbench, ...)
+are kept: they are scored without a reference (the dirs validate without targets).
 """
 
 import io
@@ -56,11 +58,17 @@ def main(argv=None) -> None:
     parser = get_parser(__doc__, DB_VAR)
     parser.add_argument("--subsets", nargs="+", default=None, help="default: every subset folder")
     args = parse_args(parser, DB_VAR, argv)
-    subsets = args.subsets or sorted(
-        p.name for p in args.db_root.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
-    for subset in subsets:
-        files = sorted((args.db_root / subset).glob("*.parquet"))
+    subset_dirs = {
+        p.parent.name: p.parent
+        for p in sorted(args.db_root.glob("*/*.parquet")) + sorted(args.db_root.glob("*/*/*.parquet"))
+        if not any(part.startswith(".") for part in p.relative_to(args.db_root).parts)
+    }
+    if not subset_dirs:
+        raise FileNotFoundError(f"{args.db_root}: no <subset>/<split>-*.parquet files")
+    for subset in args.subsets or sorted(subset_dirs):
+        if subset not in subset_dirs:
+            raise FileNotFoundError(f"{args.db_root}: no parquet files for subset {subset!r}")
+        files = sorted(subset_dirs[subset].glob("*.parquet"))
         splits = sorted({f.name.split("-")[0] for f in files})
         for split in splits:
             name = f"voicebench_{subset}" + ("" if split == "test" else f"_{split}")
@@ -69,7 +77,7 @@ def main(argv=None) -> None:
             utts: Utts = {}
             for i, f in enumerate(f for f in files if f.name.split("-")[0] == split):
                 utts.update(prepare_file(f, data_dir, name, f"{i:02d}"))
-            write_and_check(data_dir, utts, require_targets=False)
+            write_and_check(data_dir, utts, "test")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,16 @@ def get_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a corpus before speech-token extraction: speech_token is not required",
     )
+    parser.add_argument(
+        "--no_targets",
+        action="store_true",
+        help="a test set: utterances without a reference reply/CoT/speech tokens are kept",
+    )
+    parser.add_argument(
+        "--dropped_file",
+        default=None,
+        help="append one 'uttid reason' line per dropped utterance to this file",
+    )
     return parser
 
 
@@ -36,12 +46,21 @@ def main(argv: Optional[List[str]] = None) -> int:
             check_audio=not args.no_audio_check,
             expected_fs=args.fs,
             require_speech_tokens=not args.no_speech_tokens,
+            require_targets=not args.no_targets,
         )
     except DataDirError as e:
         print(f"{args.data_dir}: cannot be fixed by dropping utterances:\n{e}", file=sys.stderr)
         return 1
     for issue in issues:
         print(f"{args.data_dir}/{issue}", file=sys.stderr)
+    if args.dropped_file:
+        reasons = {}
+        for issue in issues:
+            if issue.utt in dropped and issue.utt not in reasons:
+                reasons[issue.utt] = f"{issue.file}: {issue.message}"
+        with open(args.dropped_file, "a", encoding="utf-8") as f:
+            for utt in dropped:
+                f.write(f"{utt} {' '.join(reasons.get(utt, 'invalid').split())}\n")
     print(f"{args.data_dir}: dropped {len(dropped)} utterance(s)")
     return 0
 

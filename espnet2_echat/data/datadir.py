@@ -439,11 +439,13 @@ def fix_data_dir(
     check_audio: bool = True,
     expected_fs: Optional[int] = None,
     require_speech_tokens: bool = True,
+    require_targets: bool = True,
 ) -> Tuple[List[str], List[Issue]]:
     """Drop the bad utterances of a data dir in place, like Kaldi's ``fix_data_dir.sh``.
 
     Originals go to ``<dir>/.backup/``. Every file is rewritten sorted, ``spk2utt`` is
     regenerated, and every utterance named by an issue is removed from every file.
+    ``require_targets=False`` keeps test utterances without a reference reply or CoT.
 
     Returns:
         (dropped utterance ids, issues that caused them or that sorting fixed).
@@ -454,7 +456,8 @@ def fix_data_dir(
     """
     data_dir = Path(data_dir)
     issues = validate_data_dir(
-        data_dir, speech_token_vocab, check_audio, expected_fs, require_speech_tokens
+        data_dir, speech_token_vocab, check_audio, expected_fs, require_speech_tokens,
+        require_targets,
     )
     global_issues = [i for i in issues if i.utt is None and i.kind != "format"]
     if global_issues:

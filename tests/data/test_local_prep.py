@@ -53,7 +53,7 @@ def test_librispeech(tmp_path):
     _script("librispeech").main(
         ["--db_root", str(root), "--out_dir", str(tmp_path / "data"), "--subsets", "dev-clean"]
     )
-    f = _files(tmp_path / "data" / "dev_clean")
+    f = _files(tmp_path / "data" / "librispeech_dev_clean")
     assert f["text"] == {"84-121123-0000": "GO DO YOU HEAR", "84-121123-0001": "BUT IN LESS"}
     assert set(f["utt2gender"].values()) == {"<FEMALE>"} and set(f["utt2spk"].values()) == {"84"}
 
