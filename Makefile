@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the default recipe and the tests need (no downloads at run time).
-DEBIAN_PACKAGES := espeak-ng sox sctk asterisk-core-sounds-en-wav asterisk-core-sounds-en chromium
+DEBIAN_PACKAGES := espeak-ng sox ffmpeg sctk asterisk-core-sounds-en-wav asterisk-core-sounds-en chromium
 
 .PHONY: setup test demo clean debian
 
