@@ -12,7 +12,8 @@ performance_anchors.md, fp32, greedy; ``--batch`` prompts decoded together, 1 by
   minutes, so each decode is compared with the floor taken next to it: ``paired_ratios``);
 * ours: ``espnet2_echat.inference.decoder.generate`` (ASR-like text decode, S2S-like speech
   decode), and the prefill of an S2S prompt with 2.26 s of audio;
-* plain transformers: ``Qwen2ForCausalLM.generate`` from the same prefill embeddings;
+* plain transformers: the LLM's own ``generate`` (``Qwen2ForCausalLM``, ``LlamaForCausalLM``)
+  from the same prefill embeddings;
 * sampled text decode with the understanding tasks' defaults (top-k 5, top-p 0.9,
   repetition penalty 1.05), ours and transformers' ``generate`` with the same settings.
 

@@ -1,6 +1,7 @@
-"""A lean inference forward for Qwen2-style LLMs with a preallocated KV cache.
+"""A lean inference forward for Llama-family LLMs (Qwen2, Llama, SmolLM2, ...) with a
+preallocated KV cache.
 
-transformers' ``Qwen2Model.forward`` spends more time per decode step in Python (mask
+transformers' ``Qwen2Model.forward`` / ``LlamaModel.forward`` spend more time per decode step in Python (mask
 builders, cache objects, output bookkeeping, about 25 small ops per layer) than a small
 model spends computing: at the tiny size it dominates the step. This forward computes the
 same function with fewer, larger ops:
@@ -14,12 +15,16 @@ same function with fewer, larger ops:
 * the KV cache is written in place and ``scaled_dot_product_attention`` runs over the
   filled part only.
 
-It is used for inference (no gradients); other architectures fall back to transformers'
-forward. Equality with transformers' forward is tested in ``tests/models/test_lean_decoder.py``.
+The families share one decoder layer: pre-RMSNorm, q/k/v projections (biased in Qwen2,
+unbiased in Llama unless ``attention_bias``), grouped-query attention, RoPE, a gated MLP; tied
+or untied embeddings do not matter here (the heads live outside the body). It is used for
+inference (no gradients); any other architecture falls back to transformers' forward with a
+warning naming the reason (:func:`lean_decoding_blocker`). Equality with transformers' forward,
+per family, is tested in ``tests/models/test_lean_decoder.py``.
 """
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -42,6 +47,9 @@ class LayerWeights:
     o: torch.Tensor  # (q, H)
     gate_up: torch.Tensor  # (H, 2 I)
     down: torch.Tensor  # (I, H)
+    o_bias: Optional[torch.Tensor] = None  # Llama with attention_bias / mlp_bias only
+    gate_up_bias: Optional[torch.Tensor] = None
+    down_bias: Optional[torch.Tensor] = None
 
 
 class LeanKVCache:
@@ -63,18 +71,41 @@ class LeanKVCache:
         self.parts = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
 
 
-def supports_lean_decoding(causal_lm) -> bool:
-    """Qwen2 (and same-shaped) configs without sliding windows, with plain Linear
-    projections and a position-independent (default) RoPE."""
+# Model types whose decoder layer is the one computed here.
+LEAN_FAMILIES = ("qwen2", "llama")
+# RoPE types whose cos/sin depend on the position only (the table is computed once per cache
+# by the model's own rotary embedding); "dynamic" and "longrope" rescale with the length.
+STATIC_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+def lean_decoding_blocker(causal_lm) -> Optional[str]:
+    """Why ``causal_lm`` cannot use the lean forward, or None when it can.
+
+    Accepted: the ``LEAN_FAMILIES`` without sliding-window layers, with plain ``nn.Linear``
+    projections, a position-only RoPE (``STATIC_ROPE_TYPES``) and the standard attention
+    scale ``head_dim ** -0.5``.
+    """
     config = causal_lm.config
-    if config.model_type != "qwen2" or getattr(config, "use_sliding_window", False):
-        return False
-    if getattr(causal_lm.model.rotary_emb, "rope_type", "default") != "default":
-        return False
+    if config.model_type not in LEAN_FAMILIES:
+        return f"model_type {config.model_type!r} is not one of {LEAN_FAMILIES}"
+    layer_types = getattr(config, "layer_types", None) or []
+    if getattr(config, "use_sliding_window", False) or "sliding_attention" in layer_types:
+        return "sliding-window attention"
+    rope_type = getattr(causal_lm.model.rotary_emb, "rope_type", "default")
+    if rope_type not in STATIC_ROPE_TYPES:
+        return f"RoPE type {rope_type!r} is not one of {STATIC_ROPE_TYPES}"
     layer = causal_lm.model.layers[0]
-    linears = [getattr(layer.self_attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
-    linears += [getattr(layer.mlp, n) for n in ("gate_proj", "up_proj", "down_proj")]
-    return all(type(m) is nn.Linear for m in linears)
+    parts = [m for group in _layer_parts(layer) for m in group]
+    if not all(type(m) is nn.Linear for m in parts):
+        return "projections are not plain nn.Linear (LoRA not merged, or quantised)"
+    if abs(layer.self_attn.scaling - layer.self_attn.head_dim**-0.5) > 1e-12:
+        return f"attention scale {layer.self_attn.scaling} is not head_dim ** -0.5"
+    return None
+
+
+def supports_lean_decoding(causal_lm) -> bool:
+    """Whether :func:`lean_decoding_blocker` finds nothing against ``causal_lm``."""
+    return lean_decoding_blocker(causal_lm) is None
 
 
 def new_lean_cache(causal_lm, batch: int, max_len: int, dtype, device) -> LeanKVCache:
@@ -104,7 +135,7 @@ def _fuse(linears: List[nn.Linear]) -> torch.Tensor:
     return fused
 
 
-def _fuse_bias(linears: List[nn.Linear]) -> Optional[torch.Tensor]:
+def _fuse_bias(linears: Sequence[nn.Linear]) -> Optional[torch.Tensor]:
     if all(m.bias is None for m in linears):
         return None
     biases = [
@@ -155,14 +186,17 @@ def decode_weights(causal_lm) -> List[LayerWeights]:
             for group, buf in ((qkv, old.qkv), (o, old.o), (gate_up, old.gate_up), (down, old.down))
         )
         if fresh:
-            old = LayerWeights(_fuse(qkv), _fuse_bias(qkv), _fuse(o), _fuse(gate_up), _fuse(down))
+            old = LayerWeights(
+                _fuse(qkv), _fuse_bias(qkv), _fuse(o), _fuse(gate_up), _fuse(down),
+                _fuse_bias(o), _fuse_bias(gate_up), _fuse_bias(down),
+            )
         layers.append(old)
     causal_lm._lean_weights = layers
     return layers
 
 
 def _norm(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """RMSNorm: torch's fused op in float32 (bit-identical to Qwen2RMSNorm there), the
+    """RMSNorm: torch's fused op in float32 (bit-identical to Qwen2RMSNorm / LlamaRMSNorm there), the
     module itself in other dtypes (it rounds before the weight multiply)."""
     if x.dtype == torch.float32:
         return rms_norm(x, module.weight.shape, module.weight, module.variance_epsilon)
@@ -235,9 +269,14 @@ def lean_forward(
             enable_gqa=True,
         )
         x = split_addmm(x, out.transpose(1, 2).reshape(batch * steps, q_size), w.o, parts)
-        gate_up = split_addmm(None, _norm(layer.post_attention_layernorm, x), w.gate_up, parts)
+        if w.o_bias is not None:
+            x = x + w.o_bias
+        normed = _norm(layer.post_attention_layernorm, x)
+        gate_up = split_addmm(w.gate_up_bias, normed, w.gate_up, parts)
         inner = gate_up.shape[1] // 2
         act = layer.mlp.act_fn(gate_up[:, :inner]) * gate_up[:, inner:]
         x = split_addmm(x, act, w.down, parts)
+        if w.down_bias is not None:
+            x = x + w.down_bias
     cache.length = end
     return LeanOutput(_norm(body.norm, x).view(batch, steps, hidden))

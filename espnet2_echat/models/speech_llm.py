@@ -1,5 +1,6 @@
 """The LLM with its speech-token embedding and speech head beside it (spec 1.5)."""
 
+import logging
 from typing import Optional
 
 import torch
@@ -12,7 +13,7 @@ from espnet2_echat.models.lean_decoder import (
     LeanKVCache,
     lean_forward,
     new_lean_cache,
-    supports_lean_decoding,
+    lean_decoding_blocker,
 )
 
 
@@ -37,6 +38,7 @@ class SpeechLLM(nn.Module):
         self.speech_embedding = nn.Embedding(speech_token_num + 2, hidden, dtype=dtype)
         self.speech_head = nn.Linear(hidden, speech_token_num, dtype=dtype)
         self.head_parts = 1  # set by use_column_major_weights on CPU
+        self._fallback_reported = False
 
     @property
     def speech_eos_id(self) -> int:
@@ -59,9 +61,23 @@ class SpeechLLM(nn.Module):
         return torch.where(is_speech[..., None], speech, text)
 
     def new_cache(self, batch: int, max_len: int, dtype: torch.dtype, device):
-        """A KV cache for decoding: the lean preallocated one where the LLM supports it."""
-        if supports_lean_decoding(self.causal_lm) and not torch.is_grad_enabled():
+        """A KV cache for decoding: the lean preallocated one where the LLM supports it.
+
+        An LLM the lean forward cannot run decodes through transformers' forward (slower,
+        same function); that is logged once per model with the reason, never silent.
+        """
+        if torch.is_grad_enabled():
+            return DynamicCache()
+        blocker = lean_decoding_blocker(self.causal_lm)
+        if blocker is None:
             return new_lean_cache(self.causal_lm, batch, max_len, dtype, device)
+        if not self._fallback_reported:
+            logging.warning(
+                "%s decodes with transformers' forward, not the lean decoder: %s",
+                type(self.causal_lm).__name__,
+                blocker,
+            )
+            self._fallback_reported = True
         return DynamicCache()
 
     def hidden_states(

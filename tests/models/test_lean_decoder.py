@@ -1,28 +1,53 @@
-"""The lean decode forward equals transformers' Qwen2 forward (values computed by transformers)."""
+"""The lean decode forward equals transformers' forward, per Llama family (Qwen2 with q/k/v
+biases, Llama without, with biases everywhere, tied and untied embeddings, GQA): values and
+greedy ids computed by transformers itself."""
+
+import logging
 
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from espnet2_echat.inference.decoder import build_plan, generate
+from espnet2_echat.inference.settings import DecodingOptions
 from espnet2_echat.models.lean_decoder import (
     decode_weights,
+    lean_decoding_blocker,
     lean_forward,
     new_lean_cache,
     supports_lean_decoding,
 )
+from espnet2_echat.models.speech_llm import SpeechLLM
+
+FAMILIES = {
+    # Qwen2: q/k/v biased, o/MLP not; tied embeddings (Qwen2.5-3B)
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM, dict(tie_word_embeddings=True)),
+    # Llama / SmolLM2: no bias anywhere, untied and tied
+    "llama": (LlamaConfig, LlamaForCausalLM, dict(tie_word_embeddings=False)),
+    "llama_tied": (LlamaConfig, LlamaForCausalLM, dict(tie_word_embeddings=True)),
+    # Llama with attention_bias and mlp_bias: every projection biased, o and MLP included
+    "llama_biased": (
+        LlamaConfig, LlamaForCausalLM, dict(attention_bias=True, mlp_bias=True),
+    ),
+}
+
+
+def _model(family="qwen2", seed=0, **overrides):
+    config_cls, model_cls, extra = FAMILIES[family]
+    torch.manual_seed(seed)
+    sizes = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4)
+    config = config_cls(
+        vocab_size=97, num_key_value_heads=2, max_position_embeddings=128,
+        **{**sizes, **extra, **overrides},
+    )
+    model = model_cls(config).eval()
+    for p in model.parameters():  # biases and norm weights away from their init
+        p.data.normal_(0, 0.2)
+    return model
 
 
 def _qwen2(seed=0, **overrides):
-    torch.manual_seed(seed)
-    sizes = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4)
-    config = Qwen2Config(
-        vocab_size=97, num_key_value_heads=2, max_position_embeddings=128,
-        tie_word_embeddings=True, **{**sizes, **overrides},
-    )
-    model = Qwen2ForCausalLM(config).eval()
-    for p in model.parameters():  # q/k/v biases and norm weights away from their init
-        p.data.normal_(0, 0.2)
-    return model
+    return _model("qwen2", seed, **overrides)
 
 
 def _reference(model, embeds, mask, positions):
@@ -33,11 +58,12 @@ def _reference(model, embeds, mask, positions):
 
 
 # "split": weights large enough to be split into column blocks (split_linear)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 @pytest.mark.parametrize("sizes", [{}, dict(hidden_size=512, intermediate_size=1024,
                                             num_hidden_layers=2, num_attention_heads=8)])
-def test_prefill_and_steps_equal_transformers_with_left_padding(sizes, monkeypatch):
+def test_prefill_and_steps_equal_transformers_with_left_padding(family, sizes, monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    model = _qwen2(**sizes)
+    model = _model(family, **sizes)
     hidden = model.config.hidden_size
     assert supports_lean_decoding(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -106,3 +132,51 @@ def test_cache_overflow_is_a_clear_error():
 def test_other_rope_types_fall_back():
     model = _qwen2(rope_scaling={"rope_type": "dynamic", "factor": 2.0})
     assert not supports_lean_decoding(model)
+    assert "RoPE type 'dynamic'" in lean_decoding_blocker(model)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_greedy_ids_equal_transformers_generate(family):
+    """The decoder's lean text decode (left-padded batch) picks transformers' greedy ids."""
+    causal_lm = _model(family, seed=4)
+    llm = SpeechLLM(causal_lm, speech_token_num=9).eval()
+    batch, prompt, n = 2, 6, 12
+    torch.manual_seed(5)
+    embeds = torch.randn(batch, prompt, 64)
+    mask = torch.ones(batch, prompt, dtype=torch.long)
+    mask[1, :2] = 0  # left padding
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        expected = causal_lm.generate(
+            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=n, do_sample=False,
+            pad_token_id=0, eos_token_id=None,
+        )
+    options = DecodingOptions(do_sample=False, max_new_tokens=n, max_new_speech_tokens=0)
+    plan = build_plan("text", options, llm.text_vocab_size, llm.speech_token_num)
+    with torch.no_grad():
+        assert supports_lean_decoding(causal_lm)
+        ours = generate(llm, embeds, mask, positions, plan)
+    assert [row[:n] for row in ours.ids] == expected.tolist()
+
+
+def test_unsupported_lm_falls_back_with_a_warning(caplog):
+    """A dynamic-RoPE LLM decodes through transformers (same ids) and says so once."""
+    causal_lm = _model("llama", seed=6, rope_scaling={"rope_type": "dynamic", "factor": 2.0})
+    llm = SpeechLLM(causal_lm, speech_token_num=9).eval()
+    embeds = torch.randn(1, 5, 64)
+    mask, positions = torch.ones(1, 5, dtype=torch.long), torch.arange(5)[None]
+    options = DecodingOptions(do_sample=False, max_new_tokens=6, max_new_speech_tokens=0)
+    plan = build_plan("text", options, llm.text_vocab_size, llm.speech_token_num)
+    with caplog.at_level(logging.WARNING), torch.no_grad():
+        first = generate(llm, embeds, mask, positions, plan)
+        second = generate(llm, embeds, mask, positions, plan)
+        expected = causal_lm.generate(
+            inputs_embeds=embeds, attention_mask=mask, max_new_tokens=6, do_sample=False,
+            pad_token_id=0, eos_token_id=None,
+        )
+    warnings = [r.getMessage() for r in caplog.records if "not the lean decoder" in r.getMessage()]
+    assert warnings == [
+        "LlamaForCausalLM decodes with transformers' forward, not the lean decoder: "
+        "RoPE type 'dynamic' is not one of ('default', 'linear', 'llama3')"
+    ]
+    assert first.ids == second.ids and [r[:6] for r in first.ids] == expected.tolist()

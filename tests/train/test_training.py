@@ -11,6 +11,7 @@ import pytest
 import torch
 from espnet2.train.distributed_utils import DistributedOption
 from espnet2.train.reporter import Reporter
+from transformers import LlamaConfig
 
 from espnet2_echat.data.datadir import DataDirError
 from espnet2_echat.tasks.echat import EChatTask
@@ -174,3 +175,26 @@ def test_mixed_batches_span_data_dirs(corpus, tmp_path):
     assert any(len({uid.split("/")[0] for uid in b}) > 1 for b in batches)
     keys, batch = next(iter(factory.build_iter(1)))
     assert batch["speech"].shape[0] == batch["input_ids"].shape[0] == len(keys)
+
+
+def test_llama_family_llm_trains(corpus, tmp_path):
+    """A Llama-architecture LLM (no q/k/v bias, GQA, untied embeddings) trains like Qwen2."""
+    llm_dir = tmp_path / "llama_tiny"
+    LlamaConfig(
+        vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+    ).save_pretrained(llm_dir)
+    out = tmp_path / "run_llama"
+    cmd = train_cmd(corpus, out, "--llm_conf", f"name_or_path={llm_dir}")
+    EChatTask.main(cmd=cmd)
+    args = EChatTask.get_parser().parse_args(cmd)
+    model = EChatTask.build_model(args)
+    assert type(model.llm.causal_lm).__name__ == "LlamaForCausalLM"
+    assert model.llm.causal_lm.model.layers[0].self_attn.q_proj.bias is None
+    reporter = reporter_of(out)
+    losses = [reporter.get_value("valid", "loss", e) for e in range(1, MAX_EPOCH + 1)]
+    assert losses[-1] < losses[0], losses
+    torch.manual_seed(0)
+    untrained = mean_valid_loss(EChatTask.build_model(args), args)
+    model.load_state_dict(torch.load(out / "valid.loss.best.pth", map_location="cpu"))
+    assert mean_valid_loss(model, args) < untrained - 0.5
