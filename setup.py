@@ -38,7 +38,9 @@ extras_require = {
     "s3": ["s3tokenizer==0.3.0"],
     # onnx builds the stand-in CAM++ / S3-tokenizer graphs of tests/token2wav; onnxruntime
     # (also required by faster-whisper) runs campplus.onnx / speech_tokenizer_v1.onnx.
-    "dev": ["pytest==9.2.0", "onnx==1.23.2", "onnxruntime==1.32.0"],
+    # openai-whisper: the reference encoder the real Whisper-base weights are tested against
+    "dev": ["pytest==9.2.0", "onnx==1.23.2", "onnxruntime==1.32.0", "openai-whisper==20250625",
+            "tiktoken==0.14.0"],
 }
 
 setup(

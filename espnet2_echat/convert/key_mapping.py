@@ -40,11 +40,21 @@ OPENAI_WHISPER_RULES: List[Rule] = [
 
 HF_WHISPER_RULES: List[Rule] = [(r"(conv[12]|layers|layer_norm)\.", r"\1.")]
 
-# Positional tables that are deterministic sinusoids: regenerated, never loaded.
+# Whisper's positional table in the three namings: checked to be the sinusoid (up to
+# rounding) and loaded as ``positions`` (espnet2_echat.convert.whisper).
 WHISPER_POSITION_KEYS = ("embed.pos_enc.pe", "positional_embedding", "embed_positions.weight")
+
+# The OSUM-EChat checkpoint's positional tables and their sinusoid layouts: checked, then
+# loaded (the model computes with the stored tables, as the reference does).
+OSUM_ECHAT_POSITION_TABLES: Dict[str, str] = {
+    "encoder.embed.pos_enc.pe": "whisper",
+    "speech_transformer.embed.pos_enc.pe": "interleaved",
+}
 
 # The OSUM-EChat checkpoint (spec 7.2), relative to the whole model.
 OSUM_ECHAT_RULES: List[Rule] = [
+    (r"encoder\.embed\.pos_enc\.pe$", "encoder.positions"),
+    (r"speech_transformer\.embed\.pos_enc\.pe$", "adapter.transformer.pos_enc.pe"),
     *[(r"encoder\." + src, "encoder." + dst) for src, dst in WENET_WHISPER_RULES],
     (r"down_sample_2\.conv\.", "adapter.downsampler.conv."),
     (r"speech_transformer\.embed\.out\.", "adapter.transformer.embed."),
@@ -58,8 +68,6 @@ OSUM_ECHAT_RULES: List[Rule] = [
 
 # Source keys that are deliberately not loaded, with the reason.
 OSUM_ECHAT_SKIPS: Dict[str, str] = {
-    r"encoder\.embed\.pos_enc\.pe": "Whisper sinusoid table, regenerated (checked equal)",
-    r"speech_transformer\.embed\.pos_enc\.pe": "ESPnet sinusoid table, regenerated (checked equal)",
     r"ln_speech\.(weight|bias)": "LayerNorm defined but never used in the reference forward",
     r"embed_tokens\.weight": "alias of llama_model.model.embed_tokens (checked identical)",
     r"lm_head\.weight": "alias of llama_model.lm_head (checked identical)",

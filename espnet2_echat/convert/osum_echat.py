@@ -8,8 +8,14 @@ from typing import Dict, List, Tuple
 import torch
 import yaml
 
-from espnet2_echat.convert.key_mapping import OSUM_ECHAT_RULES, OSUM_ECHAT_SKIPS, rename, skip_reason
-from espnet2_echat.models.whisper_encoder import whisper_sinusoids
+from espnet2_echat.convert.key_mapping import (
+    OSUM_ECHAT_POSITION_TABLES,
+    OSUM_ECHAT_RULES,
+    OSUM_ECHAT_SKIPS,
+    rename,
+    skip_reason,
+)
+from espnet2_echat.models.sinusoids import check_sinusoid_table
 from espnet2_echat.tasks.strict_loading import key_problems
 
 LLM_FILES = (
@@ -79,26 +85,29 @@ def task_args_from_osum_config(osum: Dict, llm_dir: str, dtype: str = "float32")
 
 
 def _check_derived(src: Dict[str, torch.Tensor], key: str) -> None:
-    """Tensors the converter skips must equal what the model regenerates or aliases."""
-    value = src[key]
-    if key == "encoder.embed.pos_enc.pe":
-        expected = whisper_sinusoids(value.shape[1], value.shape[2])[None]
-    elif key == "speech_transformer.embed.pos_enc.pe":
-        from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
-
-        expected = PositionalEncoding(value.shape[2], 0.0, max_len=value.shape[1]).pe
-    elif key in ("embed_tokens.weight", "lm_head.weight"):
-        expected = src[
-            "llama_model.model.embed_tokens.weight"
-            if key == "embed_tokens.weight"
-            else "llama_model.lm_head.weight"
-        ]
-    else:
+    """Aliases the converter skips must equal the tensor they alias."""
+    if key not in ("embed_tokens.weight", "lm_head.weight"):
         return
-    if value.shape != expected.shape or not torch.allclose(
-        value.float(), expected.float(), atol=1e-2 if value.dtype == torch.bfloat16 else 1e-5
-    ):
-        raise ConversionError(f"{key} differs from the table the model regenerates/aliases")
+    value = src[key]
+    expected = src[
+        "llama_model.model.embed_tokens.weight"
+        if key == "embed_tokens.weight"
+        else "llama_model.lm_head.weight"
+    ]
+    if value.shape != expected.shape or not torch.equal(value, expected):
+        raise ConversionError(f"{key} differs from the tensor it aliases")
+
+
+def _position_table(key: str, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A stored positional table, checked to be its sinusoid up to float32/16 or bfloat16
+    rounding, in the model's shape. It is loaded as stored: the reference computes with the
+    table its checkpoint holds, whatever its dtype or rounding."""
+    try:
+        rounding = check_sinusoid_table(value, OSUM_ECHAT_POSITION_TABLES[key], key)
+    except ValueError as err:
+        raise ConversionError(str(err)) from None
+    logging.info(f"{key}: the sinusoid up to {rounding} rounding; the model computes with it")
+    return value.reshape(target.shape) if value.numel() == target.numel() else value
 
 
 def map_osum_state_dict(
@@ -119,6 +128,8 @@ def map_osum_state_dict(
         if new is None or new not in expected:
             unknown.append(key)
             continue
+        if key in OSUM_ECHAT_POSITION_TABLES:
+            value = _position_table(key, value, expected[new])
         if tuple(value.shape) != tuple(expected[new].shape):
             mis_shaped.append(
                 f"{key} -> {new}: checkpoint {tuple(value.shape)} vs model "
@@ -165,12 +176,14 @@ def convert_osum_echat(
         raise ConversionError(f"{llm_dir} has no config.json (the LLM config)")
     for name in copied:
         shutil.copy(Path(llm_dir) / name, llm_out / name)
+    src = load_checkpoint(osum_checkpoint)
     args = task_args_from_osum_config(osum, "llm", dtype)
+    if "encoder.embed.pos_enc.pe" in src:  # the encoder keeps as many rows as stored
+        args["encoder_conf"]["max_positions"] = int(src["encoder.embed.pos_enc.pe"].shape[-2])
     config_file = out / "config.yaml"
     with config_file.open("w", encoding="utf-8") as f:
         yaml.safe_dump(args, f, allow_unicode=True, sort_keys=False)
     model, _ = EChatTask.build_model_from_file(config_file, None)
-    src = load_checkpoint(osum_checkpoint)
     state, skipped = map_osum_state_dict(src, model.state_dict())
     for line in skipped:
         logging.info(f"skipped {line}")

@@ -4,13 +4,13 @@ from typing import Tuple
 
 import torch
 from espnet.nets.pytorch_backend.transformer.attention import MultiHeadedAttention
-from espnet.nets.pytorch_backend.transformer.embedding import PositionalEncoding
 from espnet.nets.pytorch_backend.transformer.encoder_layer import EncoderLayer
 from espnet.nets.pytorch_backend.transformer.positionwise_feed_forward import (
     PositionwiseFeedForward,
 )
 from torch import nn
 
+from espnet2_echat.models.sinusoids import StoredPositionalEncoding
 from espnet2_echat.models.whisper_encoder import padding_mask
 
 
@@ -46,7 +46,8 @@ class AdapterTransformer(nn.Module):
     """WeNet ``TransformerEncoder`` as the reference configures the adapter's second part.
 
     Linear + LayerNorm input layer, output scaled by sqrt(d) plus the interleaved sinusoid
-    (ESPnet ``PositionalEncoding``), pre-LN blocks with ReLU feed-forward and key bias, and a
+    (ESPnet ``PositionalEncoding``'s, held as a persistent buffer so that a converted
+    checkpoint's stored table is the one computed with), pre-LN blocks with ReLU feed-forward and key bias, and a
     final LayerNorm. Built from ESPnet's layers; their LayerNorm eps (1e-12) is set to the
     reference's 1e-5. ESPnet's ``TransformerEncoder`` is not used as a whole because its
     ``linear`` input layer adds a ReLU that the reference does not have.
@@ -65,7 +66,7 @@ class AdapterTransformer(nn.Module):
         self.embed = nn.Sequential(
             nn.Linear(size, size), nn.LayerNorm(size, eps=1e-5), nn.Dropout(dropout_rate)
         )
-        self.pos_enc = PositionalEncoding(size, dropout_rate)
+        self.pos_enc = StoredPositionalEncoding(size, dropout_rate)
         self.encoders = nn.ModuleList(
             EncoderLayer(
                 size,

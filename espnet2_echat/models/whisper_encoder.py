@@ -6,9 +6,12 @@ load as they are. The module around them is written here because
 ``transformers.WhisperEncoder`` requires exactly 3000 input frames (30 s padding) and
 ignores padding masks, while the reference runs on unpadded utterances with a key
 padding mask and a 30000-long sinusoid table.
+
+The sinusoid table is a persistent buffer (``positions``): the encoder computes with the
+table its checkpoint stored (e.g. Whisper's float16-rounded one), see
+``espnet2_echat.models.sinusoids``.
 """
 
-import math
 from typing import Tuple
 
 import torch
@@ -17,13 +20,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoderLayer
 
-
-def whisper_sinusoids(length: int, channels: int) -> torch.Tensor:
-    """OpenAI Whisper's positional table: sin in the first half of channels, cos in the second."""
-    increment = math.log(10000) / (channels // 2 - 1)
-    inv_timescales = torch.exp(-increment * torch.arange(channels // 2, dtype=torch.float32))
-    scaled = torch.arange(length, dtype=torch.float32)[:, None] * inv_timescales[None, :]
-    return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=1)
+from espnet2_echat.models.sinusoids import whisper_sinusoids  # noqa: F401 (public here)
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -39,7 +36,9 @@ class WhisperStyleEncoder(nn.Module):
         output_size: model width d.
         attention_heads, linear_units, num_blocks: block geometry.
         dropout_rate, attention_dropout_rate: as WeNet's encoder_conf.
-        max_positions: rows of the sinusoid table (30000 in the reference = 600 s at 50 Hz).
+        max_positions: rows of the sinusoid table (30000 in the reference = 600 s at 50 Hz;
+            Whisper itself has 1500 = 30 s). Built from the formula; a checkpoint's stored
+            table replaces it (``positions`` is in the state dict).
         gradient_checkpointing: recompute blocks in backward while training.
         reference_compat: subsample padding masks as the reference does in batches (see
             ``subsample_lengths``); by default every utterance keeps ceil(L/2) frames, so a
@@ -80,9 +79,7 @@ class WhisperStyleEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout_rate)
         self.layers = nn.ModuleList(WhisperEncoderLayer(config) for _ in range(num_blocks))
         self.layer_norm = nn.LayerNorm(output_size)
-        self.register_buffer(
-            "positions", whisper_sinusoids(max_positions, output_size), persistent=False
-        )
+        self.register_buffer("positions", whisper_sinusoids(max_positions, output_size))
 
     def output_size(self) -> int:
         return self._output_size

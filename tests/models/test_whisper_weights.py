@@ -90,9 +90,52 @@ def test_openai_and_wenet_checkpoints(hf_whisper, tmp_path, naming):
         assert torch.equal(value, sd[key]), key
 
 
-def test_position_table_checked(tmp_path):
-    bad = {"encoder.embed.pos_enc.pe": torch.randn(1, 10, D),
-           "encoder.encoders.0.norm1.weight": torch.ones(D)}
-    torch.save(bad, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="sinusoid"):
-        load_whisper_encoder(_ours(), str(tmp_path / "bad.pt"))
+def _wenet_with_table(hf_whisper, table, path):
+    """A WeNet-named checkpoint of the fixture's weights with ``table`` as its pe."""
+    ref = _ours()
+    load_whisper_encoder(ref, str(hf_whisper[1]))
+    sd = ref.state_dict()
+    ckpt = {"encoder.embed.conv.0.weight": sd["conv1.weight"], "encoder.embed.conv.0.bias": sd["conv1.bias"],
+            "encoder.embed.conv.2.weight": sd["conv2.weight"], "encoder.embed.conv.2.bias": sd["conv2.bias"],
+            "encoder.after_norm.weight": sd["layer_norm.weight"],
+            "encoder.after_norm.bias": sd["layer_norm.bias"], "encoder.embed.pos_enc.pe": table[None]}
+    names = {"self_attn.q_proj": "self_attn.linear_q", "self_attn.k_proj": "self_attn.linear_k",
+             "self_attn.v_proj": "self_attn.linear_v", "self_attn.out_proj": "self_attn.linear_out",
+             "fc1": "feed_forward.w_1", "fc2": "feed_forward.w_2",
+             "self_attn_layer_norm": "norm1", "final_layer_norm": "norm2"}
+    for key, value in sd.items():
+        if key.startswith("layers."):
+            _, i, rest = key.split(".", 2)
+            module, param = rest.rsplit(".", 1)
+            ckpt[f"encoder.encoders.{i}.{names[module]}.{param}"] = value
+    torch.save(ckpt, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_rounded_table_is_accepted_and_used(hf_whisper, tmp_path, dtype):
+    """Released Whispers store the table in float16: accepted, and the encoder computes with
+    it (rows past the stored 1500 come from the formula)."""
+    rounded = whisper_sinusoids(1500, D).to(dtype)
+    source = _wenet_with_table(hf_whisper, rounded, tmp_path / "rounded.pt")
+    ours = _ours()  # 30000 rows
+    load_whisper_encoder(ours, source)
+    assert torch.equal(ours.positions[:1500], rounded.float())
+    assert torch.equal(ours.positions[1500:], whisper_sinusoids(30000, D)[1500:])
+    assert not torch.equal(ours.positions[:1500], whisper_sinusoids(1500, D))
+    feats = torch.randn(1, 200, MELS)
+    exact = _ours()
+    load_whisper_encoder(exact, str(hf_whisper[1]))
+    with torch.no_grad():  # the table reaches the output
+        assert not torch.allclose(ours(feats, torch.tensor([200]))[0],
+                                  exact(feats, torch.tensor([200]))[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("how", ["shifted", "random", "scaled"])
+def test_other_tables_are_refused(hf_whisper, tmp_path, how):
+    exact = whisper_sinusoids(1500, D)
+    table = {"shifted": torch.cat([exact[1:], exact[:1]]), "random": torch.randn(1500, D),
+             "scaled": exact * 1.01}[how]
+    source = _wenet_with_table(hf_whisper, table, tmp_path / f"{how}.pt")
+    with pytest.raises(ValueError, match=r"\.pt: embed\.pos_enc\.pe: not the whisper sinusoid"):
+        load_whisper_encoder(_ours(), source)
