@@ -1,24 +1,17 @@
-"""Shared pytest fixtures.
+"""Shared pytest fixtures (plain helpers are in ``tests/helpers.py``).
 
 Golden outputs of the reference code live in the folder named by ``ECHAT_REF_FIXTURES``
 (default: ``../shared/fixtures`` resolved from the repository root). Tests that need them
 carry the ``reference`` marker and skip with one clear line when the folder is absent.
 """
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def reference_fixtures_dir() -> Path:
-    """Return the folder holding ``osum_echat_tiny/`` and ``token2wav_tiny/``."""
-    env = os.environ.get("ECHAT_REF_FIXTURES")
-    if env:
-        return Path(env).resolve()
-    return (REPO_ROOT / ".." / "shared" / "fixtures").resolve()
+from tests.helpers import reference_fixtures_dir
 
 
 def _require(name: str) -> Path:
@@ -41,6 +34,39 @@ def osum_tiny_dir() -> Path:
 def token2wav_tiny_dir() -> Path:
     """The reference's tiny token2wav golden set."""
     return _require("token2wav_tiny")
+
+
+@pytest.fixture(scope="session")
+def expected(osum_tiny_dir):
+    """The speech-LLM golden set's ``expected.json``."""
+    with open(osum_tiny_dir / "expected.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def converted_dir(osum_tiny_dir, tmp_path_factory):
+    """The golden set's tiny checkpoint converted once per session (config.yaml + model.pth)."""
+    from espnet2_echat.convert.osum_echat import convert_osum_echat
+
+    out = tmp_path_factory.mktemp("converted_tiny")
+    convert_osum_echat(
+        str(osum_tiny_dir / "model.pt"),
+        str(osum_tiny_dir / "config.yaml"),
+        str(osum_tiny_dir / "llm"),
+        str(out),
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(converted_dir):
+    """The converted tiny checkpoint as an ESPnet model in eval mode."""
+    from espnet2_echat.tasks.echat import EChatTask
+
+    model, _ = EChatTask.build_model_from_file(
+        converted_dir / "config.yaml", converted_dir / "model.pth"
+    )
+    return model.eval()
 
 
 @pytest.hookimpl(hookwrapper=True)

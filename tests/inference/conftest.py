@@ -2,13 +2,11 @@
 
 import pytest
 
-from tests.models.conftest import converted_dir, expected, load_wav  # noqa: F401 (fixtures)
-
-V = 151936  # text vocabulary of the fixture model
+from tests.helpers import load_wav
 
 
 @pytest.fixture(scope="session")
-def compat_s2r(converted_dir):  # noqa: F811
+def compat_s2r(converted_dir):
     """Speech2Response in reference_compat mode (the fixture's prompts and parsing)."""
     from espnet2_echat.inference import Speech2Response
 
@@ -18,7 +16,7 @@ def compat_s2r(converted_dir):  # noqa: F811
 
 
 @pytest.fixture(scope="session")
-def fixed_s2r(converted_dir):  # noqa: F811
+def fixed_s2r(converted_dir):
     """Speech2Response with the reference's bugs fixed (the default)."""
     from espnet2_echat.inference import Speech2Response
 
@@ -26,6 +24,6 @@ def fixed_s2r(converted_dir):  # noqa: F811
 
 
 @pytest.fixture(scope="session")
-def wavs(osum_tiny_dir, expected):  # noqa: F811
+def wavs(osum_tiny_dir, expected):
     """The fixture's three utterances as float32 16 kHz tensors."""
     return [load_wav(osum_tiny_dir, utt) for utt in expected["utterances"]]

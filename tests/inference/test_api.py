@@ -11,8 +11,7 @@ from transformers.generation.logits_process import LogitsProcessor
 from espnet2_echat.data.templates import AUDIO_PLACEHOLDER, system_block
 from espnet2_echat.inference import Conversation, Request, Turn
 from espnet2_echat.inference.conversation import history_prompt
-from tests.conftest import REPO_ROOT
-from tests.inference.conftest import V
+from tests.helpers import REPO_ROOT, V
 
 pytestmark = pytest.mark.reference
 

@@ -10,7 +10,7 @@ from espnet2.fileio.read_text import read_2columns_text
 
 from espnet2_echat.inference import Request
 from espnet2_echat.inference.batch_decode import decode_data_dir
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.reference
 

@@ -14,7 +14,7 @@ from espnet2_echat.inference.logits_processors import (
     SpeechBudgetCriteria,
     TextBudgetCriteria,
 )
-from tests.inference.conftest import V
+from tests.helpers import V
 
 pytestmark = pytest.mark.reference
 

@@ -10,7 +10,7 @@ import torch
 from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.data.labels import normalize_text
 from espnet2_echat.data.templates import IGNORE_ID, task_to_output_type
-from tests.models.conftest import load_npy, load_wav, rel_err
+from tests.helpers import load_npy, load_wav, rel_err
 
 pytestmark = pytest.mark.reference
 

@@ -8,7 +8,7 @@ import torch
 from espnet2_echat.convert.osum_echat import ConversionError
 from espnet2_echat.models.sinusoids import interleaved_sinusoids, whisper_sinusoids
 from espnet2_echat.tasks.echat import EChatTask
-from tests.models.conftest import load_wav
+from tests.helpers import load_wav
 from tests.models.test_bad_input import _convert
 
 ENC, ADAPTER = "encoder.embed.pos_enc.pe", "speech_transformer.embed.pos_enc.pe"

@@ -8,7 +8,7 @@ import pytest
 import soundfile
 import torch
 import yaml
-from toy_corpus import tone_wav
+from .toy_corpus import tone_wav
 
 from espnet2_echat.bin import token2wav_inference
 from espnet2_echat.inference.token2wav import Token2WavInference, read_speech_token_file

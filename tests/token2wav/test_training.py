@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from toy_corpus import make_toy_datadir, tone_wav
+from .toy_corpus import make_toy_datadir, tone_wav
 
 from espnet2_echat.bin import token2wav_train
 from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel

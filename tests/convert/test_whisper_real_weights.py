@@ -10,7 +10,7 @@ import pytest
 import soundfile
 import torch
 
-from tests.models.conftest import rel_err
+from tests.helpers import rel_err
 
 WAV = Path("/usr/share/asterisk/sounds/en_US_f_Allison/vm-options.wav")  # 16.4 s, 8 kHz
 
