@@ -8,12 +8,16 @@ relative path, so that ``unpack`` and ``resolve_path`` find them again.
 """
 
 import logging
+import os
 import shutil
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 import yaml
+
+from espnet2_echat.safety.archive import check_archive
 
 
 def _strings(value) -> Iterable[str]:
@@ -36,18 +40,50 @@ NOT_MODEL_FILES = {
 
 
 def referenced_paths(config_file: str) -> List[str]:
-    """Relative paths inside the working directory that a config's model keys name
-    (the LLM config dir, the tokenizer, the prompt config...); data and output dirs are not."""
+    """Local files and dirs a config's model keys name (the LLM config dir, the tokenizer,
+    the prompt config...), as absolute paths; data and output dirs are not included.
+
+    A relative value is looked up the way the model resolves it when loading
+    (:func:`~espnet2_echat.models.causal_lm.resolve_path`: the config's folder and its
+    ancestors, then the working directory), so a converted model's ``llm`` next to its
+    config is found from any working directory."""
+    from espnet2_echat.models.causal_lm import resolve_path
+
     with open(config_file, encoding="utf-8") as f:
         config = yaml.safe_load(f)
     model_part = {k: v for k, v in config.items() if k not in NOT_MODEL_FILES}
-    found = []
+    config_path = Path(config_file).resolve()
+    found = set()
     for value in _strings(model_part):
-        path = Path(value)
-        if value and not path.is_absolute() and ".." not in path.parts and path.exists():
-            if str(path) not in (".", "") and path.resolve() != Path(config_file).resolve():
-                found.append(str(path))
-    return sorted(set(found))
+        if not value or Path(value).is_absolute() or ".." in Path(value).parts:
+            continue
+        if value in (".", ""):
+            continue
+        path = Path(resolve_path(value, str(config_path.parent)))
+        if path.exists() and path.resolve() != config_path:
+            found.add(str(path.resolve()))
+    return sorted(found)
+
+
+@contextmanager
+def _working_dir(path: Path):
+    cwd = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+
+
+def _pack_root(paths: Iterable[Path]) -> Path:
+    """The folder archive names are relative to: the working directory when it holds every
+    file (names then match the config's own relative values), else their common folder
+    (ESPnet's ``pack`` would store absolute names, which safe unpacking refuses)."""
+    paths = [p.resolve() for p in paths]
+    cwd = Path.cwd().resolve()
+    if all(cwd == p or cwd in p.parents for p in paths):
+        return cwd
+    return Path(os.path.commonpath([str(p if p.is_dir() else p.parent) for p in paths]))
 
 
 def pack_model(
@@ -59,26 +95,51 @@ def pack_model(
     results: Optional[str] = None,
     extra: Iterable[str] = (),
 ) -> Path:
-    """Write the archive (``.zip``/``.tgz``...) and return its path."""
+    """Write the archive (``.zip``/``.tgz``...) and return its path.
+
+    Every member is stored under a relative name, so :func:`safe_unpack
+    <espnet2_echat.safety.archive.safe_unpack>` accepts the archive and the unpacked
+    model loads offline (its LLM dir and tokenizer are inside)."""
     from espnet2.main_funcs.pack_funcs import pack
 
-    files: Dict[str, str] = {"model_file": model_file}
-    yaml_files: Dict[str, str] = {"train_config": train_config}
-    options = set(referenced_paths(train_config)) | set(extra)
+    files: Dict[str, Path] = {"model_file": Path(model_file)}
+    yaml_files: Dict[str, Path] = {"train_config": Path(train_config)}
+    options = {Path(p) for p in referenced_paths(train_config)} | {Path(p) for p in extra}
     if token2wav_train_config:
         if not token2wav_model_file:
             raise ValueError("token2wav_train_config given without token2wav_model_file")
-        yaml_files["token2wav_train_config"] = token2wav_train_config
-        files["token2wav_model_file"] = token2wav_model_file
-        options |= set(referenced_paths(token2wav_train_config))
+        yaml_files["token2wav_train_config"] = Path(token2wav_train_config)
+        files["token2wav_model_file"] = Path(token2wav_model_file)
+        options |= {Path(p) for p in referenced_paths(token2wav_train_config)}
     if results:
-        options.add(results)
-    for image_dir in {Path(train_config).parent / "images"}:
-        if image_dir.is_dir():
-            options.add(str(image_dir))
-    Path(outpath).parent.mkdir(parents=True, exist_ok=True)
-    pack(files=files, yaml_files=yaml_files, outpath=outpath, option=sorted(options))
-    logging.info(f"packed {outpath} ({', '.join(sorted(options))})")
+        options.add(Path(results))
+    image_dir = Path(train_config).parent / "images"
+    if image_dir.is_dir():
+        options.add(image_dir)
+    for p in [*files.values(), *yaml_files.values(), *options]:
+        if not p.exists():
+            raise FileNotFoundError(f"pack_echat: {p} does not exist")
+    out = Path(outpath).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    root = _pack_root([*files.values(), *yaml_files.values(), *options])
+
+    def rel(p: Path) -> str:
+        return os.path.relpath(p.resolve(), root)
+
+    # the archive is written under a temporary name and renamed when complete
+    tmp = out.with_name(f".partial-{out.name}")
+    try:
+        with _working_dir(root):
+            pack(
+                files={k: rel(v) for k, v in files.items()},
+                yaml_files={k: rel(v) for k, v in yaml_files.items()},
+                outpath=str(tmp),
+                option=sorted({rel(p) for p in options}),
+            )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logging.info(f"packed {out} (relative to {root}: {', '.join(sorted(map(rel, options)))})")
     return Path(outpath)
 
 
@@ -125,10 +186,9 @@ def build_hf_folder(packed: str, repo: str, out_dir: str) -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    meta = check_archive(packed)  # names checked before anything is written
     with zipfile.ZipFile(packed) as z:
         z.extractall(out)
-    with open(out / "meta.yaml", encoding="utf-8") as f:
-        meta = yaml.safe_load(f)
     config = (out / meta["yaml_files"]["train_config"]).read_text(encoding="utf-8")
     results = next(iter(out.rglob("RESULTS.md")), None)
     card = MODEL_CARD.format(

@@ -14,6 +14,7 @@ Writes ``text``, ``token_int``, ``think`` (think modes), ``speech_token`` (S2S, 
 
 import argparse
 import logging
+import sys
 
 from espnet2.utils.types import str2bool, str_or_none
 
@@ -41,7 +42,22 @@ def get_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("Model")
     group.add_argument("--train_config", type=str_or_none)
     group.add_argument("--model_file", type=str_or_none)
-    group.add_argument("--model_tag", type=str_or_none, help="model zoo name, packed zip or dir")
+    group.add_argument(
+        "--model_tag",
+        type=str_or_none,
+        help="packed archive, its http(s) URL (URL#sha256=HEX checks it), Hugging Face name or dir",
+    )
+    group.add_argument(
+        "--cachedir",
+        type=str_or_none,
+        help="where --model_tag unpacks (default: $ECHAT_CACHE_DIR or ~/.cache/espnet_echat)",
+    )
+    group.add_argument(
+        "--random_init",
+        type=str2bool,
+        default=False,
+        help="decode with random weights when no --model_file is given (tests, timing only)",
+    )
     group.add_argument("--token2wav_train_config", type=str_or_none)
     group.add_argument("--token2wav_model_file", type=str_or_none)
     group = parser.add_argument_group("Task")
@@ -73,14 +89,17 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(cmd=None):
+def main(cmd=None) -> int:
+    """Decode; exit status 1 (after decoding every good utterance) when any failed."""
     args = vars(get_parser().parse_args(cmd))
     logging.basicConfig(
         level=args.pop("log_level"),
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
-    inference(**args)
+    summary = inference(**args)
+    print(f"echat_inference: {summary.line()}", file=sys.stderr)
+    return 1 if summary.num_errors else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,6 +10,7 @@ import logging
 
 from espnet2.utils.types import str2bool, str_or_none
 
+from espnet2_echat.inference.request_limits import RequestLimits
 from espnet2_echat.inference.web_demo import launch
 
 
@@ -30,12 +31,27 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--share", type=str2bool, default=False)
     parser.add_argument("--max_new_tokens", type=int, help="default: the task's")
     parser.add_argument("--max_new_speech_tokens", type=int, help="default: the task's")
+    group = parser.add_argument_group("Request limits (espnet2_echat.inference.request_limits)")
+    d = RequestLimits()
+    group.add_argument("--max_audio_seconds", type=float, default=d.max_audio_seconds)
+    group.add_argument("--max_upload_bytes", type=int, default=d.max_upload_bytes)
+    group.add_argument("--max_text_chars", type=int, default=d.max_text_chars)
+    group.add_argument("--max_concurrent", type=int, default=d.max_concurrent)
+    group.add_argument("--max_queued", type=int, default=d.max_queued, help="beyond: 'busy'")
+    group.add_argument("--queue_timeout_s", type=float, default=d.queue_timeout_s)
+    group.add_argument(
+        "--auth_file", type=str_or_none, help="user:password lines; default $ECHAT_AUTH, else none"
+    )
+    group.add_argument("--cachedir", type=str_or_none, help="where --model_tag unpacks")
     return parser
 
 
 def main(cmd=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    launch(**vars(get_parser().parse_args(cmd)))
+    args = vars(get_parser().parse_args(cmd))
+    names = [f for f in RequestLimits.__dataclass_fields__ if f in args]
+    limits = RequestLimits(**{n: args.pop(n) for n in names})
+    launch(limits=limits, **args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Convert a released OSUM-EChat checkpoint (spec 7.2) into this package's model files."""
 
 import logging
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -16,6 +18,8 @@ from espnet2_echat.convert.key_mapping import (
     skip_reason,
 )
 from espnet2_echat.models.sinusoids import check_sinusoid_table
+from espnet2_echat.safety.atomic import replace_dir
+from espnet2_echat.safety.checkpoints import weights_only_load
 from espnet2_echat.tasks.strict_loading import key_problems
 
 LLM_FILES = (
@@ -150,7 +154,7 @@ def map_osum_state_dict(
 
 def load_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     """A flat state dict; DeepSpeed ``{'module': ...}`` wrappers are unwrapped."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = weights_only_load(path, map_location="cpu")
     if isinstance(state, dict) and "module" in state and isinstance(state["module"], dict):
         state = state["module"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -161,34 +165,45 @@ def load_checkpoint(path: str) -> Dict[str, torch.Tensor]:
 def convert_osum_echat(
     osum_checkpoint: str, osum_config: str, llm_dir: str, out_dir: str, dtype: str = "float32"
 ) -> Path:
-    """Write ``config.yaml`` + ``model.pth`` (+ the LLM config/tokenizer in ``llm/``)."""
+    """Write ``config.yaml`` + ``model.pth`` (+ the LLM config/tokenizer in ``llm/``).
+
+    The checkpoint is loaded (weights only) and checked against the model before anything
+    in ``out_dir`` changes: everything is built in a temporary folder beside it and moved
+    in when complete, so a failed conversion leaves an earlier model in ``out_dir``
+    loadable."""
     from espnet2_echat.tasks.echat import EChatTask
     from espnet2_echat.tasks.strict_loading import load_state_dict_strict
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    src = load_checkpoint(osum_checkpoint)
     with open(osum_config, encoding="utf-8") as f:
         osum = yaml.safe_load(f)
-    llm_out = out / "llm"
-    llm_out.mkdir(exist_ok=True)
+    if not isinstance(osum, dict):
+        raise ConversionError(f"{osum_config}: expected a yaml mapping (the OSUM config)")
     copied = [n for n in LLM_FILES if (Path(llm_dir) / n).is_file()]
     if "config.json" not in copied:
         raise ConversionError(f"{llm_dir} has no config.json (the LLM config)")
-    for name in copied:
-        shutil.copy(Path(llm_dir) / name, llm_out / name)
-    src = load_checkpoint(osum_checkpoint)
-    args = task_args_from_osum_config(osum, "llm", dtype)
-    if "encoder.embed.pos_enc.pe" in src:  # the encoder keeps as many rows as stored
-        args["encoder_conf"]["max_positions"] = int(src["encoder.embed.pos_enc.pe"].shape[-2])
-    config_file = out / "config.yaml"
-    with config_file.open("w", encoding="utf-8") as f:
-        yaml.safe_dump(args, f, allow_unicode=True, sort_keys=False)
-    model, _ = EChatTask.build_model_from_file(config_file, None)
-    state, skipped = map_osum_state_dict(src, model.state_dict())
-    for line in skipped:
-        logging.info(f"skipped {line}")
-    load_state_dict_strict(model, state, osum_checkpoint)
-    model_file = out / "model.pth"
-    torch.save(model.state_dict(), model_file)
-    logging.info(f"wrote {config_file} and {model_file} ({len(state)} tensors)")
-    return model_file
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".convert.", dir=out))
+    try:
+        (stage / "llm").mkdir()
+        for name in copied:
+            shutil.copy(Path(llm_dir) / name, stage / "llm" / name)
+        args = task_args_from_osum_config(osum, "llm", dtype)
+        if "encoder.embed.pos_enc.pe" in src:  # the encoder keeps as many rows as stored
+            args["encoder_conf"]["max_positions"] = int(src["encoder.embed.pos_enc.pe"].shape[-2])
+        with (stage / "config.yaml").open("w", encoding="utf-8") as f:
+            yaml.safe_dump(args, f, allow_unicode=True, sort_keys=False)
+        model, _ = EChatTask.build_model_from_file(stage / "config.yaml", None)
+        state, skipped = map_osum_state_dict(src, model.state_dict())
+        for line in skipped:
+            logging.info(f"skipped {line}")
+        load_state_dict_strict(model, state, osum_checkpoint)
+        torch.save(model.state_dict(), stage / "model.pth")
+        replace_dir(stage / "llm", out / "llm")
+        os.replace(stage / "config.yaml", out / "config.yaml")
+        os.replace(stage / "model.pth", out / "model.pth")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    logging.info(f"wrote {out / 'config.yaml'} and {out / 'model.pth'} ({len(state)} tensors)")
+    return out / "model.pth"

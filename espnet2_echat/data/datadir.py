@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Set, Tuple
@@ -30,6 +31,8 @@ from espnet2_echat.data.labels import (
     UNDERSTANDING_TASKS,
     is_label,
 )
+from espnet2_echat.safety.atomic import atomic_dir, atomic_write, atomic_write_text
+from espnet2_echat.safety.names import check_name, name_problem
 
 # Files keyed by utterance id that the validator knows.
 KNOWN_UTT_FILES: Tuple[str, ...] = (
@@ -124,6 +127,10 @@ def parse_kaldi_file(path: Path, issues: List[Issue]) -> KaldiFile:
             except UnicodeDecodeError as e:
                 issues.append(Issue(name, lineno, utt, "encoding", f"not valid UTF-8 ({e.reason})"))
                 continue
+            bad_id = name_problem(utt)
+            if bad_id:
+                issues.append(Issue(name, lineno, utt, "bad_id", f"utterance id {bad_id}; expected a plain name"))
+                continue
             if name in NON_EMPTY_FILES and not value:
                 issues.append(Issue(name, lineno, utt, "empty", "empty value"))
                 continue
@@ -165,22 +172,37 @@ def read_kaldi_map(path: Path) -> Dict[str, str]:
     return parsed.entries
 
 
-def write_kaldi_map(path: Path, entries: Mapping[str, str]) -> None:
-    """Write ``uttid value`` lines sorted by id (C-locale order)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for utt in sorted(entries):
-            value = entries[utt]
-            if "\n" in value:
-                raise ValueError(f"{path}: utt {utt}: value contains a newline")
-            f.write(f"{utt} {value}\n")
+def kaldi_map_text(path: Path, entries: Mapping[str, str], check_ids: bool = True) -> str:
+    """The ``uttid value`` lines of ``entries`` sorted by id (C-locale order); ids must be
+    plain names (:mod:`espnet2_echat.safety.names`) unless ``check_ids`` is False."""
+    lines = []
+    for utt in sorted(entries):
+        value = entries[utt]
+        if check_ids:
+            check_name(utt, f"{path}: utterance id")
+        if "\n" in value:
+            raise ValueError(f"{path}: utt {utt}: value contains a newline")
+        lines.append(f"{utt} {value}\n")
+    return "".join(lines)
+
+
+def write_kaldi_map(path: Path, entries: Mapping[str, str], check_ids: bool = True) -> None:
+    """Write ``uttid value`` lines sorted by id, atomically (a temporary name renamed when
+    complete: a killed writer leaves the previous file)."""
+    atomic_write_text(path, kaldi_map_text(path, entries, check_ids))
+
+
+def spk2utt_map(utt2spk: Mapping[str, str]) -> Dict[str, str]:
+    """``{speaker: "utt1 utt2 ..."}`` of an utt->speaker map."""
+    spk2utt: Dict[str, List[str]] = {}
+    for utt in sorted(utt2spk):
+        spk2utt.setdefault(utt2spk[utt], []).append(utt)
+    return {s: " ".join(u) for s, u in spk2utt.items()}
 
 
 def write_spk2utt(data_dir: Path, utt2spk: Mapping[str, str]) -> None:
     """Write ``spk2utt`` from an utt->speaker map."""
-    spk2utt: Dict[str, List[str]] = {}
-    for utt in sorted(utt2spk):
-        spk2utt.setdefault(utt2spk[utt], []).append(utt)
-    write_kaldi_map(Path(data_dir) / "spk2utt", {s: " ".join(u) for s, u in spk2utt.items()})
+    write_kaldi_map(Path(data_dir) / "spk2utt", spk2utt_map(utt2spk), check_ids=False)
 
 
 def write_data_dir(data_dir: Path, utts: Mapping[str, Mapping[str, str]]) -> None:
@@ -189,19 +211,23 @@ def write_data_dir(data_dir: Path, utts: Mapping[str, Mapping[str, str]]) -> Non
     Every file named by any utterance is written, holding the utterances that have it;
     ``spk2utt`` is derived from ``utt2spk``. Values are written as given; label files
     must already be in their canonical spelling (see :mod:`espnet2_echat.data.labels`).
+    Every file is first written in full under a temporary name; the renames come last, so
+    a writer killed while writing leaves the previous files.
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     files: Dict[str, Dict[str, str]] = {}
     for utt, values in utts.items():
-        if not utt or any(c.isspace() for c in utt):
-            raise ValueError(f"utterance id {utt!r} is empty or contains whitespace")
         for name, value in values.items():
             files.setdefault(name, {})[utt] = value
-    for name, entries in files.items():
-        write_kaldi_map(data_dir / name, entries)
+    texts = {name: kaldi_map_text(data_dir / name, entries) for name, entries in files.items()}
     if "utt2spk" in files:
-        write_spk2utt(data_dir, files["utt2spk"])
+        texts["spk2utt"] = kaldi_map_text(
+            data_dir / "spk2utt", spk2utt_map(files["utt2spk"]), check_ids=False
+        )
+    with ExitStack() as stack:  # all temporary files complete before the first rename
+        for name, text in texts.items():
+            stack.enter_context(atomic_write(data_dir / name)).write(text)
 
 
 def load_data_dir(data_dir: Path, require_speech_tokens: bool = True) -> Dict[str, Dict[str, str]]:
@@ -443,8 +469,10 @@ def fix_data_dir(
 ) -> Tuple[List[str], List[Issue]]:
     """Drop the bad utterances of a data dir in place, like Kaldi's ``fix_data_dir.sh``.
 
-    Originals go to ``<dir>/.backup/``. Every file is rewritten sorted, ``spk2utt`` is
-    regenerated, and every utterance named by an issue is removed from every file.
+    Originals go to ``<dir>/.backup/`` (a later run: ``.backup.1/``, ``.backup.2/``...;
+    a backup is never overwritten, and is complete before any file changes). Every file
+    is rewritten sorted and atomically, ``spk2utt`` is regenerated, and every utterance
+    named by an issue is removed from every file.
     ``require_targets=False`` keeps test utterances without a reference reply or CoT.
 
     Returns:
@@ -463,24 +491,32 @@ def fix_data_dir(
     if global_issues:
         raise DataDirError(global_issues)
     bad = {i.utt for i in issues if i.utt is not None and i.kind not in ("unsorted", "duplicate")}
-    backup = data_dir / ".backup"
-    backup.mkdir(exist_ok=True)
-    for path in sorted(data_dir.iterdir()):
-        if path.is_file() and path.name in KNOWN_UTT_FILES:
+    files = [
+        p for p in sorted(data_dir.iterdir()) if p.is_file() and p.name in KNOWN_UTT_FILES
+    ]
+    with atomic_dir(next_backup_dir(data_dir)) as backup:
+        for path in files + [p for p in [data_dir / "spk2utt"] if p.is_file()]:
             shutil.copy2(path, backup / path.name)
-            ignored: List[Issue] = []
-            parsed = parse_kaldi_file(path, ignored)
-            kept = {u: v for u, v in parsed.entries.items() if u not in bad}
-            write_kaldi_map(path, kept)
+    for path in files:
+        parsed = parse_kaldi_file(path, [])
+        kept = {u: v for u, v in parsed.entries.items() if u not in bad}
+        write_kaldi_map(path, kept)
     utt2spk = data_dir / "utt2spk"
     if utt2spk.is_file():
-        if (data_dir / "spk2utt").is_file():
-            shutil.copy2(data_dir / "spk2utt", backup / "spk2utt")
         write_spk2utt(data_dir, read_kaldi_map(utt2spk))
     dropped = sorted(bad)
     for utt in dropped:
         logging.warning("%s: dropped utterance %s", data_dir, utt)
     return dropped, issues
+
+
+def next_backup_dir(data_dir: Path) -> Path:
+    """``.backup`` if it does not exist yet, else the first free ``.backup.N``."""
+    candidate, n = Path(data_dir) / ".backup", 0
+    while candidate.exists():
+        n += 1
+        candidate = Path(data_dir) / f".backup.{n}"
+    return candidate
 
 
 def utterance_ids(data_dir: Path) -> List[str]:

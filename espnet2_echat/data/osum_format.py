@@ -57,6 +57,7 @@ from espnet2_echat.data.labels import (
     normalize_label,
     split_leading_tag,
 )
+from espnet2_echat.safety.names import name_problem
 
 STTC_SEPARATOR = "<开始回答>"
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "m4a", "ogg", "opus", "wma")
@@ -456,6 +457,9 @@ def _group_to_sample(
             if field_name not in meta:
                 raise SampleError(f"combine metadata lacks {field_name!r}")
         txt, task, extra = str(meta["txt"]), str(meta["task"]), _parse_extra(meta["extra"])
+    problem = name_problem(key)
+    if problem:
+        raise SampleError(f"sample key {key!r} {problem}; expected a plain name (it is the utterance id)")
     audio_dir.mkdir(parents=True, exist_ok=True)
     wav = None
     history: Dict[int, str] = {}

@@ -4,11 +4,14 @@ Inputs are named ESPnet-style, ``path,name,type``: ``speech`` (``sound``: a ``wa
 ``text`` (TTS text), ``question`` (T2T user text) and ``history`` (JSON turns), each
 ``text`` type. Outputs, keyed by utterance id and sorted: ``text``, ``token_int``, and
 ``think`` (think modes), ``speech_token`` (S2S, TTS), ``wav.scp`` + ``wav/*.wav`` (with a
-token2wav model). Finished utterances (already in ``text``) are skipped on a re-run.
+token2wav model), and ``errors`` (``uttid reason`` of each utterance that failed).
+Finished utterances (already in ``text``) are skipped on a re-run; a run killed half-way
+and re-run ends with each utterance exactly once.
 """
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -18,8 +21,31 @@ from espnet2.fileio.sound_scp import SoundScpReader
 
 from espnet2_echat.inference.conversation import Turn
 from espnet2_echat.inference.speech2response import Request, Response, Speech2Response
+from espnet2_echat.safety.atomic import atomic_write, atomic_write_text
+from espnet2_echat.safety.names import child_path, name_problem
 
 INPUT_NAMES = ("speech", "text", "question", "history")
+
+
+@dataclass
+class DecodeSummary:
+    """Where a decode went and how many utterances failed (listed in ``errors``)."""
+
+    output_dir: Path
+    num_utts: int
+    num_errors: int
+
+    @classmethod
+    def read(cls, out: Path) -> "DecodeSummary":
+        """Count the decoded (``text``) and failed (``errors``) utterances of a decode dir."""
+        done, failed = len(_read_entries(out / "text")), len(_read_entries(out / "errors"))
+        return cls(out, done + failed, failed)
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of a run."""
+        ok = self.num_utts - self.num_errors
+        tail = f"; see {self.output_dir / 'errors'}" if self.num_errors else ""
+        return f"{self.output_dir}: {ok} of {self.num_utts} utterances decoded, {self.num_errors} failed{tail}"
 
 
 def parse_data_triplets(triplets: Sequence[str]) -> Dict[str, Tuple[str, str]]:
@@ -60,6 +86,42 @@ def _history(s2r: Speech2Response, value: str, source: str) -> List[Turn]:
     return turns
 
 
+def _read_request(s2r, key, main, speech, texts, inputs) -> Request:
+    """The request of one utterance; errors name the input file and the utterance."""
+    request = Request()
+    if main == "speech":
+        if key not in speech:
+            raise KeyError(f"{inputs['speech'][0]}: no utterance {key}")
+        try:
+            fs, wav = speech[key]
+        except Exception as e:  # soundfile/kaldiio raise their own types
+            raise ValueError(f"{inputs['speech'][0]}: utterance {key}: cannot read audio ({e})") from e
+        request.speech, request.fs = wav, fs
+    else:
+        if key not in texts[main]:
+            raise KeyError(f"{inputs[main][0]}: no utterance {key}")
+        request.text = texts[main][key]
+    if "history" in texts and key in texts["history"]:
+        source = f"{inputs['history'][0]}: {key}"
+        request.history = _history(s2r, texts["history"][key], source)
+    return request
+
+
+def _decode_batch(s2r, keys, requests, task, think, prompt, overrides, errors):
+    """Decode a batch; when it fails, decode its requests one by one so that only the bad
+    ones are lost (each goes to ``errors`` with its reason)."""
+    try:
+        return list(zip(keys, s2r.batch(requests, task, think, prompt=prompt, **overrides)))
+    except (ValueError, RuntimeError, KeyError, OSError) as e:
+        if len(requests) == 1:
+            errors[keys[0]] = _reason(e)
+            return []
+    done = []
+    for key, request in zip(keys, requests):
+        done += _decode_batch(s2r, [key], [request], task, think, prompt, overrides, errors)
+    return done
+
+
 def decode_data_dir(
     s2r: Speech2Response,
     data_path_and_name_and_type: Sequence[str],
@@ -73,9 +135,14 @@ def decode_data_dir(
 ) -> Path:
     """Decode every utterance of ``key_file`` (default: the first input's keys).
 
-    Returns the output directory.
+    A bad utterance (missing or unreadable audio, bad history, refused by the model) does
+    not stop the run or lose the good ones of its batch: it is written to ``errors``
+    (``uttid reason``) and retried on a re-run. The dir records task, think and model
+    (``decode_info.json``); a re-run with other settings is refused.
     """
     inputs = parse_data_triplets(data_path_and_name_and_type)
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
     main = "text" if task == "tts" else "question" if task == "t2t" else "speech"
     if main not in inputs:
         raise ValueError(f"task {task!r} needs a {main!r} input in --data_path_and_name_and_type")
@@ -89,28 +156,38 @@ def decode_data_dir(
         keys = list(speech.keys()) if main == "speech" else list(texts[main])
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    done = set(read_2columns_text(out / "text")) if (out / "text").exists() else set()
+    check_decode_info(out, dict(task=task, think=think, prompt=prompt, model=s2r.model_file))
+    done = repair_outputs(out)
     todo = [k for k in keys if k not in done]
     logging.info(
         f"{len(keys)} utterances, {len(done & set(keys))} already decoded, {len(todo)} to go"
     )
+    errors: Dict[str, str] = {}
+    for key in todo:  # ids become file names: refuse unsafe ones before decoding anything
+        problem = name_problem(key)
+        if problem:
+            errors[key] = f"utterance id {problem}; expected a plain name"
+    todo = [k for k in todo if k not in errors]
     for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        requests = []
+        chunk, requests = [], []
+        for key in todo[start : start + batch_size]:
+            try:
+                requests.append(_read_request(s2r, key, main, speech, texts, inputs))
+                chunk.append(key)
+            except (ValueError, KeyError, OSError, RuntimeError) as e:
+                errors[key] = _reason(e)
+        if not chunk:
+            continue
+        decoded = _decode_batch(s2r, chunk, requests, task, think, prompt, overrides, errors)
+        if decoded:
+            _append(out, [k for k, _ in decoded], [r for _, r in decoded], task, think)
         for key in chunk:
-            request = Request()
-            if main == "speech":
-                fs, wav = speech[key]
-                request.speech, request.fs = wav, fs
-            else:
-                request.text = texts[main][key]
-            if "history" in texts and key in texts["history"]:
-                source = f"{inputs['history'][0]}: {key}"
-                request.history = _history(s2r, texts["history"][key], source)
-            requests.append(request)
-        responses = s2r.batch(requests, task, think, prompt=prompt, **overrides)
-        _append(out, chunk, responses, task, think)
+            if key in errors:
+                logging.error(f"{key}: {errors[key]}")
     _sort_outputs(out)
+    atomic_write_text(
+        out / "errors", "".join(f"{k} {_one_line(v)}\n" for k, v in sorted(errors.items()))
+    )
     return out
 
 
@@ -131,8 +208,10 @@ def inference(
     token2wav_train_config: Optional[str] = None,
     token2wav_model_file: Optional[str] = None,
     prompt_config: Optional[str] = None,
+    cachedir: Optional[str] = None,
+    random_init: bool = False,
     **decoding_options,
-) -> Path:
+) -> DecodeSummary:
     """Build a :class:`Speech2Response` (from files or ``model_tag``) and decode a data dir."""
     model_kwargs = dict(
         device="cuda" if ngpu > 0 else "cpu",
@@ -143,10 +222,10 @@ def inference(
         prompt_config=prompt_config,
     )
     if model_tag:
-        s2r = Speech2Response.from_pretrained(model_tag, **model_kwargs)
+        s2r = Speech2Response.from_pretrained(model_tag, cachedir=cachedir, **model_kwargs)
     else:
-        s2r = Speech2Response(train_config, model_file, **model_kwargs)
-    return decode_data_dir(
+        s2r = Speech2Response(train_config, model_file, random_init=random_init, **model_kwargs)
+    out = decode_data_dir(
         s2r,
         data_path_and_name_and_type,
         output_dir,
@@ -157,6 +236,7 @@ def inference(
         batch_size,
         **decoding_options,
     )
+    return DecodeSummary.read(out)
 
 
 def _append(out: Path, keys, responses: Sequence[Response], task: str, think: str) -> None:
@@ -174,8 +254,8 @@ def _append(out: Path, keys, responses: Sequence[Response], task: str, think: st
         if "speech_token" in files:
             files["speech_token"].append(f"{key} {' '.join(map(str, r.speech_token))}")
         if r.wav is not None:
-            (out / "wav").mkdir(exist_ok=True)
-            path = (out / "wav" / f"{key}.wav").resolve()
+            (out / "wav").mkdir(parents=True, exist_ok=True)
+            path = child_path(out / "wav", key, ".wav").resolve()
             soundfile.write(path, r.wav, r.sample_rate)
             wav_lines.append(f"{key} {path}")
         files["text"].append(f"{key} {_one_line(r.text)}")
@@ -191,15 +271,70 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+OUTPUT_FILES = ("text", "think", "token_int", "speech_token", "wav.scp")
+
+
+def _read_entries(path: Path) -> Dict[str, str]:
+    """``{uttid: value}`` of complete lines (a last line without its newline was cut by a
+    kill and is dropped); a later line of the same id wins."""
+    entries: Dict[str, str] = {}
+    if not path.exists():
+        return entries
+    data = path.read_text(encoding="utf-8", errors="replace")
+    lines = data.split("\n")
+    for line in lines[:-1]:  # the part after the last newline is incomplete (or empty)
+        key, _, value = line.partition(" ")
+        if key:
+            entries[key] = value
+    return entries
+
+
+def repair_outputs(out: Path) -> set:
+    """After a kill: keep, in every output file, exactly one line for each utterance whose
+    ``text`` line is complete (``text`` is appended last); return those ids."""
+    done = set(_read_entries(out / "text"))
+    for name in OUTPUT_FILES:
+        path = out / name
+        if path.exists():
+            entries = {k: v for k, v in _read_entries(path).items() if k in done}
+            _write_sorted(path, entries)
+    return done
+
+
+def _write_sorted(path: Path, entries: Dict[str, str]) -> None:
+    with atomic_write(path) as f:
+        f.writelines(f"{k} {entries[k]}\n" for k in sorted(entries, key=lambda k: k.encode()))
+
+
 def _sort_outputs(out: Path) -> None:
     """Kaldi order (byte order of utterance ids), one line per id (the last one wins)."""
-    for name in ("text", "think", "token_int", "speech_token", "wav.scp"):
+    for name in OUTPUT_FILES:
         path = out / name
-        if not path.exists():
-            continue
-        entries = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
-            key, _, value = line.partition(" ")
-            entries[key] = value
-        with path.open("w", encoding="utf-8") as f:
-            f.writelines(f"{k} {entries[k]}\n" for k in sorted(entries, key=lambda k: k.encode()))
+        if path.exists():
+            _write_sorted(path, _read_entries(path))
+
+
+def _reason(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def check_decode_info(out: Path, info: Dict[str, Optional[str]]) -> None:
+    """Record the settings of a decode dir, or refuse a re-run with other settings (its
+    finished utterances would be kept and mixed with the new ones)."""
+    path = out / "decode_info.json"
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        diff = {k: (old.get(k), v) for k, v in info.items() if old.get(k) != v}
+        if diff:
+            raise ValueError(
+                f"{out} was decoded with other settings ("
+                + ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+                + "); use another --output_dir or remove it"
+            )
+    elif (out / "text").exists():
+        raise ValueError(
+            f"{out} holds outputs without decode_info.json (made by an older version?); "
+            "use another --output_dir or remove it"
+        )
+    else:
+        atomic_write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")

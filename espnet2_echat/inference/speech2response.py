@@ -24,6 +24,7 @@ from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, split_leading_tag
 from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.data.preprocessor import load_prompt_config
 from espnet2_echat.data.templates import IM_END_ID
+from espnet2_echat.inference.audio_input import as_float_waveform
 from espnet2_echat.inference.conversation import Conversation, Turn, embed_prompt, history_prompt
 from espnet2_echat.inference.decoder import build_plan, generate, iter_generate
 from espnet2_echat.inference.parsing import parse_generation
@@ -105,6 +106,8 @@ class Speech2Response:
             default instruction is the first entry of its tag. Default: the training
             config's ``preprocessor_conf.prompt_config`` (not under reference_compat), else
             ``settings.DEFAULT_INSTRUCTIONS`` (the reference's inference instructions).
+        random_init: allow ``model_file=None`` (random weights, for tests and timing);
+            without it a missing model file is an error, never silent random weights.
     """
 
     def __init__(
@@ -119,12 +122,25 @@ class Speech2Response:
         max_history_turns: int = 5,
         max_audio_seconds: Optional[float] = None,
         prompt_config: Optional[Union[str, Path]] = None,
+        random_init: bool = False,
     ):
         from espnet2_echat.models.causal_lm import resolve_path
         from espnet2_echat.tasks.echat import EChatTask
 
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if model_file is None and not random_init:
+            raise FileNotFoundError(
+                f"no model file given (train_config={train_config}): give model_file "
+                "(model.pth), or random_init=True to decode with random weights on purpose"
+            )
+        if model_file is not None and not Path(model_file).is_file():
+            raise FileNotFoundError(f"model_file {model_file} does not exist")
+        if max_history_turns < 0 or (max_audio_seconds is not None and max_audio_seconds <= 0):
+            raise ValueError(
+                "expected max_history_turns >= 0 and max_audio_seconds > 0, got "
+                f"{max_history_turns} and {max_audio_seconds}"
+            )
         model, args = EChatTask.build_model_from_file(train_config, model_file, device)
         model.eval()
         for part in (model.encoder, model.adapter, model.llm):
@@ -132,6 +148,7 @@ class Speech2Response:
         if torch.device(device).type == "cpu":
             model.llm.use_column_major_weights()  # ~2x faster decode steps on CPU
         self.model = model
+        self.model_file = str(model_file) if model_file is not None else None
         self.device = torch.device(device)
         self.reference_compat = reference_compat
         self.max_history_turns = max_history_turns
@@ -163,9 +180,10 @@ class Speech2Response:
     def from_pretrained(
         cls, tag_or_dir: str, cachedir: Optional[str] = None, **kwargs
     ) -> "Speech2Response":
-        """Build from a model directory (``config.yaml`` + ``model.pth``), a packed zip, or
-        an ESPnet model zoo / Hugging Face name (espnet_model_zoo's ``ModelDownloader``,
-        unpacking into ``cachedir``; default: its own).
+        """Build from a model directory (``config.yaml`` + ``model.pth``), a packed archive,
+        an ``http(s)://`` URL of one (``URL#sha256=HEX`` checks its hash) or a Hugging Face
+        repo name, unpacked with every path checked (``safety.archive``) into ``cachedir``
+        (default ``$ECHAT_CACHE_DIR`` or ``~/.cache/espnet_echat``, never the venv).
 
         Keyword arguments override the packed ones (e.g. ``device``, ``dtype``).
         """
@@ -179,27 +197,30 @@ class Speech2Response:
                 )
             found = dict(train_config=path / "config.yaml", model_file=model_files[0])
         else:
-            from espnet_model_zoo.downloader import ModelDownloader
+            from espnet2_echat.safety.download import fetch_packed_model
 
-            downloader = ModelDownloader(cachedir) if cachedir else ModelDownloader()
-            packed = downloader.download_and_unpack(str(tag_or_dir))
+            packed = fetch_packed_model(str(tag_or_dir), cachedir)
             known = ("train_config", "model_file", "token2wav_train_config", "token2wav_model_file")
             found = {k: v for k, v in packed.items() if k in known}
-            if "train_config" not in found:
-                raise KeyError(f"{tag_or_dir}: the packed model names no train_config ({packed})")
+            missing = {"train_config", "model_file"} - set(found)
+            if missing:
+                raise KeyError(f"{tag_or_dir}: the packed model names no {sorted(missing)} ({packed})")
         given = {k: v for k, v in kwargs.items() if v is not None}
         return cls(**{**found, **given})
 
     # ------------------------------------------------------------------ inputs
     def prepare_waveform(self, speech, fs: int, index: int) -> torch.Tensor:
-        """A 1-D float32 16 kHz tensor, or a clear error."""
-        wav = torch.as_tensor(np.asarray(speech), dtype=torch.float32)
+        """A 1-D float32 16 kHz tensor, or a clear error (integer PCM is scaled to [-1, 1];
+        NaN/inf samples are refused)."""
+        wav = torch.from_numpy(as_float_waveform(speech, f"request {index}"))
         if wav.dim() == 2 and 1 in wav.shape:
             wav = wav.flatten()
         if wav.dim() != 1:
             raise ValueError(
                 f"request {index}: expected mono 1-D audio, got shape {tuple(wav.shape)}"
             )
+        if not isinstance(fs, (int, np.integer)) or fs <= 0:
+            raise ValueError(f"request {index}: sample rate must be a positive integer, got {fs!r}")
         if fs != MODEL_FS:
             wav = torchaudio.functional.resample(wav, fs, MODEL_FS)
         seconds = wav.numel() / MODEL_FS

@@ -21,6 +21,7 @@ from espnet2.fileio.sound_scp import SoundScpReader
 
 from espnet2_echat.models.token2wav.prompt_frontend import speaker_prompt_from_files
 from espnet2_echat.models.token2wav.speaker_prompt import SpeakerPrompt
+from espnet2_echat.safety.names import child_path
 from espnet2_echat.tasks.token2wav import Token2WavTask
 
 
@@ -209,7 +210,7 @@ def synthesize_speech_token_file(
             distances[uttid] = mel_distance(
                 t2w, wav, ref.reshape(-1) if ref.ndim == 1 else ref.mean(axis=1), ref_fs
             )
-        path = (out / "wav" / f"{uttid}.wav").resolve()
+        path = child_path(out / "wav", uttid, ".wav").resolve()
         soundfile.write(path, wav, t2w.fs, subtype="PCM_16")
         lines.append(f"{uttid} {path}\n")
         logging.info("%s: %.2f s", uttid, len(wav) / t2w.fs)

@@ -4,6 +4,10 @@ Record or upload audio (or type text for T2T / TTS), pick the task and think mod
 see the think text, the reply and its speech tokens; with a token2wav model the reply is
 also played. Each browser session keeps its own :class:`Conversation` for S2S and S2T
 chat; "New conversation" clears it.
+
+Requests are bounded by :mod:`espnet2_echat.inference.request_limits` (upload size, audio
+duration, text length, a bounded queue that answers "busy" when full) and a login can be
+required (``--auth_file`` or ``$ECHAT_AUTH``).
 """
 
 from typing import List, Optional, Tuple
@@ -11,7 +15,16 @@ from typing import List, Optional, Tuple
 import gradio as gr
 import numpy as np
 
+from espnet2_echat.inference.audio_input import as_float_waveform
 from espnet2_echat.inference.conversation import Conversation
+from espnet2_echat.inference.request_limits import (
+    AdmissionQueue,
+    Credentials,
+    RequestLimits,
+    RequestRejected,
+    check_audio,
+    check_text,
+)
 from espnet2_echat.inference.settings import TASKS, TEXT_INPUT_TASKS, THINK_MODES
 from espnet2_echat.inference.speech2response import Speech2Response
 
@@ -26,12 +39,15 @@ def respond(
     think: str,
     conversation: Optional[Conversation],
     chat: Optional[List[dict]],
+    queue: Optional[AdmissionQueue] = None,
     **decoding,
 ):
     """One turn: returns (chat messages, think text, reply audio, speech tokens, conversation).
 
-    Errors (no input, unknown task, too long audio) are shown in the UI as ``gr.Error``.
+    Errors (no input, unknown task, audio or text beyond the limits, a full queue) are
+    shown in the UI as ``gr.Error``.
     """
+    queue = queue or AdmissionQueue(RequestLimits())
     conversation = conversation if conversation is not None else Conversation(s2r.max_history_turns)
     chat = list(chat or [])
     kwargs = dict(task=task, think=think if task in CHAT_TASKS_WITH_HISTORY else "none", **decoding)
@@ -39,20 +55,22 @@ def respond(
         kwargs["history"] = conversation
     try:
         if task in TEXT_INPUT_TASKS:
-            response = s2r(text=text, **kwargs)
+            check_text(text, queue.limits)
+            with queue.slot():
+                response = s2r(text=text, **kwargs)
             user = text
         else:
             if audio is None:
                 raise ValueError("record or upload audio first")
             fs, wav = audio
-            wav = np.asarray(wav)
-            if np.issubdtype(wav.dtype, np.integer):
-                wav = wav.astype(np.float32) / np.iinfo(wav.dtype).max
+            wav = as_float_waveform(wav, "uploaded audio")
             if wav.ndim == 2:  # gradio gives (samples, channels)
                 wav = wav.mean(axis=1)
-            response = s2r(speech=wav.astype(np.float32), fs=int(fs), **kwargs)
-            user = f"[audio {wav.shape[0] / fs:.1f} s]"
-    except ValueError as e:
+            seconds = check_audio(wav, int(fs), queue.limits, "uploaded audio")
+            with queue.slot():
+                response = s2r(speech=wav, fs=int(fs), **kwargs)
+            user = f"[audio {seconds:.1f} s]"
+    except (ValueError, RequestRejected) as e:
         raise gr.Error(str(e))
     reply = response.text or "(no text)"
     if response.speech_token and task != "tts":
@@ -65,8 +83,15 @@ def respond(
     return chat, response.think, wav_out, tokens, conversation
 
 
-def build_demo(s2r: Speech2Response, default_task: str = "s2s", **decoding) -> gr.Blocks:
-    """The Blocks app; ``decoding`` options apply to every call (e.g. ``max_new_tokens``)."""
+def build_demo(
+    s2r: Speech2Response,
+    default_task: str = "s2s",
+    limits: Optional[RequestLimits] = None,
+    **decoding,
+) -> gr.Blocks:
+    """The Blocks app; ``decoding`` options apply to every call (e.g. ``max_new_tokens``).
+    ``limits`` bound each request and the queue (default :class:`RequestLimits`)."""
+    queue = AdmissionQueue(limits or RequestLimits())
     with gr.Blocks(title="OSUM-EChat (ESPnet)") as demo:
         gr.Markdown("# OSUM-EChat\nSpeak, pick a task and a think mode, and send.")
         conversation = gr.State(None)
@@ -86,7 +111,7 @@ def build_demo(s2r: Speech2Response, default_task: str = "s2s", **decoding) -> g
                 tokens = gr.Textbox(label="Speech tokens", interactive=False)
 
         def on_send(a, t, k, th, conv, history):
-            return respond(s2r, a, t, k, th, conv, history, **decoding)
+            return respond(s2r, a, t, k, th, conv, history, queue, **decoding)
 
         send.click(
             on_send,
@@ -98,6 +123,12 @@ def build_demo(s2r: Speech2Response, default_task: str = "s2s", **decoding) -> g
             None,
             [conversation, chat, think_out, reply_audio, tokens],
         )
+    # the admission queue answers "busy"; gradio lets that many calls reach it at once
+    demo.queue(
+        max_size=queue.limits.max_queued,
+        default_concurrency_limit=queue.limits.max_concurrent + queue.limits.max_queued,
+    )
+    demo.admission_queue = queue
     return demo
 
 
@@ -113,9 +144,15 @@ def launch(
     server_name: str = "127.0.0.1",
     server_port: int = 7860,
     share: bool = False,
+    limits: Optional[RequestLimits] = None,
+    auth_file: Optional[str] = None,
+    cachedir: Optional[str] = None,
     **decoding,
 ) -> None:
-    """Load a model and serve the demo (blocks until interrupted)."""
+    """Load a model and serve the demo (blocks until interrupted). A login is required
+    when ``auth_file`` or ``$ECHAT_AUTH`` names ``user:password`` pairs."""
+    limits = limits or RequestLimits()
+    credentials = Credentials.load(auth_file)
     kwargs = dict(
         device=device,
         dtype=dtype,
@@ -124,10 +161,14 @@ def launch(
         token2wav_model_file=token2wav_model_file,
     )
     if model_tag:
-        s2r = Speech2Response.from_pretrained(model_tag, **kwargs)
+        s2r = Speech2Response.from_pretrained(model_tag, cachedir=cachedir, **kwargs)
     else:
         s2r = Speech2Response(train_config, model_file, **kwargs)
     decoding = {k: v for k, v in decoding.items() if v is not None}
-    build_demo(s2r, **decoding).launch(
-        server_name=server_name, server_port=server_port, share=share
+    build_demo(s2r, limits=limits, **decoding).launch(
+        server_name=server_name,
+        server_port=server_port,
+        share=share,
+        max_file_size=limits.max_upload_bytes,
+        auth=credentials.check if credentials.required else None,
     )

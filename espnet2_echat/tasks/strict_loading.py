@@ -13,6 +13,8 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import yaml
 
+from espnet2_echat.safety.checkpoints import weights_only_load
+
 
 class StrictLoadError(RuntimeError):
     """A model file does not match the model built from its config."""
@@ -69,7 +71,7 @@ def build_model_from_file_strict(
     args.config_dir = str(config_file.parent)
     model = task.build_model(args).to(device)
     if model_file is not None:
-        state = torch.load(model_file, map_location=device, weights_only=True)
+        state = weights_only_load(model_file, map_location=device)
         load_state_dict_strict(model, state, str(model_file))
         logging.info(f"loaded {model_file} strictly ({len(state)} tensors)")
     return model, args

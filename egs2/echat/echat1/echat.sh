@@ -270,7 +270,7 @@ if run_stage 9; then
             --model_file "${final_model}" --task "${task}" --think "${set_think}" \
             --key_file "${out}/logdir/keys.JOB" --output_dir "${out}/logdir/output.JOB" \
             --ngpu "$(${gpu_inference} && echo 1 || echo 0)" "${data[@]}" "${t2w_args[@]}" ${inference_args}
-        for f in text think token_int speech_token wav.scp; do
+        for f in text think token_int speech_token wav.scp errors; do
             cat "${out}"/logdir/output.*/"${f}" 2>/dev/null | sort > "${out}/${f}" || true
             [ -s "${out}/${f}" ] || rm -f "${out}/${f}"
         done
