@@ -23,7 +23,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_tag", type=str_or_none, help="model zoo name, packed zip or dir")
     parser.add_argument("--token2wav_train_config", type=str_or_none)
     parser.add_argument("--token2wav_model_file", type=str_or_none)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA or Ascend NPU when present, else cpu), cpu, cuda[:i], npu[:i]"
+    )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--reference_compat", type=str2bool, default=False)
     parser.add_argument("--server_name", default="127.0.0.1")

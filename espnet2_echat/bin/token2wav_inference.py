@@ -27,7 +27,9 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--train_config", required=True, help="token2wav config.yaml")
     parser.add_argument("--model_file", required=True, help="token2wav model.pth")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA or Ascend NPU when present, else cpu), cpu, cuda[:i], npu[:i]"
+    )
     parser.add_argument(
         "--n_timesteps", type=int, default=10, help="Euler steps (10 as the reference)"
     )

@@ -23,6 +23,7 @@ from espnet2_echat.inference.conversation import Turn
 from espnet2_echat.inference.speech2response import Request, Response, Speech2Response
 from espnet2_echat.safety.atomic import atomic_write, atomic_write_text
 from espnet2_echat.safety.names import child_path, name_problem
+from espnet2_echat.train.devices import device_for_ngpu
 
 INPUT_NAMES = ("speech", "text", "question", "history")
 
@@ -214,7 +215,7 @@ def inference(
 ) -> DecodeSummary:
     """Build a :class:`Speech2Response` (from files or ``model_tag``) and decode a data dir."""
     model_kwargs = dict(
-        device="cuda" if ngpu > 0 else "cpu",
+        device=device_for_ngpu(ngpu),
         dtype=dtype,
         reference_compat=reference_compat,
         token2wav_train_config=token2wav_train_config,

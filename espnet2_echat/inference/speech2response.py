@@ -92,7 +92,8 @@ class Speech2Response:
 
     Args:
         train_config, model_file: ``config.yaml`` / ``model.pth`` of ``EChatTask``.
-        device: torch device.
+        device: ``auto`` (CUDA or an Ascend NPU when present, else CPU), ``cpu``,
+            ``cuda[:i]`` or ``npu[:i]`` (:func:`espnet2_echat.train.devices.resolve_device`).
         dtype: ``float32`` (default), ``bfloat16`` or ``float16`` for the encoder, adapter
             and LLM (features and logits stay float32).
         reference_compat: reproduce the reference exactly (its prompt typos, S2S parsing
@@ -127,6 +128,8 @@ class Speech2Response:
         from espnet2_echat.models.causal_lm import resolve_path
         from espnet2_echat.tasks.echat import EChatTask
 
+        from espnet2_echat.train.devices import resolve_device
+
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         if model_file is None and not random_init:
@@ -141,6 +144,7 @@ class Speech2Response:
                 "expected max_history_turns >= 0 and max_audio_seconds > 0, got "
                 f"{max_history_turns} and {max_audio_seconds}"
             )
+        device = resolve_device(device)  # auto | cpu | cuda[:i] | npu[:i]
         model, args = EChatTask.build_model_from_file(train_config, model_file, device)
         model.eval()
         for part in (model.encoder, model.adapter, model.llm):

@@ -31,7 +31,7 @@ class Token2WavInference:
     Args:
         train_config: ``config.yaml`` of the model.
         model_file: ``model.pth`` of the model.
-        device: Torch device.
+        device: ``auto``, ``cpu``, ``cuda[:i]`` or ``npu[:i]`` (see ``train/devices.py``).
         n_timesteps: Euler steps of the flow solver (10 as the reference; fewer is faster).
         seed: Seed of the noise generator, re-applied on every call.
         reference_compat: Streaming with the reference's 34-frame flow cache (see
@@ -57,8 +57,11 @@ class Token2WavInference:
         prompt_embedding: Optional[Union[str, Path]] = None,
         onnx_dir: Optional[Union[str, Path]] = None,
     ):
+        from espnet2_echat.train.devices import resolve_device
+
         if n_timesteps < 1:
             raise ValueError(f"n_timesteps must be >= 1, got {n_timesteps}")
+        device = resolve_device(device)  # auto | cpu | cuda[:i] | npu[:i]
         self.model, _ = Token2WavTask.build_model_from_file(
             train_config, model_file, device
         )

