@@ -39,6 +39,17 @@ class Expected:
     def count(self) -> int:
         return self.num_utts if self.num_utts is not None else len(self.texts)
 
+    def check(self, data_dir: Path) -> None:
+        """Assert that a prepared data dir holds these utterances, texts and labels."""
+        from espnet2_echat.data.datadir import read_kaldi_map
+
+        task = read_kaldi_map(data_dir / "task")
+        assert len(task) == self.count and set(task.values()) == {self.task}, data_dir
+        if self.texts:
+            assert read_kaldi_map(data_dir / "text") == self.texts, data_dir
+        for file, values in self.labels.items():
+            assert read_kaldi_map(data_dir / file) == values, (data_dir, file)
+
 
 def espeak(text: str, fs: int, voice: str = "en-us") -> np.ndarray:
     """Speech for ``text`` from espeak-ng, mono float at ``fs`` Hz."""

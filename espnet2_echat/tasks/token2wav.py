@@ -16,9 +16,10 @@ from espnet2.utils.types import str_or_none
 
 from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel
 from espnet2_echat.tasks.strict_loading import build_model_from_file_strict
+from espnet2_echat.train.devices import AcceleratorTaskMixin, default_dist_backend
 
 
-class Token2WavTask(AbsTask):
+class Token2WavTask(AcceleratorTaskMixin, AbsTask):
     """Trains and loads ``ESPnetToken2WavModel``.
 
     Data: ``speech`` (wav.scp, ``sound``), ``speech_token`` (``text_int``: ``uttid id id``)
@@ -44,6 +45,7 @@ class Token2WavTask(AbsTask):
             default=get_default_kwargs(ESPnetToken2WavModel),
             help="The keyword arguments for ESPnetToken2WavModel.",
         )
+        parser.set_defaults(dist_backend=default_dist_backend())  # hccl / nccl / gloo
 
     @classmethod
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:

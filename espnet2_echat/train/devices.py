@@ -102,3 +102,18 @@ def device_for_ngpu(ngpu: int) -> str:
     if kind == "cpu":
         raise RuntimeError(f"--ngpu {ngpu}: no CUDA GPU or Ascend NPU is available (use --ngpu 0)")
     return f"{kind}:0"
+
+
+class AcceleratorTaskMixin:
+    """For an ESPnet ``AbsTask``: map CUDA onto an Ascend NPU (when one exists) in the main
+    process and in every spawned worker, before ESPnet's CUDA code runs."""
+
+    @classmethod
+    def main(cls, args=None, cmd=None):
+        prepare_accelerator()
+        super().main(args=args, cmd=cmd)
+
+    @classmethod
+    def main_worker(cls, args):
+        prepare_accelerator()
+        super().main_worker(args)

@@ -43,12 +43,7 @@ def test_every_corpus_prepares_with_its_content(prepared):
         assert validate_data_dir(d, require_speech_tokens=False,
                                  require_targets=exp.role != "test") == [], name
         assert roles[name] == exp.role, name
-        task = read_kaldi_map(d / "task")
-        assert len(task) == exp.count and set(task.values()) == {exp.task}, name
-        if exp.texts:
-            assert read_kaldi_map(d / "text") == exp.texts, name
-        for file, values in exp.labels.items():
-            assert read_kaldi_map(d / file) == values, (name, file)
+        exp.check(d)
 
 
 def test_release_specifics(prepared):

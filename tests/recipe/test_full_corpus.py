@@ -58,12 +58,7 @@ def test_data_dirs_of_every_corpus(recipe):
         tokens = exp.role != "test"
         assert validate_data_dir(d, speech_token_vocab=16, expected_fs=16000,
                                  require_speech_tokens=tokens, require_targets=tokens) == [], name
-        task = read_kaldi_map(d / "task")
-        assert len(task) == exp.count and set(task.values()) == {exp.task}, name
-        if exp.texts:
-            assert read_kaldi_map(d / "text") == exp.texts, name
-        for file, values in exp.labels.items():
-            assert read_kaldi_map(d / file) == values, (name, file)
+        exp.check(d)
         assert (d / "dropped").read_text() == "", name
         if (d / "wav.scp").exists():
             for path in read_kaldi_map(d / "wav.scp").values():

@@ -91,3 +91,17 @@ def test_batch_decoding_asks_devices_not_cuda(no_cuda, monkeypatch):
     with pytest.raises(Stop):
         batch_decode.inference("out", [], "asr", train_config="c", model_file="m", ngpu=1)
     assert seen["device"] == "npu:0"
+
+
+def test_token2wav_training_maps_cuda_onto_an_npu(no_cuda, monkeypatch):
+    """token2wav training goes through the same accelerator set-up as the speech LLM's."""
+    from espnet2.tasks.abs_task import AbsTask
+
+    from espnet2_echat.tasks.token2wav import Token2WavTask
+
+    fake_torch_npu(monkeypatch, available=True)
+    calls = []
+    monkeypatch.setattr(AbsTask, "main_worker", classmethod(lambda cls, args: calls.append(args)))
+    Token2WavTask.main_worker("args")
+    assert calls == ["args"] and torch.npu.conv.allow_hf32 is False
+    assert Token2WavTask.get_parser().get_default("dist_backend") == "hccl"
