@@ -57,6 +57,7 @@ from prep_common import record_role, role_of_split  # noqa: E402
 from espnet2_echat.data.audio import resample, write_pcm16  # noqa: E402
 from espnet2_echat.data.cot import build_tag_think  # noqa: E402
 from espnet2_echat.data.datadir import validate_data_dir, write_data_dir  # noqa: E402
+from espnet2_echat.data.task_registry import DATA_SETS  # noqa: E402
 
 FS = 16000
 ESPEAK_FS = 22050
@@ -117,22 +118,8 @@ PROSODY: Dict[str, Tuple[int, int, int, str]] = {
 }
 EMOTION_SHORT = {"<HAPPY>": "hap", "<SAD>": "sad", "<ANGRY>": "ang", "<NEUTRAL>": "neu"}
 
-TASKS: Tuple[Tuple[str, str], ...] = (
-    ("asr", "<TRANSCRIBE>"),
-    ("emotion", "<EMOTION>"),
-    ("gender", "<GENDER>"),
-    ("age", "<AGE>"),
-    ("event", "<CAPTION>"),
-    ("tts", "<TEXT2TOKEN>"),
-    ("s2t", "<S2TCHAT>"),
-    ("s2t_tag_think", "<S2TCHAT> <THINKER>"),
-    ("s2t_language_think", "<S2TCHAT> <THINKER>"),
-    ("s2s", "<S2TCHAT> <TEXT2TOKEN>"),
-    ("s2s_tag_think", "<S2TCHAT> <TEXT2TOKEN> <THINK>"),
-    ("s2s_language_think", "<S2TCHAT> <TEXT2TOKEN> <THINK>"),
-    ("t2t", "<TEXT2TEXT>"),
-    ("multiturn", "<S2TCHAT> <TEXT2TOKEN> <HISTORY>"),
-)
+# (set-name suffix, task tag) of every data dir, from the task registry.
+TASKS: Tuple[Tuple[str, str], ...] = tuple((s.suffix, s.tag) for s in DATA_SETS)
 
 
 @dataclass(frozen=True)

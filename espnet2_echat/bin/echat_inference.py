@@ -19,7 +19,7 @@ import sys
 from espnet2.utils.types import str2bool, str_or_none
 
 from espnet2_echat.inference.batch_decode import inference
-from espnet2_echat.inference.settings import TASKS, THINK_MODES
+from espnet2_echat.data.task_registry import TASK_NAMES, THINK_MODES
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -61,7 +61,7 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--token2wav_train_config", type=str_or_none)
     group.add_argument("--token2wav_model_file", type=str_or_none)
     group = parser.add_argument_group("Task")
-    group.add_argument("--task", required=True, choices=TASKS)
+    group.add_argument("--task", required=True, choices=TASK_NAMES)
     group.add_argument("--think", default="none", choices=THINK_MODES)
     group.add_argument(
         "--prompt",

@@ -24,34 +24,18 @@ from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 import soundfile
 
-from espnet2_echat.data.labels import (
+from espnet2_echat.data.labels import is_label
+from espnet2_echat.data.task_registry import (
     LABEL_FILES,
-    TASK_TAG_LABEL_FILE,
     TASK_TAGS,
-    UNDERSTANDING_TASKS,
-    is_label,
+    UTT_FILES,
+    tag_label_files,
 )
 from espnet2_echat.safety.atomic import atomic_dir, atomic_write, atomic_write_text
 from espnet2_echat.safety.names import check_name, name_problem
 
 # Files keyed by utterance id that the validator knows.
-KNOWN_UTT_FILES: Tuple[str, ...] = (
-    "wav.scp",
-    "reply_wav.scp",
-    "utt2spk",
-    "text",
-    "task",
-    "question",
-    "reply",
-    "think",
-    "speech_token",
-    "history",
-    "utt2dur",
-    "utt2num_samples",
-    "utt2lang",
-    "prompt_wav.scp",
-    "prompt_text",
-) + tuple(LABEL_FILES)
+KNOWN_UTT_FILES: Tuple[str, ...] = UTT_FILES
 # Files whose value may not be empty.
 NON_EMPTY_FILES = (
     "text",
@@ -275,8 +259,7 @@ def required_files(
         needed.add("think")
     if "<HISTORY>" in tags:
         needed.add("history")
-    if task in UNDERSTANDING_TASKS:
-        needed |= {TASK_TAG_LABEL_FILE[t] for t in tags if t in TASK_TAG_LABEL_FILE}
+    needed |= set(tag_label_files(task))
     if not require_targets:
         needed -= {"reply", "think", "speech_token"}
     return needed

@@ -118,48 +118,6 @@ STYLE_ALIASES: Dict[str, str] = {
     "<幽默>": "<其他>",
 }
 
-# Task tags (spec 2.1 and the 23 keys of the reference's prompt_config.yaml, spec 2.2).
-UNDERSTANDING_TASKS: Tuple[str, ...] = (
-    "<TRANSCRIBE>",
-    "<TRANSCRIBE> <ALIGN>",
-    "<TRANSCRIBE> <S2TCHAT>",
-    "<TRANSCRIBE> <EMOTION>",
-    "<EMOTION>",
-    "<TRANSCRIBE> <STYLE>",
-    "<STYLE>",
-    "<TRANSCRIBE> <CAPTION>",
-    "<CAPTION>",
-    "<CAPTION> <AUDIO>",
-    "<TRANSCRIBE> <GENDER>",
-    "<GENDER>",
-    "<TRANSCRIBE> <AGE>",
-    "<AGE>",
-    "<TRANSCRIBE> <AGE> <GENDER>",
-    "<AGE> <GENDER>",
-    "<TRANSCRIBE> <STYLE> <AGE> <GENDER>",
-    "<STYLE> <AGE> <GENDER>",
-    "<TRANSCRIBE> <PUNCTUATION>",
-    "<TRANSCRIBE> <CAPTION> <AGE> <GENDER>",
-    "<TRANSCRIBE> <EMOTION> <AGE> <GENDER>",
-    "<TRANSCRIBE> <AGE> <GENDER> <STYLE> <EMOTION>",
-    "<TRANSCRIBE> <CAPTION> <AGE> <GENDER> <EMOTION> <STYLE>",
-)
-GENERATION_TASKS: Tuple[str, ...] = (
-    "<TEXT2TOKEN>",
-    "<TEXT2TOKEN> <STREAMING>",
-    "<S2TCHAT> <TEXT2TOKEN>",
-    "<Speech2TEXTandTOKEN>",
-    "<S2TCHAT> <TEXT2TOKEN> <EMOTION>",
-    "<S2TCHAT> <TEXT2TOKEN> <THINK>",
-    "<S2TCHAT> <TEXT2TOKEN> <HISTORY>",
-    "<S2TCHAT> <TEXT2TOKEN> <STREAMING>",
-    "<TEXT2TEXT>",
-    "<S2TCHAT>",
-    "<S2TCHAT> <THINKER>",
-    "<S2TCHAT_FAKE>",
-)
-TASK_TAGS: Tuple[str, ...] = UNDERSTANDING_TASKS + GENERATION_TASKS
-
 LABEL_SETS: Dict[str, Tuple[Tuple[str, ...], Dict[str, str]]] = {
     "age": (AGE_LABELS, AGE_ALIASES),
     "gender": (GENDER_LABELS, GENDER_ALIASES),
@@ -167,24 +125,6 @@ LABEL_SETS: Dict[str, Tuple[Tuple[str, ...], Dict[str, str]]] = {
     "event": (EVENT_LABELS, EVENT_ALIASES),
     "reply_emotion": (REPLY_EMOTION_LABELS, REPLY_EMOTION_ALIASES),
     "style": (STYLE_LABELS, STYLE_ALIASES),
-}
-
-# Data-dir file holding each label kind (DESIGN.md, data-dir contract).
-LABEL_FILES: Dict[str, str] = {
-    "utt2age": "age",
-    "utt2gender": "gender",
-    "utt2emotion": "emotion",
-    "utt2event": "event",
-    "reply_emotion": "reply_emotion",
-    "utt2style": "style",
-}
-# Label file required by each paralinguistic tag of a task string.
-TASK_TAG_LABEL_FILE: Dict[str, str] = {
-    "<EMOTION>": "utt2emotion",
-    "<GENDER>": "utt2gender",
-    "<AGE>": "utt2age",
-    "<CAPTION>": "utt2event",
-    "<STYLE>": "utt2style",
 }
 
 _CJK = "\u4e00-\u9fff"

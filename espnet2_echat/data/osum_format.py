@@ -50,34 +50,18 @@ import soundfile
 from espnet2_echat.data.audio import load_audio, write_pcm16
 from espnet2_echat.data.cot import build_tag_think, parse_tag_think
 from espnet2_echat.data.datadir import load_data_dir, validate_data_dir, write_data_dir
-from espnet2_echat.data.labels import (
-    REPLY_EMOTION_LABELS,
-    TASK_TAG_LABEL_FILE,
-    UNDERSTANDING_TASKS,
-    normalize_label,
-    split_leading_tag,
+from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, normalize_label, split_leading_tag
+from espnet2_echat.data.task_registry import (
+    LABEL_FILES,
+    OSUM_LABEL_KEYS,
+    STTC_SEPARATOR,
+    UNDERSTANDING_TAGS,
+    tag_label_files,
 )
 from espnet2_echat.safety.names import name_problem
 
-STTC_SEPARATOR = "<开始回答>"
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "m4a", "ogg", "opus", "wma")
 UTTS_PER_SHARD = 1000
-# extra key <-> label file
-EXTRA_LABEL_KEYS: Dict[str, str] = {
-    "age": "utt2age",
-    "gender": "utt2gender",
-    "q_emotion": "utt2emotion",
-    "caption": "utt2event",
-    "style": "utt2style",
-}
-LABEL_KINDS = {
-    "utt2age": "age",
-    "utt2gender": "gender",
-    "utt2emotion": "emotion",
-    "utt2event": "event",
-    "utt2style": "style",
-    "reply_emotion": "reply_emotion",
-}
 _RE_TRAILING_TAGS = re.compile(r"((?:\s*<[^<>]*>)+)\s*$")
 _RE_TAG = re.compile(r"<[^<>]*>")
 
@@ -113,14 +97,12 @@ class SampleError(ValueError):
 
 
 def _is_understanding(task: str) -> bool:
-    return task in UNDERSTANDING_TASKS
+    return task in UNDERSTANDING_TAGS
 
 
 def _label_tags(task: str) -> List[str]:
     """Label files whose values follow the transcript in an understanding txt."""
-    if not _is_understanding(task):
-        return []
-    return [TASK_TAG_LABEL_FILE[t] for t in task.split() if t in TASK_TAG_LABEL_FILE]
+    return list(tag_label_files(task))
 
 
 def record_to_sample(utt: str, rec: Dict[str, str]) -> OsumSample:
@@ -129,7 +111,7 @@ def record_to_sample(utt: str, rec: Dict[str, str]) -> OsumSample:
     tags = task.split()
     extra: Dict[str, object] = {}
     text = rec.get("text")
-    for key, name in EXTRA_LABEL_KEYS.items():
+    for key, name in OSUM_LABEL_KEYS.items():
         if name in rec:
             extra[key] = rec[name]
     if "utt2spk" in rec and rec["utt2spk"] != utt:
@@ -187,7 +169,7 @@ def _think_to_extra(think: str, reply_emotion: Optional[str], extra: Dict[str, o
 
 def _label(name: str, value: object) -> str:
     try:
-        return normalize_label(LABEL_KINDS[name], str(value))
+        return normalize_label(LABEL_FILES[name], str(value))
     except ValueError as e:
         raise SampleError(f"{name}: {e}") from None
 
@@ -205,7 +187,7 @@ def sample_to_record(sample: OsumSample) -> Dict[str, str]:
     if sample.wav:
         rec["wav.scp"] = sample.wav
         rec["utt2spk"] = str(extra.get("speaker", sample.key))
-    for key, name in EXTRA_LABEL_KEYS.items():
+    for key, name in OSUM_LABEL_KEYS.items():
         if extra.get(key) not in (None, "", "none", "<&&>"):
             rec[name] = _label(name, extra[key])
     if extra.get("lang") not in (None, "", "none"):

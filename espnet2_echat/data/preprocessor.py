@@ -30,7 +30,6 @@ from espnet2_echat.data.cot import (
     wrap_think,
 )
 from espnet2_echat.data.labels import (
-    TASK_TAG_LABEL_FILE,
     ensure_reply_emotion,
     normalize_label,
     normalize_text,
@@ -46,10 +45,18 @@ from espnet2_echat.data.templates import (
     TURN_END,
     USER_START,
     ASSISTANT_START,
-    task_to_output_type,
+)
+from espnet2_echat.data.task_registry import (
+    LABEL_FILES,
+    STTC_SEPARATOR,
+    TAG_LABEL_FILE,
+    normalize_tag,
+    tag_output_type,
 )
 
-THINK_MODES = ("data", "tag", "language")
+# Where the CoT of a think sample comes from: the data dir's ``think`` file ("data"), or
+# rebuilt as a tag CoT / language CoT. (Decoding's think modes are ``task_registry.THINK_MODES``.)
+THINK_SOURCES = ("data", "tag", "language")
 # Single-label ASR+X tasks that may become their X-only task (spec 2.3.3).
 X_ONLY_TASKS = {
     "<TRANSCRIBE> <EMOTION>": "<EMOTION>",
@@ -58,14 +65,6 @@ X_ONLY_TASKS = {
     "<TRANSCRIBE> <GENDER>": "<GENDER>",
     "<TRANSCRIBE> <AGE>": "<AGE>",
     "<TRANSCRIBE> <S2TCHAT>": "<S2TCHAT>",
-}
-STTC_SEPARATOR = "<开始回答>"
-_LABEL_KIND = {  # data-dir label file -> labels.normalize_label kind
-    "utt2emotion": "emotion",
-    "utt2gender": "gender",
-    "utt2age": "age",
-    "utt2event": "event",
-    "utt2style": "style",
 }
 SENTINEL_TEXTS = ("None_in_extract_answer", "None_in_extract_X")
 NONE_LABELS = ("<NONE>", "<None>", "<none>")
@@ -189,8 +188,8 @@ class EChatPreprocessor(AbsPreprocessor):
         fs: int = 16000,
     ):
         super().__init__(train)
-        if think_mode not in THINK_MODES:
-            raise ValueError(f"think_mode must be one of {THINK_MODES}, got {think_mode!r}")
+        if think_mode not in THINK_SOURCES:
+            raise ValueError(f"think_mode must be one of {THINK_SOURCES}, got {think_mode!r}")
         self.builder = LayoutBuilder(tokenizer, text_vocab_size, speech_token_num)
         self.prompts = load_prompt_config(prompt_config)
         self.think_mode = think_mode
@@ -248,7 +247,7 @@ class EChatPreprocessor(AbsPreprocessor):
     # -- layout -----------------------------------------------------------------------------
     def layout(self, uid: str, data: Mapping, randomize: bool = False) -> Layout:
         """Build one sample's ids. ``randomize=False`` takes the first prompt and no conversion."""
-        task = " ".join(str(data.get("task") or "<TRANSCRIBE>").split())
+        task = normalize_tag(str(data.get("task") or ""))
         history = self._history_turns(uid, data)
         if randomize and task in X_ONLY_TASKS and np.random.random() < self.x_only_prob:
             task = X_ONLY_TASKS[task]
@@ -258,7 +257,7 @@ class EChatPreprocessor(AbsPreprocessor):
             if task in ("<S2TCHAT> <TEXT2TOKEN>", "<TEXT2TOKEN>"):
                 if np.random.random() < self.streaming_prob:
                     task += " <STREAMING>"
-        output_type = task_to_output_type(task)
+        output_type = tag_output_type(task)
         speech_tokens = None
         if output_type in SPEECH_OUTPUT_TYPES:
             speech_tokens = _int_list(uid, "speech_token", _require(uid, data, "speech_token"))
@@ -332,11 +331,11 @@ class EChatPreprocessor(AbsPreprocessor):
         if "<TRANSCRIBE>" in tags:
             parts.append(str(_require(uid, data, "text")))
         for tag in tags:
-            name = TASK_TAG_LABEL_FILE.get(tag)
+            name = TAG_LABEL_FILE.get(tag)
             if name is not None:
                 value = str(_require(uid, data, name))
                 try:
-                    parts.append(normalize_label(_LABEL_KIND[name], value))
+                    parts.append(normalize_label(LABEL_FILES[name], value))
                 except ValueError as e:
                     raise SampleError(f"{uid}: {name}: {e}") from None
         if "<S2TCHAT>" in tags:
@@ -445,7 +444,7 @@ class EChatPreprocessor(AbsPreprocessor):
         if any(t.strip() in SENTINEL_TEXTS for t in texts):
             return "sentinel text", None
         if self.train:
-            labels = texts + [str(data[k]) for k in _LABEL_KIND if data.get(k) is not None]
+            labels = texts + [str(data[k]) for k in TAG_LABEL_FILE.values() if data.get(k) is not None]
             if any(n in t for t in labels for n in NONE_LABELS):
                 return "<NONE> label", None
             if any(n in t for t in texts for n in f.identity_names):

@@ -1,4 +1,4 @@
-"""Chat template, system prompts and task tags of OSUM-EChat (spec 1.6, 1.7, 2.1).
+"""Chat template and system prompts of OSUM-EChat (task tags: ``data.task_registry``; spec 1.6, 1.7).
 
 Everything here is data: exact strings and ids of the reference. The preprocessor turns
 them into id sequences; the model never reads this module.
@@ -95,33 +95,6 @@ SPEECH_OUTPUT_TYPES = frozenset(
 )
 # Output types whose user turn is text, not audio.
 TEXT_INPUT_OUTPUT_TYPES = frozenset({"text2text", "text2token", "text2token_streaming"})
-
-_TASK_TO_OUTPUT_TYPE: Dict[str, str] = {
-    "<TEXT2TOKEN>": "text2token",
-    "TEXT2TOKEN": "text2token",
-    "<TEXT2TOKEN> <STREAMING>": "text2token_streaming",
-    "<S2TCHAT> <TEXT2TOKEN>": "speech2text_token",
-    "<Speech2TEXTandTOKEN>": "speech2text_token",
-    "<S2TCHAT> <TEXT2TOKEN> <EMOTION>": "speech2text_token",
-    "<S2TCHAT> <TEXT2TOKEN> <THINK>": "speech2text_token_think",
-    "<S2TCHAT> <TEXT2TOKEN> <HISTORY>": "speech2text_token_history",
-    "<S2TCHAT> <TEXT2TOKEN> <STREAMING>": "speech2text_token_streaming",
-    "<TEXT2TEXT>": "text2text",
-    "<S2TCHAT>": "s2t_chat",
-    "<S2TCHAT> <THINKER>": "s2t_chat_think",
-    "<S2TCHAT_FAKE>": "s2t_chat_fake",
-}
-
-
-def task_to_output_type(task: str) -> str:
-    """Map a reference task tag string (spec 2.1) to its output_type.
-
-    A missing task means ``<TRANSCRIBE>``; every tag not listed is an understanding task
-    (output_type ``text``).
-    """
-    task = " ".join((task or "<TRANSCRIBE>").split())
-    return _TASK_TO_OUTPUT_TYPE.get(task, "text")
-
 
 def system_block(prompt_name: str, with_user_start: bool = True) -> str:
     """``<|im_start|>system\\n{prompt}<|im_end|>\\n`` optionally followed by the user start (P1)."""

@@ -19,6 +19,7 @@ import soundfile
 from espnet2.fileio.read_text import read_2columns_text
 from espnet2.fileio.sound_scp import SoundScpReader
 
+from espnet2_echat.data.task_registry import DECODE_FILES, SPEECH_TASKS, check_task
 from espnet2_echat.inference.conversation import Turn
 from espnet2_echat.inference.speech2response import Request, Response, Speech2Response
 from espnet2_echat.safety.atomic import atomic_write, atomic_write_text
@@ -144,7 +145,7 @@ def decode_data_dir(
     inputs = parse_data_triplets(data_path_and_name_and_type)
     if batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
-    main = "text" if task == "tts" else "question" if task == "t2t" else "speech"
+    main = check_task(task, think).input.name
     if main not in inputs:
         raise ValueError(f"task {task!r} needs a {main!r} input in --data_path_and_name_and_type")
     speech = SoundScpReader(inputs["speech"][0], dtype="float32") if "speech" in inputs else None
@@ -245,7 +246,7 @@ def _append(out: Path, keys, responses: Sequence[Response], task: str, think: st
     files = {"token_int": [], "text": []}
     if think != "none":
         files["think"] = []
-    if task in ("s2s", "tts"):
+    if task in SPEECH_TASKS:
         files["speech_token"] = []
     wav_lines = []
     for key, r in zip(keys, responses):
@@ -272,9 +273,6 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-OUTPUT_FILES = ("text", "think", "token_int", "speech_token", "wav.scp")
-
-
 def _read_entries(path: Path) -> Dict[str, str]:
     """``{uttid: value}`` of complete lines (a last line without its newline was cut by a
     kill and is dropped); a later line of the same id wins."""
@@ -294,7 +292,7 @@ def repair_outputs(out: Path) -> set:
     """After a kill: keep, in every output file, exactly one line for each utterance whose
     ``text`` line is complete (``text`` is appended last); return those ids."""
     done = set(_read_entries(out / "text"))
-    for name in OUTPUT_FILES:
+    for name in DECODE_FILES:
         path = out / name
         if path.exists():
             entries = {k: v for k, v in _read_entries(path).items() if k in done}
@@ -309,7 +307,7 @@ def _write_sorted(path: Path, entries: Dict[str, str]) -> None:
 
 def _sort_outputs(out: Path) -> None:
     """Kaldi order (byte order of utterance ids), one line per id (the last one wins)."""
-    for name in OUTPUT_FILES:
+    for name in DECODE_FILES:
         path = out / name
         if path.exists():
             _write_sorted(path, _read_entries(path))

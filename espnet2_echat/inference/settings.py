@@ -1,4 +1,4 @@
-"""Decoding tasks and their default settings (spec 6.3; DESIGN.md "Decoding").
+"""Default decoding settings of each task (the tasks themselves: ``data.task_registry``).
 
 Every default is the reference's value for the function it calls for that task and can be
 overridden per call. The reference samples everywhere but T2T; pass ``do_sample=False``
@@ -8,20 +8,7 @@ for greedy decoding.
 from dataclasses import dataclass, fields, replace
 from typing import Dict, Mapping, Optional
 
-# The decoding tasks of DESIGN.md and the understanding tag each one stands for.
-UNDERSTANDING_TASKS: Dict[str, str] = {
-    "asr": "<TRANSCRIBE>",
-    "emotion": "<EMOTION>",
-    "gender": "<GENDER>",
-    "age": "<AGE>",
-    "event": "<CAPTION>",
-}
-CHAT_TASKS = ("s2t_chat", "s2s", "t2t", "tts")
-TASKS = tuple(UNDERSTANDING_TASKS) + CHAT_TASKS
-THINK_MODES = ("none", "tag", "language")
-# Tasks whose decoding ends with speech tokens / starts in the speech phase.
-SPEECH_TASKS = ("s2s", "tts")
-TEXT_INPUT_TASKS = ("t2t", "tts")
+from espnet2_echat.data.task_registry import UNDERSTANDING_TASKS, check_task
 
 # Default instruction of each understanding task: the first Chinese entry of the
 # reference's prompt_config.yaml for the tag (spec 2.2); ASR uses the instruction of the
@@ -34,41 +21,6 @@ DEFAULT_INSTRUCTIONS: Dict[str, str] = {
     "age": "请辨认以下音频中发言者的年龄，并用<>括住年龄标签。",
     "event": "分辨音频中的事件，直接返回标签，格式为<>。",
 }
-
-
-def output_type(
-    task: str, think: str = "none", with_history: bool = False, interleaved: bool = False
-) -> str:
-    """The layout output_type (``espnet2_echat.data.templates``) of a decoding task.
-
-    ``interleaved`` selects the 6-text/18-speech streaming format (spec 2.3.9) of S2S and TTS.
-    """
-    check_task(task, think)
-    if interleaved:
-        if task not in SPEECH_TASKS or think != "none":
-            raise ValueError(
-                f"interleaved output exists for s2s and tts without think, not {task!r}"
-            )
-        return "speech2text_token_streaming" if task == "s2s" else "text2token_streaming"
-    if task in UNDERSTANDING_TASKS:
-        return "text"
-    if task == "s2t_chat":
-        return "s2t_chat" if think == "none" else "s2t_chat_think"
-    if task == "s2s":
-        if think != "none":
-            return "speech2text_token_think"
-        return "speech2text_token_history" if with_history else "speech2text_token"
-    return {"t2t": "text2text", "tts": "text2token"}[task]
-
-
-def check_task(task: str, think: str = "none") -> None:
-    """Raise ``ValueError`` naming the accepted values for an unknown task or think mode."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of: {' '.join(TASKS)}")
-    if think not in THINK_MODES:
-        raise ValueError(f"unknown think mode {think!r}; expected one of: {' '.join(THINK_MODES)}")
-    if think != "none" and task not in ("s2t_chat", "s2s"):
-        raise ValueError(f"think={think!r} applies to s2t_chat and s2s only, not to {task!r}")
 
 
 @dataclass(frozen=True)

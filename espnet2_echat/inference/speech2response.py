@@ -28,15 +28,15 @@ from espnet2_echat.inference.audio_input import as_float_waveform
 from espnet2_echat.inference.conversation import Conversation, Turn, embed_prompt, history_prompt
 from espnet2_echat.inference.decoder import build_plan, generate, iter_generate
 from espnet2_echat.inference.parsing import parse_generation
-from espnet2_echat.inference.settings import (
-    DEFAULT_INSTRUCTIONS,
+from espnet2_echat.data.task_registry import (
+    HISTORY_TASKS,
     SPEECH_TASKS,
+    TASKS,
     TEXT_INPUT_TASKS,
     UNDERSTANDING_TASKS,
     check_task,
-    default_options,
-    output_type,
 )
+from espnet2_echat.inference.settings import DEFAULT_INSTRUCTIONS, default_options
 from espnet2_echat.inference.voice import BackgroundVoice, load_voice
 from espnet2_echat.models.splice import pack
 
@@ -171,7 +171,8 @@ class Speech2Response:
             prompt_config = _trained_prompt_config(args)
         prompts = load_prompt_config(prompt_config)
         self.instructions = dict(DEFAULT_INSTRUCTIONS)
-        for task, tag in UNDERSTANDING_TASKS.items():
+        for task in UNDERSTANDING_TASKS:
+            tag = TASKS[task].tag
             if tag in prompts:
                 self.instructions[task] = prompts[tag][0]
         self.token2wav = None
@@ -262,7 +263,7 @@ class Speech2Response:
     def _prompt(self, task, think, instruction, request, audio, index, interleaved):
         """(ids with placeholders, audios) of one request."""
         turns = self._history(request.history)
-        otype = output_type(task, think, bool(turns), interleaved)
+        otype = TASKS[task].output_type(think, bool(turns), interleaved)
         if task in TEXT_INPUT_TASKS:
             if not request.text:
                 raise ValueError(f"request {index}: task {task!r} needs text input")
@@ -273,7 +274,7 @@ class Speech2Response:
                 ids = ids[:-1]
             return ids, []
         if turns:
-            if task not in ("s2s", "s2t_chat"):
+            if task not in HISTORY_TASKS:
                 raise ValueError(f"request {index}: task {task!r} does not take a history")
             ids, audios = history_prompt(self.layout, otype, turns)
             return ids, audios + [audio]

@@ -15,6 +15,8 @@ from typing import List, Optional, Tuple
 import gradio as gr
 import numpy as np
 
+from espnet2_echat.data.task_registry import HISTORY_TASKS, TEXT_INPUT_TASKS, THINK_MODES
+from espnet2_echat.data.task_registry import TASK_NAMES as TASKS
 from espnet2_echat.inference.audio_input import as_float_waveform
 from espnet2_echat.inference.conversation import Conversation
 from espnet2_echat.inference.request_limits import (
@@ -25,10 +27,7 @@ from espnet2_echat.inference.request_limits import (
     check_audio,
     check_text,
 )
-from espnet2_echat.inference.settings import TASKS, TEXT_INPUT_TASKS, THINK_MODES
 from espnet2_echat.inference.speech2response import Speech2Response
-
-CHAT_TASKS_WITH_HISTORY = ("s2s", "s2t_chat")
 
 
 def respond(
@@ -50,8 +49,8 @@ def respond(
     queue = queue or AdmissionQueue(RequestLimits())
     conversation = conversation if conversation is not None else Conversation(s2r.max_history_turns)
     chat = list(chat or [])
-    kwargs = dict(task=task, think=think if task in CHAT_TASKS_WITH_HISTORY else "none", **decoding)
-    if task in CHAT_TASKS_WITH_HISTORY:
+    kwargs = dict(task=task, think=think if task in HISTORY_TASKS else "none", **decoding)
+    if task in HISTORY_TASKS:
         kwargs["history"] = conversation
     try:
         if task in TEXT_INPUT_TASKS:

@@ -31,6 +31,7 @@ from espnet2.fileio.read_text import read_2columns_text
 
 from espnet2_echat.data.cot import parse_tag_think
 from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, split_leading_tag
+from espnet2_echat.data.task_registry import DECODE_FILES, SAMPLE_FILES
 from espnet2_echat.scoring import classification, consistency, cot_fields
 from espnet2_echat.scoring.judge import (
     DIMENSIONS,
@@ -46,22 +47,7 @@ from espnet2_echat.scoring.text_metrics import error_rates
 DEFAULT_RUBRIC = (
     Path(__file__).resolve().parents[2] / "conf" / "judge" / "echat_eval_v1.yaml"
 )
-_DATA_FILES = (
-    "wav.scp",
-    "utt2spk",
-    "text",
-    "task",
-    "question",
-    "reply",
-    "think",
-    "reply_emotion",
-    "utt2gender",
-    "utt2age",
-    "utt2emotion",
-    "utt2event",
-    "utt2style",
-)
-_DECODE_FILES = ("text", "think", "token_int", "speech_token", "wav.scp")
+_DATA_FILES = ("utt2spk",) + tuple(SAMPLE_FILES)
 _TAG_THINK_MARK = "用户说的话是"
 
 
@@ -141,7 +127,7 @@ def score_decode_dir(
     data_dir, decode_dir, out_dir = Path(data_dir), Path(decode_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = read_dir(data_dir, _DATA_FILES)
-    dec = read_dir(decode_dir, _DECODE_FILES)
+    dec = read_dir(decode_dir, DECODE_FILES)
     if "text" not in dec:
         raise FileNotFoundError(
             f"{decode_dir / 'text'} is missing: not a decode dir of echat_inference"

@@ -5,15 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Tuple
 
-# Paralinguistic task tag -> label kind (the data-dir label file is utt2{kind}).
-TAG_LABEL_KIND = {
-    "<EMOTION>": "emotion",
-    "<GENDER>": "gender",
-    "<AGE>": "age",
-    "<CAPTION>": "event",
-    "<STYLE>": "style",
-}
-CHAT_KINDS = ("s2t_chat", "s2s", "t2t")
+from espnet2_echat.data.task_registry import CHAT_KINDS, TAG_LABEL, TASKS
 
 
 @dataclass(frozen=True)
@@ -30,17 +22,10 @@ class TaskSpec:
     labels: Tuple[str, ...] = ()
 
 
-# The decoding CLI's --task names (DESIGN.md, "Decoding").
+# The decoding CLI's --task names (``data.task_registry.TASKS``).
 CLI_TASKS: Mapping[str, TaskSpec] = {
-    "asr": TaskSpec("asr", "understanding", transcribe=True),
-    "emotion": TaskSpec("emotion", "understanding", labels=("emotion",)),
-    "gender": TaskSpec("gender", "understanding", labels=("gender",)),
-    "age": TaskSpec("age", "understanding", labels=("age",)),
-    "event": TaskSpec("event", "understanding", labels=("event",)),
-    "s2t_chat": TaskSpec("s2t_chat", "s2t_chat"),
-    "s2s": TaskSpec("s2s", "s2s"),
-    "t2t": TaskSpec("t2t", "t2t"),
-    "tts": TaskSpec("tts", "tts"),
+    t.name: TaskSpec(t.name, t.kind, t.transcribe, (t.label,) if t.label else ())
+    for t in TASKS.values()
 }
 
 
@@ -60,7 +45,7 @@ def spec_from_tag(tag: str) -> TaskSpec:
     if "<S2TCHAT>" in tags or "<S2TCHAT_FAKE>" in tags:
         return CLI_TASKS["s2t_chat"]
     transcribe = "<TRANSCRIBE>" in tags
-    labels = tuple(TAG_LABEL_KIND[t] for t in tags if t in TAG_LABEL_KIND)
+    labels = tuple(TAG_LABEL[t].kind for t in tags if t in TAG_LABEL)
     if not transcribe and not labels:
         raise ValueError(f"task tag {tag!r} names no task that can be scored")
     if not transcribe and len(labels) == 1:

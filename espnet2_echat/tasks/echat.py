@@ -13,6 +13,7 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
+from espnet2_echat.data.task_registry import SAMPLE_FILES
 from espnet2_echat.data.templates import IGNORE_ID
 from espnet2_echat.models.adapter import EChatAdapter
 from espnet2_echat.models.causal_lm import HFCausalLM, resolve_path
@@ -184,9 +185,7 @@ class EChatTask(AbsTask):
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("speech", "text", "question", "reply", "think", "speech_token", "history",
-                "utt2gender", "utt2age", "utt2emotion", "utt2event", "utt2style",
-                "reply_emotion")
+        return tuple(name for name in SAMPLE_FILES.values() if name != "task")
 
     @classmethod
     def main(cls, args: Optional[argparse.Namespace] = None, cmd=None):

@@ -18,25 +18,7 @@ from espnet2.fileio.sound_scp import SoundScpReader
 from espnet2.train.dataset import AbsDataset
 
 from espnet2_echat.data.datadir import DataDirError, validate_data_dir
-
-# data-dir file -> batch/preprocessor name
-FILE_TO_NAME: Dict[str, str] = {
-    "wav.scp": "speech",
-    "task": "task",
-    "text": "text",
-    "question": "question",
-    "reply": "reply",
-    "think": "think",
-    "speech_token": "speech_token",
-    "history": "history",
-    "utt2gender": "utt2gender",
-    "utt2age": "utt2age",
-    "utt2emotion": "utt2emotion",
-    "utt2event": "utt2event",
-    "utt2style": "utt2style",
-    "reply_emotion": "reply_emotion",
-}
-
+from espnet2_echat.data.task_registry import SAMPLE_FILES
 
 class DataDirDataset(AbsDataset):
     """Samples of several data dirs, validated before use.
@@ -67,7 +49,7 @@ class DataDirDataset(AbsDataset):
                 raise DataDirError(issues)
             self.texts[name] = {
                 f: read_2columns_text(d / f)
-                for f in FILE_TO_NAME
+                for f in SAMPLE_FILES
                 if f != "wav.scp" and (d / f).is_file()
             }
             if (d / "wav.scp").is_file():
@@ -78,7 +60,7 @@ class DataDirDataset(AbsDataset):
                 }
         self._names = tuple(
             sorted(
-                {FILE_TO_NAME[f] for files in self.texts.values() for f in files}
+                {SAMPLE_FILES[f] for files in self.texts.values() for f in files}
                 | ({"speech"} if self.audio else set())
             )
         )
@@ -97,7 +79,7 @@ class DataDirDataset(AbsDataset):
         """The sample before preprocessing: strings, and the waveform as float32."""
         set_name, utt = uid.split("/", 1)
         data: Dict[str, object] = {
-            FILE_TO_NAME[f]: values[utt]
+            SAMPLE_FILES[f]: values[utt]
             for f, values in self.texts[set_name].items()
             if utt in values
         }

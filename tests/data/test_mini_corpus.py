@@ -52,6 +52,18 @@ def test_all_dirs_valid_and_16k(corpus: Path):
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
 
 
+def test_task_files_follow_the_registry(corpus: Path):
+    """Each dir's ``task`` file holds its set kind's tag, as the recipe reads it back."""
+    from espnet2_echat.bin.task_registry import decode_task
+    from espnet2_echat.data.task_registry import data_set_of
+
+    for d in sorted(p for p in corpus.iterdir() if p.is_dir() and p.name != "wav"):
+        kind = data_set_of(d.name)
+        assert kind is not None and d.name.split("_", 1)[1] == kind.suffix, d.name
+        assert set(read_kaldi_map(d / "task").values()) == {kind.tag}, d.name
+        assert decode_task(d.name, kind.think) == f"{kind.task} {kind.think}"
+
+
 def test_labels_true_by_construction(corpus: Path):
     f0 = defaultdict(list)
     rate = defaultdict(list)

@@ -277,7 +277,7 @@ def test_filters(prompt_file):
 
 def test_shipped_prompt_config_has_the_23_keys():
     conf = load_prompt_config(REPO / "conf" / "prompt_config.yaml")
-    from espnet2_echat.data.labels import UNDERSTANDING_TASKS
+    from espnet2_echat.data.task_registry import UNDERSTANDING_TAGS
 
-    assert sorted(conf) == sorted(UNDERSTANDING_TASKS)
+    assert sorted(conf) == sorted(UNDERSTANDING_TAGS)
     assert conf["<TRANSCRIBE>"][:2] == ["转录如下音频。", "Transcribe the following audio."]

@@ -9,7 +9,8 @@ import torch
 
 from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.data.labels import normalize_text
-from espnet2_echat.data.templates import IGNORE_ID, task_to_output_type
+from espnet2_echat.data.task_registry import tag_output_type
+from espnet2_echat.data.templates import IGNORE_ID
 from tests.helpers import load_npy, load_wav, rel_err
 
 pytestmark = pytest.mark.reference
@@ -111,7 +112,7 @@ def training_outputs(tiny_model, osum_tiny_dir, expected):
     for name, utt_index in (("asr", 0), ("s2s", 1)):
         b = expected["training"]["batches"][name]
         speech = [t for t in b["speech_tokens"][1:-1]] if b["speech_tokens"] else None
-        output_type = task_to_output_type(b["task"])
+        output_type = tag_output_type(b["task"])
         input_ids, target = builder.training_example(
             output_type,
             label_text=normalize_text(b["txt_after_pipeline"], b["task"]),
