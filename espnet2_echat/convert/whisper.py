@@ -25,7 +25,7 @@ from espnet2_echat.convert.key_mapping import (
     WHISPER_POSITION_KEYS,
     rename,
 )
-from espnet2_echat.convert.wheel_assets import WHEEL_WHISPER_BASE, wheel_whisper_base_dir
+from espnet2_echat.wheel_assets import WHEEL_WHISPER_BASE, wheel_whisper_base_dir
 from espnet2_echat.models.sinusoids import (
     check_sinusoid_table,
     table_with_stored_rows,

@@ -18,12 +18,11 @@ from espnet2_echat.data.templates import (
     ASSISTANT_START,
     AUDIO_PLACEHOLDER,
     IGNORE_ID,
-    IM_END_ID,
+    IM_END,
     OUTPUT_TYPE_PROMPT,
     SPEECH_OUTPUT_TYPES,
     TEXT_INPUT_OUTPUT_TYPES,
     TURN_END,
-    UNKNOWN_ID,
     USER_START,
     system_block,
 )
@@ -54,8 +53,31 @@ def load_tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
+def im_end_id(tokenizer) -> int:
+    """The id of ``<|im_end|>`` in ``tokenizer`` (151645 in Qwen2.5, 2 in SmolLM2): the end of
+    every turn and of the text phase of a reply."""
+    ids = tokenizer.encode(IM_END, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ValueError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no single "
+            f"{IM_END} token (encodes as {ids}); the chat layout needs a ChatML tokenizer"
+        )
+    return ids[0]
+
+
+def unknown_ids(tokenizer) -> List[int]:
+    """Ids of the "&&" inside the unknown tag ``<&&>`` (Qwen2.5: [7672]; SmolLM2: [22]),
+    never supervised (spec 3): the tag's ids minus those of ``<`` and ``>``."""
+    brackets = set(tokenizer.encode("<", add_special_tokens=False))
+    brackets |= set(tokenizer.encode(">", add_special_tokens=False))
+    return sorted(set(tokenizer.encode("<&&>", add_special_tokens=False)) - brackets)
+
+
 class LayoutBuilder:
     """Builds prompts (inference) and (input_ids, target) pairs (training).
+
+    The special text ids (``<|im_end|>``, the unsupervised "&&") come from the tokenizer,
+    so any ChatML tokenizer works (Qwen2.5's, SmolLM2's).
 
     Args:
         tokenizer: a HF tokenizer or a path to one.
@@ -73,6 +95,8 @@ class LayoutBuilder:
         reference_compat: bool = False,
     ):
         self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        self.im_end_id = im_end_id(self.tokenizer)
+        self.unknown_ids = frozenset(unknown_ids(self.tokenizer))
         self.vocab = text_vocab_size
         self.speech_token_num = speech_token_num
         self.reference_compat = reference_compat
@@ -193,7 +217,7 @@ class LayoutBuilder:
     def label(self, text: str) -> List[int]:
         """Text target: tokens + ``<|im_end|>`` (omitted when the text ends with ``<&&>``)."""
         ids = self.text(text)
-        return ids if text.endswith("<&&>") else ids + [IM_END_ID]
+        return ids if text.endswith("<&&>") else ids + [self.im_end_id]
 
     def training_example(
         self,
@@ -205,8 +229,8 @@ class LayoutBuilder:
     ) -> Tuple[List[int], List[int]]:
         """(input_ids, target) of one training sample.
 
-        The "&&" id (7672, from ``<&&>``) in a text label is never supervised and enters the
-        input as id 0 (spec 3). TTS supervises speech only; its text is the user input.
+        The "&&" id (7672 in Qwen2.5, from ``<&&>``) in a text label is never supervised and
+        enters the input as id 0 (spec 3). TTS supervises speech only; its text is the user input.
         """
         prompt = self.prompt(output_type, instruction, text_input, inference=False)
         answer_in: List[int] = []
@@ -215,8 +239,9 @@ class LayoutBuilder:
             if label_text is None:
                 raise ValueError(f"output type {output_type} needs a text label")
             label = self.label(label_text)
-            answer_in += [0 if i == UNKNOWN_ID else i for i in label]
-            answer_out += [IGNORE_ID if i == UNKNOWN_ID else i for i in label]
+            unknown = self.unknown_ids
+            answer_in += [0 if i in unknown else i for i in label]
+            answer_out += [IGNORE_ID if i in unknown else i for i in label]
         if output_type in SPEECH_OUTPUT_TYPES:
             if not speech_tokens:
                 raise ValueError(f"output type {output_type} needs speech tokens")

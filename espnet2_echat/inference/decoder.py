@@ -80,6 +80,7 @@ class DecodePlan:
     stopping_criteria: StoppingCriteriaList
     do_sample: bool
     max_steps: int
+    im_end_id: int = IM_END_ID  # the tokenizer's <|im_end|>: ends the text phase
 
 
 def build_plan(
@@ -90,8 +91,11 @@ def build_plan(
     reference_compat: bool = False,
     logits_processor: Optional[Sequence] = None,
     stopping_criteria: Optional[Sequence] = None,
+    im_end_id: int = IM_END_ID,
 ) -> DecodePlan:
     """Turn ``options`` into processors and criteria for ``task_kind`` ``text|s2s|tts|joint``.
+
+    ``im_end_id``: the tokenizer's ``<|im_end|>`` (Qwen2.5's by default).
 
     Order: min length, repetition penalty, task constraints, the caller's
     ``logits_processor``, then the sampling warpers (as transformers orders them).
@@ -101,7 +105,7 @@ def build_plan(
     start = {"text": Phase.TEXT, "s2s": Phase.TEXT, "tts": Phase.SPEECH, "joint": Phase.JOINT}
     if task_kind not in start:
         raise ValueError(f"task_kind must be one of {sorted(start)}, got {task_kind!r}")
-    eos = {"text": [IM_END_ID], "tts": [marker], "s2s": [], "joint": []}[task_kind]
+    eos = {"text": [im_end_id], "tts": [marker], "s2s": [], "joint": []}[task_kind]
     procs = LogitsProcessorList()
     if options.min_new_tokens > 0 and eos:
         procs.append(MinNewTokensLogitsProcessor(options.min_new_tokens, eos))
@@ -114,9 +118,9 @@ def build_plan(
     criteria = StoppingCriteriaList()
     if task_kind in ("text", "s2s", "joint"):
         if task_kind == "s2s" and not reference_compat:
-            procs.append(ForceTextEndLogitsProcessor(options.max_new_tokens, vocab))
+            procs.append(ForceTextEndLogitsProcessor(options.max_new_tokens, vocab, im_end_id))
         else:
-            criteria.append(TextBudgetCriteria(options.max_new_tokens, vocab))
+            criteria.append(TextBudgetCriteria(options.max_new_tokens, vocab, im_end_id))
     if task_kind in ("s2s", "joint"):
         criteria.append(SpeechEndCriteria(marker, vocab, reference_compat))
     if task_kind != "text":
@@ -137,6 +141,7 @@ def build_plan(
         criteria,
         options.do_sample,
         options.max_new_tokens + options.max_new_speech_tokens + 1,
+        im_end_id,
     )
 
 
@@ -247,10 +252,10 @@ def iter_generate(
         ids_list = ids.tolist()
         step_phase = phase  # phase is replaced below, never changed in place
         generated = torch.cat([generated, ids[:, None]], dim=1)
-        if IM_END_ID in ids_list:
+        if plan.im_end_id in ids_list:
             # <|im_end|> ends the text: TEXT rows switch head and table, JOINT rows
             # (interleaved) continue with speech only.
-            switch = (phase != Phase.SPEECH) & (ids == IM_END_ID)
+            switch = (phase != Phase.SPEECH) & (ids == plan.im_end_id)
             phase = torch.where(switch, int(Phase.SPEECH), phase)
         finished = plan.stopping_criteria(generated, scores)
         if not eos_ids.isdisjoint(ids_list):

@@ -28,6 +28,7 @@ def parse_generation(
     text_vocab_size: int,
     speech_token_num: int,
     reference_compat: bool = False,
+    im_end_id: int = IM_END_ID,
 ) -> ParsedIds:
     """Parse one row of :func:`espnet2_echat.inference.decoder.generate`.
 
@@ -36,6 +37,7 @@ def parse_generation(
         task_kind: ``text`` (text reply only), ``s2s`` (text, ``<|im_end|>``, speech),
             ``tts`` (speech only) or ``joint`` (interleaved text and speech ids).
         reference_compat: reproduce the reference's parsing (see the module docstring).
+        im_end_id: the tokenizer's ``<|im_end|>`` (Qwen2.5's by default).
 
     Raises:
         ValueError: reference_compat S2S output without ``<|im_end|>`` (the reference
@@ -46,16 +48,16 @@ def parse_generation(
     marker = speech_token_num - 1
     text = [i for i in ids if i < vocab]
     speech = [i - vocab for i in ids if i >= vocab]
-    if IM_END_ID in text:
-        text = text[: text.index(IM_END_ID)]
+    if im_end_id in text:
+        text = text[: text.index(im_end_id)]
     if task_kind == "s2s" and reference_compat:
-        if IM_END_ID not in ids:
+        if im_end_id not in ids:
             raise ValueError(
-                "reference_compat S2S parsing needs <|im_end|> (151645) in the output; none "
+                f"reference_compat S2S parsing needs <|im_end|> ({im_end_id}) in the output; none "
                 f"was generated in {len(ids)} ids (decode without reference_compat, which "
                 "forces it after max_new_tokens)"
             )
-        eos = ids.index(IM_END_ID)
+        eos = ids.index(im_end_id)
         text_ids = ids[: max(eos - 1, 0)]
         speech_res = [i - vocab for i in ids[eos + 1 : -1]]
         return ParsedIds(text, text_ids, speech_res[1:])

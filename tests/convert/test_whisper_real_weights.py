@@ -24,7 +24,7 @@ if not WAV.is_file():
 whisper = pytest.importorskip("whisper", reason="openai-whisper not installed (dev extra)")
 
 from espnet2_echat.convert.ct2_whisper import read_ct2_variables  # noqa: E402
-from espnet2_echat.convert.wheel_assets import WHEEL_WHISPER_BASE, wheel_whisper_base_dir  # noqa: E402
+from espnet2_echat.wheel_assets import WHEEL_WHISPER_BASE, wheel_whisper_base_dir  # noqa: E402
 from espnet2_echat.convert.whisper import load_whisper_encoder  # noqa: E402
 from espnet2_echat.models.sinusoids import check_sinusoid_table, whisper_sinusoids  # noqa: E402
 from espnet2_echat.models.whisper_encoder import WhisperStyleEncoder  # noqa: E402

