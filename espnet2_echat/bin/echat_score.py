@@ -67,6 +67,12 @@ def get_parser() -> argparse.ArgumentParser:
         "--judge_dimensions", nargs="+", choices=DIMENSIONS, default=list(DIMENSIONS)
     )
     parser.add_argument(
+        "--judge_time_budget_s",
+        type=float,
+        default=3600.0,
+        help="seconds for all judgments; the rest count as failed",
+    )
+    parser.add_argument(
         "--cache_dir",
         type=Path,
         default=None,
@@ -88,8 +94,9 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    """Parse the arguments and score the decode dir."""
+def main(argv: Optional[List[str]] = None) -> int:
+    """Parse the arguments and score the decode dir; 1 when an utterance could not be
+    scored (listed in ``OUT_DIR/errors``; every other one is scored)."""
     args = get_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level,
@@ -103,6 +110,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         judge=args.judge,
         judge_rubric=args.judge_rubric,
         judge_dimensions=args.judge_dimensions,
+        judge_time_budget_s=args.judge_time_budget_s,
         cache_dir=args.cache_dir,
         key_file=args.key_file,
         dnsmos=args.dnsmos,
@@ -110,7 +118,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     results = score_decode_dir(args.data_dir, args.decode_dir, args.out_dir, opts)
     json.dump(results, sys.stdout, ensure_ascii=False, indent=1)
     sys.stdout.write("\n")
+    failed = results["info"].get("num_errors", 0)
+    if failed:
+        print(
+            f"echat_score: {failed} of {results['num_utts']} utterances could not be scored; "
+            f"see {Path(args.out_dir) / 'errors'}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,9 +9,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from espnet2_echat.data.speech_tokenizer import extract_speech_tokens, load_speech_tokenizer
+from espnet2_echat.safety.atomic import atomic_write_text
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -30,14 +31,28 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    """Tokenise every given data dir."""
+def main(argv: Optional[List[str]] = None) -> int:
+    """Tokenise every given data dir; 1 when an utterance failed (each dir lists its own
+    in ``speech_token_errors``; every other utterance gets its tokens)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(argv)
     tokenizer = load_speech_tokenizer(args.tokenizer, args.model_file, args.s3_name)
+    failed = 0
     for data_dir in args.data_dir:
-        extract_speech_tokens(data_dir, tokenizer)
+        errors: Dict[str, str] = {}
+        extract_speech_tokens(data_dir, tokenizer, errors=errors)
+        atomic_write_text(
+            data_dir / "speech_token_errors",
+            "".join(f"{u} {' '.join(r.split())}\n" for u, r in sorted(errors.items())),
+        )
+        for utt, reason in sorted(errors.items()):
+            logging.error(reason)
+        failed += len(errors)
+    if failed:
+        print(f"extract_speech_tokens: {failed} utterance(s) got no tokens; see "
+              "speech_token_errors in each data dir", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -2,7 +2,8 @@
 
 Every convertible sample is written; each problem (bad JSON line, unknown label,
 corrupt or truncated tar member) is printed naming the file and line, or the tar and
-member, and makes the exit status 1.
+member, listed in ``OUT_DIR/conversion_errors``, and makes the exit status 1. The data
+dir's files are replaced only when complete: a killed conversion leaves the previous ones.
 """
 
 import argparse
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet2_echat.data.osum_format import osum_to_datadir
+from espnet2_echat.safety.atomic import atomic_write_text
+
+ERROR_LIST = "conversion_errors"  # one problem a line, beside the data dir's files
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -42,6 +46,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     errors = osum_to_datadir(args.data_type, args.input, args.out_dir, args.wav_root)
     for error in errors:
         print(error, file=sys.stderr)
+    error_list = args.out_dir / ERROR_LIST
+    atomic_write_text(error_list, "".join(f"{' '.join(e.split())}\n" for e in errors))
+    if errors:
+        print(f"osum_to_datadir: {len(errors)} problem(s); every good sample was written "
+              f"to {args.out_dir}; see {error_list}", file=sys.stderr)
     return 1 if errors else 0
 
 

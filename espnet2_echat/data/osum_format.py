@@ -550,6 +550,9 @@ def osum_to_datadir(
         try:
             if sample.key in utts:
                 raise SampleError("duplicate key")
+            problem = name_problem(sample.key)
+            if problem:
+                raise SampleError(f"key {problem}; expected a plain name (it is the utterance id)")
             utts[sample.key] = sample_to_record(sample)
         except (SampleError, KeyError, ValueError, TypeError) as e:
             errors.append(f"{input_path}: sample {sample.key}: {e}")

@@ -192,12 +192,17 @@ def extract_speech_tokens(
     data_dir: Path,
     tokenizer: SpeechTokenizer,
     audio_loader: Callable[[str], np.ndarray] = load_audio,
+    errors: Optional[Dict[str, str]] = None,
 ) -> int:
     """Write ``speech_token`` (and fill ``history`` token lists) of one data dir.
 
     The audio of an utterance's tokens is its ``reply_wav.scp`` entry when there is one
     (S2S: the reply), else its ``wav.scp`` entry (TTS: the utterance itself). Only
     utterances whose task produces speech get tokens. Returns the number tokenised.
+
+    With ``errors`` given, an utterance whose audio is missing or unreadable (or gives no
+    tokens) is recorded there (``uttid -> reason``) and left without tokens, and the others
+    are still written; without it the first such utterance raises.
     """
     data_dir = Path(data_dir)
     tasks = read_kaldi_map(data_dir / "task")
@@ -209,11 +214,22 @@ def extract_speech_tokens(
     for utt, task in tasks.items():
         if not _needs_tokens(task):
             continue
-        if utt not in sources:
-            raise ValueError(f"{data_dir}: utt {utt} (task {task}) has no reply_wav.scp/wav.scp")
-        ids = tokenizer.encode(audio_loader(sources[utt]), FS)
-        if not ids:
-            raise ValueError(f"{data_dir}: utt {utt}: {sources[utt]} gave no speech tokens")
+        try:
+            if utt not in sources:
+                raise ValueError(
+                    f"{data_dir}: utt {utt} (task {task}) has no reply_wav.scp/wav.scp entry"
+                )
+            try:
+                ids = tokenizer.encode(audio_loader(sources[utt]), FS)
+            except (OSError, RuntimeError, ValueError) as e:
+                raise ValueError(f"{data_dir}: utt {utt}: cannot read {sources[utt]}: {e}") from e
+            if not ids:
+                raise ValueError(f"{data_dir}: utt {utt}: {sources[utt]} gave no speech tokens")
+        except ValueError as e:
+            if errors is None:
+                raise
+            errors[utt] = str(e)
+            continue
         tokens[utt] = " ".join(map(str, ids))
     if tokens:
         write_kaldi_map(data_dir / "speech_token", tokens)

@@ -62,7 +62,33 @@ class DecodingOptions:
             raise ValueError(
                 f"unknown decoding options {unknown}; expected some of {sorted(names)}"
             )
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        options = replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        options.check()
+        return options
+
+    def check(self) -> None:
+        """Refuse values out of range (naming the option, its value and the range)."""
+        rules = {
+            "top_k": (self.top_k, lambda v: v >= 0, ">= 0 (0: no top-k)"),
+            "top_p": (self.top_p, lambda v: 0 < v <= 1, "in (0, 1]"),
+            "temperature": (self.temperature, lambda v: v > 0, "> 0"),
+            "repetition_penalty": (self.repetition_penalty, lambda v: v > 0, "> 0"),
+            "max_new_tokens": (self.max_new_tokens, lambda v: v >= 1, ">= 1"),
+            "max_new_speech_tokens": (self.max_new_speech_tokens, lambda v: v >= 1, ">= 1"),
+            "min_new_tokens": (self.min_new_tokens, lambda v: v >= 0, ">= 0"),
+        }
+        for name, (value, ok, expected) in rules.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise ValueError(f"decoding option {name}={value!r}: expected a number {expected}")
+            if not ok(value):
+                raise ValueError(f"decoding option {name}={value!r} is out of range: expected {expected}")
+        if self.max_new_tokens is not None and self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"decoding options: min_new_tokens={self.min_new_tokens} exceeds "
+                f"max_new_tokens={self.max_new_tokens}"
+            )
 
 
 _UNDERSTANDING = DecodingOptions(

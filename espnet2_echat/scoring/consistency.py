@@ -174,6 +174,7 @@ def score_consistency(
     score_dir: Optional[Path] = None,
     long_pause_s: float = 1.0,
     with_dnsmos: bool = False,
+    errors: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Optional[float]]:
     """Duration/silence metrics of generated wavs and, with a transcriber, their ASR WER/CER.
 
@@ -185,6 +186,8 @@ def score_consistency(
         score_dir: where ``asr_text`` and the sclite folders go (None: Python scoring only).
         with_dnsmos: also predict MOS with DNSMOS (:mod:`espnet2_echat.scoring.mos`):
             ``dnsmos_{ovrl,sig,bak,p808}_mos`` averaged over the non-silent wavs.
+        errors: when given, an utterance whose audio cannot be read is recorded here
+            (``uttid -> reason``) and left out, and scoring goes on; otherwise it raises.
     """
     missing = sorted(set(refs) - set(wav_scp))
     if missing:
@@ -195,13 +198,23 @@ def score_consistency(
     stats: List[SilenceStats] = []
     asr: Dict[str, str] = {}
     mos: List[Dict[str, float]] = []
-    for utt in utts:
-        wav = read_wav(wav_scp[utt], utt)
+    for utt in list(utts):
+        try:
+            wav = read_wav(wav_scp[utt], utt)
+        except RuntimeError as e:
+            if errors is None:
+                raise
+            errors[utt] = str(e)
+            utts.remove(utt)
+            continue
         stats.append(silence_stats(wav))
         if with_dnsmos and (scores := dnsmos(wav)) is not None:
             mos.append(scores)
         if transcriber is not None:
             asr[utt] = transcriber(wav, "zh" if has_cjk(refs[utt]) else "en")
+    if not stats:
+        raise ValueError(f"none of the {len(refs)} generated wavs could be read")
+    refs = {u: refs[u] for u in utts}
     metrics: Dict[str, Optional[float]] = {
         "duration_mean_s": float(np.mean([s.duration for s in stats])),
         "leading_silence_mean_s": float(np.mean([s.leading for s in stats])),

@@ -216,6 +216,12 @@ class OpenAICompatibleJudge:
                 ConnectionError,
             ) as exc:
                 reason = getattr(exc, "reason", exc)
+                if isinstance(reason, (ConnectionRefusedError, socket.gaierror)):
+                    # nothing listens there (or the name does not resolve): retrying for
+                    # half a minute per utterance and dimension cannot help
+                    raise JudgeError(
+                        f"judge endpoint unreachable ({type(reason).__name__}); not retried"
+                    ) from None
                 problem = f"no answer ({type(reason).__name__})"
             except (
                 json.JSONDecodeError,
@@ -305,6 +311,15 @@ class JudgeAnswer:
     problem: Optional[str] = None
 
 
+def require_success(metrics: Mapping[str, float], log_path: Optional[Path] = None) -> None:
+    """Raise :class:`JudgeError` when judgments were asked for and none gave a score."""
+    asked = sum(v for k, v in metrics.items() if k.endswith("_num"))
+    failed = sum(v for k, v in metrics.items() if k.endswith("_failed"))
+    if asked and failed == asked:
+        where = f"; answers in {log_path}" if log_path else ""
+        raise JudgeError(f"judge: none of {int(asked)} judgments gave a score{where}")
+
+
 def dimensions_for(
     sample: Mapping[str, str], wanted: Sequence[str] = DIMENSIONS
 ) -> List[str]:
@@ -321,12 +336,20 @@ def judge_samples(
     samples: Mapping[str, Mapping[str, str]],
     dimensions: Sequence[str] = DIMENSIONS,
     log_path: Optional[Path] = None,
+    time_budget_s: float = 3600.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Dict[str, float]:
     """Judge every sample on its dimensions; mean score per dimension (0-100).
 
     Returns ``judge_{dim}`` (mean over valid scores), ``judge_{dim}_num`` and
-    ``judge_{dim}_failed`` (answers with no valid score). With ``log_path`` every answer is
-    written as one JSON line (utterance, dimension, score, attempts, answer).
+    ``judge_{dim}_failed`` (answers with no valid score, and judgments left out when the
+    time budget is spent). With ``log_path`` every answer is written as one JSON line
+    (utterance, dimension, score, attempts, answer), flushed as it is made, so a killed
+    run keeps what was judged.
+
+    Raises:
+        JudgeError: the endpoint is unreachable or refuses (see :func:`require_success`
+            for a stage that must fail when no judgment succeeded).
     """
     unknown = set(dimensions) - set(DIMENSIONS)
     if unknown:
@@ -336,9 +359,15 @@ def judge_samples(
     scores: Dict[str, List[float]] = {d: [] for d in dimensions}
     failed = {d: 0 for d in dimensions}
     log = open(log_path, "w", encoding="utf-8") if log_path else None
+    deadline = clock() + time_budget_s
+    skipped = 0
     try:
         for utt in sorted(samples):
             for dim in dimensions_for(samples[utt], dimensions):
+                if clock() > deadline:
+                    failed[dim] += 1
+                    skipped += 1
+                    continue
                 result = judge.score(rubric.messages(dim, samples[utt]))
                 if result.score is None:
                     failed[dim] += 1
@@ -347,9 +376,13 @@ def judge_samples(
                 if log:
                     record = {"utt": utt, "dimension": dim, **result.__dict__}
                     log.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    log.flush()
     finally:
         if log:
             log.close()
+    if skipped:
+        logging.warning(f"judge: time budget of {time_budget_s:g} s spent; {skipped} not judged")
+
     metrics: Dict[str, float] = {}
     for dim in dimensions:
         if scores[dim]:

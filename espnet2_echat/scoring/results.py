@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from espnet2_echat.safety.atomic import atomic_write_text
+
 # Preferred column order; other metrics follow alphabetically.
 _ORDER = (
     "wer",
@@ -143,11 +145,11 @@ def markdown_table(rows: Sequence[dict]) -> str:
 def write_results(results: dict, out_dir: Path) -> None:
     """Write ``results.json`` and a one-table ``results.md`` into ``out_dir``."""
     out_dir = Path(out_dir)
-    with open(out_dir / "results.json", "w", encoding="utf-8") as f:
-        json.dump(results, f, ensure_ascii=False, indent=2)
-    (out_dir / "results.md").write_text(
-        f"### {results['task']}\n\n" + markdown_table([results]), encoding="utf-8"
+    atomic_write_text(
+        out_dir / "results.md", f"### {results['task']}\n\n" + markdown_table([results])
     )
+    # results.json last: the recipe treats it as the mark of a finished scoring
+    atomic_write_text(out_dir / "results.json", json.dumps(results, ensure_ascii=False, indent=2))
 
 
 def _environment() -> List[str]:

@@ -32,6 +32,7 @@ from espnet2.fileio.read_text import read_2columns_text
 from espnet2_echat.data.cot import parse_tag_think
 from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, split_leading_tag
 from espnet2_echat.data.task_registry import DECODE_FILES, SAMPLE_FILES
+from espnet2_echat.safety.atomic import atomic_write_text
 from espnet2_echat.scoring import classification, consistency, cot_fields
 from espnet2_echat.scoring.judge import (
     DIMENSIONS,
@@ -39,6 +40,7 @@ from espnet2_echat.scoring.judge import (
     OpenAICompatibleJudge,
     Rubric,
     judge_samples,
+    require_success,
 )
 from espnet2_echat.scoring.results import write_results
 from espnet2_echat.scoring.task_spec import CHAT_KINDS, resolve_task
@@ -66,6 +68,7 @@ class ScoreOptions:
     judge: Optional[str] = None  # None | "endpoint" | a local causal-LM dir
     judge_rubric: Path = DEFAULT_RUBRIC
     judge_dimensions: Sequence[str] = field(default_factory=lambda: list(DIMENSIONS))
+    judge_time_budget_s: float = 3600.0  # all judgments of a decode dir together
     cache_dir: Optional[Path] = None
     key_file: Optional[Path] = None  # score only these utterances (first column)
     dnsmos: bool = False  # predicted MOS of generated speech (DNSMOS)
@@ -157,6 +160,7 @@ def score_decode_dir(
             missing[0],
         )
     metrics: Dict[str, Optional[float]] = {"missing_outputs": float(len(missing))}
+    errors: Dict[str, str] = {}
     info = {
         "test_set": data_dir.name,
         "data_dir": str(data_dir),
@@ -224,15 +228,20 @@ def score_decode_dir(
                         transcriber,
                         out_dir / "asr",
                         with_dnsmos=opts.dnsmos,
+                        errors=errors,
                     )
                 )
             info["asr_model"] = opts.asr_model
+    info["num_errors"] = len(errors)
     results = {
         "task": spec.name,
         "num_utts": len(utts),
         "metrics": metrics,
         "info": info,
     }
+    atomic_write_text(
+        out_dir / "errors", "".join(f"{u} {' '.join(r.split())}\n" for u, r in sorted(errors.items()))
+    )
     write_results(results, out_dir)
     return results
 
@@ -273,10 +282,13 @@ def _run_judge(
                 for k in ("emotion", "age", "gender", "event")
             },
         }
-    return judge_samples(
+    metrics = judge_samples(
         _build_judge(opts.judge),
         rubric,
         samples,
         opts.judge_dimensions,
         out_dir / "judge.jsonl",
+        opts.judge_time_budget_s,
     )
+    require_success(metrics, out_dir / "judge.jsonl")  # the stage fails, not a silent 0
+    return metrics

@@ -1,2 +1,4 @@
-"""Fixtures of the bad-input and fault suite: the tiny converted model (``converted_dir``,
-``expected``) comes from the shared ``tests/conftest.py``."""
+"""The bad-input and fault suite uses the shared fixtures of ``tests/conftest.py`` (the
+tiny converted model) and ``tests/inference/conftest.py`` (a ready Speech2Response)."""
+
+from tests.inference.conftest import fixed_s2r, wavs  # noqa: F401  (shared fixtures)
