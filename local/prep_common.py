@@ -95,11 +95,17 @@ def record_role(out_dir: Path, name: str, role: str) -> None:
 def write_and_check(
     data_dir: Path, utts: Mapping[str, Dict[str, str]], role: str, **validate_opts
 ) -> Path:
-    """Write a data dir, record its role, and fail (listing every issue) if it is invalid."""
+    """Write a data dir, record its role, and fail (listing every issue) if it is invalid.
+
+    Audio files are not opened here: one unreadable file of a large corpus is the format
+    stage's to drop and report, not a reason to lose the whole corpus.
+    """
     if not utts:
         raise RuntimeError(f"{data_dir}: no utterances found; check the corpus layout")
     write_data_dir(data_dir, utts)
     validate_opts.setdefault("require_speech_tokens", False)
+    # audio is opened (and dropped with its reason if unreadable) by the format stage
+    validate_opts.setdefault("check_audio", False)
     validate_opts.setdefault("require_targets", role != "test")
     issues = validate_data_dir(data_dir, **validate_opts)
     if issues:

@@ -3,7 +3,9 @@
 ``python -m espnet2_echat.bin.format_wav_scp [--fs 16000] [--segments SEG] SCP OUT_DIR``
 writes ``OUT_DIR/wav.scp``, ``OUT_DIR/utt2num_samples``, ``OUT_DIR/dropped`` (``uttid
 reason`` of each entry that could not be read) and the wavs under ``OUT_DIR/data/``.
-``--jobs_file FILE`` does the same for each line ``SCP OUT_DIR [SEGMENTS]`` of FILE: the
+``--jobs_file FILE`` does the same for each line ``SCP OUT_DIR [SEGMENTS]`` of FILE (a line
+``HISTORY OUT_DIR history`` formats the past-turn audio of a ``history`` file into
+``OUT_DIR/history``): the
 recipe's stage 2 gives each of its ``--nj`` jobs (run through the job runner) one such
 file holding its share of every data dir. Exit status 0 even when entries were dropped
 (they are listed); 1 when the input itself is malformed.
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet2_echat.data.datadir import DataDirError
-from espnet2_echat.data.format_audio import format_wav_scp
+from espnet2_echat.data.format_audio import format_history, format_wav_scp
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -49,7 +51,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
         scp, out_dir, segments = Path(job[0]), Path(job[1]), (Path(job[2]) if len(job) > 2 else None)
         try:
-            n, dropped = format_wav_scp(scp, out_dir, args.fs, segments, args.progress_every)
+            if str(segments) == "history":
+                n, dropped = format_history(scp, out_dir, args.fs)
+            else:
+                n, dropped = format_wav_scp(scp, out_dir, args.fs, segments, args.progress_every)
         except (OSError, ValueError, DataDirError) as e:
             print(f"format_wav_scp: {e}", file=sys.stderr)
             return 1

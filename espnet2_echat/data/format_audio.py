@@ -5,14 +5,16 @@ A ``wav.scp`` value is a file path (any format libsndfile reads: wav, flac, mp3,
 a Kaldi ark entry (``foo.ark:1234``, read with kaldiio), or a pipe (``cmd ... |``, run
 with bash; its standard output must be audio, e.g. ``ffmpeg ... -f wav - |``). With a
 ``segments`` file (``uttid recid start end`` in seconds) the scp is keyed by recording
-and each utterance is cut out of its recording. Entries that cannot be read are not
-written and are listed, with the reason, in the ``dropped`` file; nothing is left out
-without a line there.
+and each utterance is cut out of its recording. The audio of earlier turns named in a
+``history`` file (``user_wav``, ``reply_wav``) is formatted the same way
+(:func:`format_history`). Entries that cannot be read are not written and are listed, with
+the reason, in the ``dropped`` file; nothing is left out without a line there.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import subprocess
@@ -164,3 +166,43 @@ def _write_map(path: Path, entries: Dict[str, str]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for key in sorted(entries):
             f.write(f"{key} {entries[key]}\n")
+
+
+def format_history(history_path: Path, out_dir: Path, fs: int = 16000) -> Tuple[int, List[Tuple[str, str]]]:
+    """Format the audio of every past turn of a ``history`` file.
+
+    Writes ``out_dir/history`` (the same turns, audio paths pointing at 16 kHz mono wavs
+    under ``out_dir/data``), ``out_dir/dropped`` (utterances with unreadable turn audio)
+    and returns ``(utterances written, dropped)``. A file shared by several turns is
+    formatted once.
+    """
+    out_dir = Path(out_dir)
+    wav_dir = out_dir / "data"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    done: Dict[str, str] = {}
+    written: Dict[str, str] = {}
+    dropped: List[Tuple[str, str]] = []
+    for utt, value in read_kaldi_map(Path(history_path)).items():
+        try:
+            turns = json.loads(value)
+            for i, turn in enumerate(turns):
+                for key in ("user_wav", "reply_wav"):
+                    src = turn.get(key)
+                    if not src:
+                        continue
+                    if src not in done:
+                        try:
+                            wav, file_fs = read_entry(src)
+                        except AudioReadError as e:
+                            raise AudioReadError(f"history turn {i} {key}: {e}") from e
+                        path = (wav_dir / f"{utt}-h{i}-{key}.wav").resolve()
+                        write_pcm16(path, resample(wav, file_fs, fs), fs)
+                        done[src] = str(path)
+                    turn[key] = done[src]
+            written[utt] = json.dumps(turns, ensure_ascii=False)
+        except (AudioReadError, json.JSONDecodeError, AttributeError, TypeError) as e:
+            dropped.append((utt, str(e)))
+            logging.warning("%s: %s dropped: %s", history_path, utt, e)
+    _write_map(out_dir / "history", written)
+    _write_map(out_dir / "dropped", {u: " ".join(r.split()) for u, r in dropped})
+    return len(written), dropped

@@ -109,3 +109,23 @@ def test_mp4_pipe_as_meld_writes_it(tmp_path):
     assert format_main([str(tmp_path / "wav.scp"), str(tmp_path / "out")]) == 0
     info = soundfile.info(read_kaldi_map(tmp_path / "out" / "wav.scp")["m1"])
     assert (info.samplerate, info.channels) == (16000, 1) and info.duration > 0.3
+
+
+def test_history_turn_audio_is_formatted(tmp_path):
+    import json
+
+    soundfile.write(tmp_path / "u24k.wav", tone(24000, 0.5), 24000)
+    turn = {"user_wav": str(tmp_path / "u24k.wav"), "user_text": "hi", "reply": "hello",
+            "speech_token": [1, 2]}
+    bad = dict(turn, reply_wav=str(tmp_path / "missing.wav"))
+    (tmp_path / "history").write_text(
+        f"u1 {json.dumps([turn, turn])}\nu2 {json.dumps([bad])}\n")
+    jobs = tmp_path / "jobs"
+    jobs.write_text(f"{tmp_path / 'history'} {tmp_path / 'out'} history\n")
+    assert format_main(["--jobs_file", str(jobs)]) == 0
+    turns = json.loads(read_kaldi_map(tmp_path / "out" / "history")["u1"])
+    assert turns[0]["user_wav"] == turns[1]["user_wav"] != turn["user_wav"]  # formatted once
+    info = soundfile.info(turns[0]["user_wav"])
+    assert (info.samplerate, info.channels) == (16000, 1) and turns[0]["reply"] == "hello"
+    dropped = read_kaldi_map(tmp_path / "out" / "dropped")
+    assert list(dropped) == ["u2"] and "history turn 0 reply_wav" in dropped["u2"]

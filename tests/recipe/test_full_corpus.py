@@ -34,6 +34,11 @@ def readme_commands() -> list:
 def recipe(tmp_path_factory):
     work = tmp_path_factory.mktemp("full")
     env, expected = make_replicas(work / "corpora")
+    # one unreadable recording: the format stage must drop and report it, not stop
+    broken = next(Path(env["LIBRISPEECH"]).glob("LibriSpeech/train-clean-100/*/*/*-0001.flac"))
+    broken.write_bytes(b"not audio")
+    expected["librispeech_train_clean_100"].texts.pop(broken.stem)
+    expected["librispeech_train_clean_100"].labels["utt2gender"].pop(broken.stem)
     run_env = {**os.environ, **env, "OMP_NUM_THREADS": "1"}
     # where this test writes, and a small stand-in tokenizer; the README's options come first,
     # so everything it shows is what runs (later options only redirect outputs)
@@ -46,11 +51,11 @@ def recipe(tmp_path_factory):
                              text=True, timeout=600)
         assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
         outs.append(out.stdout + out.stderr)
-    return work, expected, outs
+    return work, expected, outs, broken.stem
 
 
 def test_data_dirs_of_every_corpus(recipe):
-    work, expected, outs = recipe
+    work, expected, outs, broken = recipe
     dump = work / "dump"
     for name, exp in expected.items():
         d = dump / name
@@ -59,7 +64,12 @@ def test_data_dirs_of_every_corpus(recipe):
         assert validate_data_dir(d, speech_token_vocab=16, expected_fs=16000,
                                  require_speech_tokens=tokens, require_targets=tokens) == [], name
         exp.check(d)
-        assert (d / "dropped").read_text() == "", name
+        dropped = read_kaldi_map(d / "dropped") if (d / "dropped").stat().st_size else {}
+        if name == "librispeech_train_clean_100":
+            assert list(dropped) == [broken] and "wav.scp: cannot read" in dropped[broken]
+            assert f"{name}: 2 utterances, 1 kept, 1 dropped" in outs[0]
+        else:
+            assert dropped == {}, name
         if (d / "wav.scp").exists():
             for path in read_kaldi_map(d / "wav.scp").values():
                 info = soundfile.info(path)
@@ -72,7 +82,7 @@ def test_data_dirs_of_every_corpus(recipe):
 
 
 def test_stage5_trains_on_the_understanding_sets(recipe):
-    work, expected, outs = recipe
+    work, expected, outs, _ = recipe
     exp = work / "exp" / "echat_stage1_understanding"
     assert (exp / "valid.loss.ave.pth").exists() and (exp / ".done").exists()
     line = next(ln for ln in outs[1].splitlines() if "trains on:" in ln)

@@ -161,7 +161,7 @@ if run_stage 2; then
         rm -rf "${dst:?}"; mkdir -p "${dst}/logdir"; todo+=("${name}")
         find "${src}" -maxdepth 1 -type f ! -name segments -exec cp {} "${dst}/" \;
         : > "${dst}/dropped"
-        for scp in wav.scp reply_wav.scp prompt_wav.scp; do
+        for scp in wav.scp reply_wav.scp prompt_wav.scp history; do
             [ -f "${src}/${scp}" ] || continue
             part=${dst}/logdir/${scp%.scp}
             if [ "${scp}" = wav.scp ] && [ -f "${src}/segments" ]; then  # split the segments
@@ -172,10 +172,12 @@ if run_stage 2; then
             for j in $(seq "${nj}"); do
                 awk -v n="${nj}" -v j="${j}" '(NR - 1) % n == j - 1' "${split_src}" > "${part}.${j}"
                 [ -s "${part}.${j}" ] || continue
-                if [ "${split_src}" = "${src}/segments" ]; then
-                    echo "${src}/${scp} ${part}.out.${j} ${part}.${j}"
+                if [ "${scp}" = history ]; then  # the past turns' audio
+                    echo "${part}.${j} ${dst}/audio/${scp%.scp}.${j} history"
+                elif [ "${split_src}" = "${src}/segments" ]; then
+                    echo "${src}/${scp} ${dst}/audio/${scp%.scp}.${j} ${part}.${j}"
                 else
-                    echo "${part}.${j} ${part}.out.${j}"
+                    echo "${part}.${j} ${dst}/audio/${scp%.scp}.${j}"
                 fi >> "${dumpdir}/logdir/format.${j}.jobs"
             done
         done
@@ -187,12 +189,13 @@ if run_stage 2; then
         tests=(); others=()
         for name in "${todo[@]}"; do
             dst=${dumpdir}/${name}
-            for scp in wav.scp reply_wav.scp prompt_wav.scp; do
+            for scp in wav.scp reply_wav.scp prompt_wav.scp history; do
                 part=${dst}/logdir/${scp%.scp}
                 [ -f "${datadir}/${name}/${scp}" ] || continue
-                cat "${part}".out.*/wav.scp 2>/dev/null | sort > "${dst}/${scp}"
-                cat "${part}".out.*/dropped 2>/dev/null | awk -v f="${scp}" '{$1 = $1 " " f ":"; print}' >> "${dst}/dropped"
-                if [ "${scp}" = wav.scp ]; then cat "${part}".out.*/utt2num_samples | sort > "${dst}/utt2num_samples"; fi
+                out_name=wav.scp; [ "${scp}" = history ] && out_name=history
+                cat "${dst}"/audio/${scp%.scp}.*/"${out_name}" 2>/dev/null | sort > "${dst}/${scp}"
+                cat "${dst}"/audio/${scp%.scp}.*/dropped 2>/dev/null | awk -v f="${scp}" '{$1 = $1 " " f ":"; print}' >> "${dst}/dropped"
+                if [ "${scp}" = wav.scp ]; then cat "${dst}"/audio/${scp%.scp}.*/utt2num_samples | sort > "${dst}/utt2num_samples"; fi
             done
             if is_test_set "${name}"; then tests+=("${dst}"); else others+=("${dst}"); fi
         done
