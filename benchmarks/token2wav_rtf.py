@@ -1,32 +1,40 @@
 """Real-time factor of token2wav at the real CosyVoice-300M-25Hz size (random weights).
 
-Measured in one run on the same model (fp32, batch 1, CPU unless ``--device``):
+Variants of the same weights, timed side by side in one run (each repeat runs every variant
+once, in turn, so a drift of a shared machine hits them alike; ratios are medians of the
+per-repeat ratios to the first variant, with their min-max):
 
-* offline: ``ESPnetToken2WavModel.synthesize`` of ``--tokens`` speech tokens; RTF =
-  wall time / audio duration, split into flow and HiFT time;
-* streaming: time from the call to the first yielded chunk (first-chunk latency: 70 tokens
-  = 50 hop + 20 overlap, as CosyVoice) and the RTF of the whole chunked utterance;
+* ``reference_ops``: float32 eager with the reference's arithmetic (the attention gets
+  CosyVoice's additive key bias even when nothing is padded), i.e. the reference's work;
+* ``fp32``: this project's default (no bias without padding: the unmasked kernel);
+* ``bf16``: ``ConditionalDecoder.set_matmul_dtype(torch.bfloat16)``: transformer products
+  in bfloat16 (residuals, norms, convolutions float32);
+* ``bf16_compiled`` (``--compile``): the same estimator under ``torch.compile``.
 
-each for 10 Euler steps (the reference) and fewer (``--steps``). A 3 s speaker prompt
-(75 tokens, 258 mel frames) is used, as in OSUM-EChat. Every figure is the minimum over
-``--repeats`` runs (the machine is shared; the minimum is the least disturbed run).
+Offline synthesis of ``--tokens`` speech tokens with a 3 s speaker prompt (75 tokens, 258
+mel frames, as OSUM-EChat), ``--steps`` Euler steps (10: the reference), the same noise for
+every variant. Per part: flow encoder + length regulator, the estimator's Euler loop, HiFT.
+Error of each variant's mel and waveform against ``fp32`` (same noise) is reported.
 
-Run: ``python -m benchmarks.token2wav_rtf [--tokens 250] [--steps 10 5 2] [--threads 2]
-[--out benchmarks/token2wav_rtf.json] [--plot benchmarks/token2wav_rtf.png]``.
+Run: ``python -m benchmarks.token2wav_rtf [--tokens 100] [--steps 10] [--threads 2]
+[--repeats 5] [--compile] [--out benchmarks/token2wav_rtf_cpu.json]``.
 """
 
 import argparse
+import copy
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
+from typing import Callable, Dict
 
 import torch
 import yaml
 
 from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel
-from espnet2_echat.models.token2wav.speaker_prompt import SpeakerPrompt
+from espnet2_echat.models.token2wav.estimator import ConditionalDecoder
 
 CONF = (
     Path(__file__).resolve().parents[1]
@@ -36,138 +44,145 @@ CONF = (
 )
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+class ReferenceOpsDecoder(ConditionalDecoder):
+    """The estimator with CosyVoice's attention bias always applied (zeros unpadded)."""
+
+    @staticmethod
+    def _key_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return ((1.0 - mask.to(dtype)) * -1.0e10).unsqueeze(1)
 
 
-def measure(model, tokens, prompt, steps: int, device: str) -> dict:
-    """Offline and streaming timings for one number of Euler steps."""
-    g = torch.Generator(device=device).manual_seed(0)
-    _sync(device)
+def variant_estimators(model, compile_: bool) -> Dict[str, torch.nn.Module]:
+    """The estimators compared (copies of ``model``'s, the same weights)."""
+    base = model.flow.decoder.estimator
+    ref = copy.deepcopy(base)
+    ref.__class__ = ReferenceOpsDecoder
+    bf16 = copy.deepcopy(base)
+    bf16.set_matmul_dtype(torch.bfloat16)
+    out = {"reference_ops": ref, "fp32": base, "bf16": bf16}
+    if compile_:
+        out["bf16_compiled"] = torch.compile(copy.deepcopy(bf16), dynamic=False)
+    return out
+
+
+def synthesize_timed(model, estimator, tokens, prompt, noise, steps: int) -> dict:
+    """Offline synthesis with ``estimator`` in the flow; per-part seconds and outputs."""
+    flow = model.flow
     t0 = time.perf_counter()
-    mel = model.flow.inference(
-        tokens,
-        prompt.prompt_token,
-        prompt.prompt_feat,
-        prompt.embedding,
-        generator=g,
-        n_timesteps=steps,
-    )
-    _sync(device)
+    c = flow.conditions(tokens, *prompt)
     t1 = time.perf_counter()
-    wav, _ = model.hift.inference(mel, generator=g)
-    _sync(device)
+    flow.decoder.estimator = estimator
+    mel = flow.decoder.solve_euler(noise, c.mu, c.mask, c.spks, c.cond, steps)
+    mel = mel[:, :, c.mel_len1 :]
     t2 = time.perf_counter()
-    duration = wav.shape[1] / model.sample_rate
-    stream = model.synthesize_stream(
-        [tokens[0].tolist()], prompt, n_timesteps=steps, generator=g
-    )
+    wav, _ = model.hift.inference(mel, generator=torch.Generator().manual_seed(0))
     t3 = time.perf_counter()
-    first = next(stream)
-    _sync(device)
-    t4 = time.perf_counter()
-    total = first.shape[1] + sum(c.shape[1] for c in stream)
-    _sync(device)
-    t5 = time.perf_counter()
     return {
-        "steps": steps,
-        "audio_s": duration,
-        "offline_flow_s": t1 - t0,
-        "offline_hift_s": t2 - t1,
-        "offline_rtf": (t2 - t0) / duration,
-        "first_chunk_latency_s": t4 - t3,
-        "first_chunk_audio_s": first.shape[1] / model.sample_rate,
-        "stream_rtf": (t5 - t3) / (total / model.sample_rate),
+        "encoder_s": t1 - t0,
+        "estimator_s": t2 - t1,
+        "hift_s": t3 - t2,
+        "total_s": t3 - t0,
+        "mel": mel,
+        "wav": wav,
+    }
+
+
+def spread(values) -> dict:
+    """Median, min and max of a list."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--tokens", type=int, default=250, help="speech tokens (25 Hz) to synthesise"
-    )
-    parser.add_argument("--steps", type=int, nargs="+", default=[10, 5, 2])
+    parser.add_argument("--tokens", type=int, default=100, help="speech tokens (25 Hz)")
+    parser.add_argument("--steps", type=int, default=10, help="Euler steps")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="add bf16_compiled")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--plot", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     conf = yaml.safe_load(CONF.read_text(encoding="utf-8"))["model_conf"]
-    model = ESPnetToken2WavModel(**conf).eval().to(args.device)
-    params = {
-        name: sum(p.numel() for p in getattr(model, name).parameters())
-        for name in ("flow", "hift")
-    }
-    prompt = SpeakerPrompt(
-        torch.randint(0, 4096, (1, 75), device=args.device),
-        torch.randn(1, 258, 80, device=args.device) - 5.0,
-        torch.randn(1, 192, device=args.device),
+    model = ESPnetToken2WavModel(**conf).eval()
+    prompt = (
+        torch.randint(0, 4096, (1, 75)),
+        torch.randn(1, 258, 80) - 5.0,
+        torch.randn(1, 192),
     )
-    tokens = torch.randint(0, 4096, (1, args.tokens), device=args.device)
+    tokens = torch.randint(0, 4096, (1, args.tokens))
+    frames = prompt[1].shape[1] + model.flow.num_mel_frames(args.tokens)
+    noise = torch.randn(1, 80, frames, generator=torch.Generator().manual_seed(1))
+    variants = variant_estimators(model, args.compile)
+    run: Callable[[torch.nn.Module], dict] = lambda est: synthesize_timed(
+        model, est, tokens, prompt, noise, args.steps
+    )
+    load_before = os.getloadavg()
     with torch.no_grad():
-        measure(model, tokens[:, :40], prompt, 2, args.device)  # warm-up
-        rows = []
-        for steps in args.steps:
-            runs = [
-                measure(model, tokens, prompt, steps, args.device)
-                for _ in range(args.repeats)
-            ]
-            rows.append({k: min(r[k] for r in runs) for k in runs[0]})
+        outputs = {name: run(est) for name, est in variants.items()}  # warm-up
+        times = {name: [] for name in variants}
+        for _ in range(args.repeats):
+            for name, est in variants.items():
+                times[name].append(run(est))
+    load_after = os.getloadavg()
+    audio_s = outputs["fp32"]["wav"].shape[1] / model.sample_rate
+    ref_mel, ref_wav = outputs["fp32"]["mel"], outputs["fp32"]["wav"]
+    rows = {}
+    for name, runs in times.items():
+        base = times["reference_ops"]
+        out = outputs[name]
+        rows[name] = {
+            **{
+                part: spread([r[part] for r in runs])
+                for part in ("encoder_s", "estimator_s", "hift_s", "total_s")
+            },
+            "rtf": spread([r["total_s"] / audio_s for r in runs]),
+            "rtf_vs_reference_ops": spread(
+                [r["total_s"] / b["total_s"] for r, b in zip(runs, base)]
+            ),
+            "estimator_vs_reference_ops": spread(
+                [r["estimator_s"] / b["estimator_s"] for r, b in zip(runs, base)]
+            ),
+            "estimator_share": spread([r["estimator_s"] / r["total_s"] for r in runs]),
+            "mel_max_abs_err_vs_fp32": float((out["mel"] - ref_mel).abs().max()),
+            "mel_mean_abs_err_vs_fp32": float((out["mel"] - ref_mel).abs().mean()),
+            "wav_max_abs_err_vs_fp32": float((out["wav"] - ref_wav).abs().max()),
+        }
     result = {
-        "model": "CosyVoice-300M-25Hz size, random weights, fp32",
-        "params": params,
-        "device": (
-            args.device
-            if args.device != "cpu"
-            else f"cpu ({platform.processor() or platform.machine()})"
+        "model": "CosyVoice-300M-25Hz size, random weights",
+        "command": "python -m benchmarks.token2wav_rtf " + " ".join(
+            f"--{k} {v}" for k, v in vars(args).items() if k != "out" and v is not False
         ),
+        "cpu": platform.processor() or platform.machine(),
         "threads": args.threads,
         "repeats": args.repeats,
-        "load_average_before": os.getloadavg()[0],
+        "steps": args.steps,
+        "audio_s": audio_s,
+        "prompt_frames": prompt[1].shape[1],
+        "mel_std_fp32": float(ref_mel.std()),
+        "load_average_before_after": [load_before[0], load_after[0]],
         "torch": torch.__version__,
         "rows": rows,
     }
     print(json.dumps(result, indent=1))
     print(
-        "\n| Euler steps | audio (s) | offline RTF | flow (s) | HiFT (s) | first-chunk latency (s) | streaming RTF |"
+        "\n| variant | RTF (median, min-max) | total / reference_ops | estimator / reference_ops "
+        "| estimator share | mel mean abs err vs fp32 |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
+    print("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        f = lambda s: f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})"
         print(
-            f"| {r['steps']} | {r['audio_s']:.2f} | {r['offline_rtf']:.2f} | {r['offline_flow_s']:.2f} | "
-            f"{r['offline_hift_s']:.2f} | {r['first_chunk_latency_s']:.2f} | {r['stream_rtf']:.2f} |"
+            f"| {name} | {f(r['rtf'])} | {f(r['rtf_vs_reference_ops'])} | "
+            f"{f(r['estimator_vs_reference_ops'])} | {r['estimator_share']['median']:.2f} | "
+            f"{r['mel_mean_abs_err_vs_fp32']:.2e} |"
         )
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
-    if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        steps = [r["steps"] for r in rows]
-        ax.plot(steps, [r["offline_rtf"] for r in rows], "o-", label="offline RTF")
-        ax.plot(steps, [r["stream_rtf"] for r in rows], "s-", label="streaming RTF")
-        ax.plot(
-            steps,
-            [r["first_chunk_latency_s"] for r in rows],
-            "^-",
-            label="first-chunk latency (s)",
-        )
-        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-        ax.set_xlabel("Euler steps")
-        ax.set_title(
-            f"token2wav, CosyVoice-300M size, {result['device']}, {args.threads} threads",
-            fontsize=8,
-        )
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,10 @@ from espnet2_echat.inference.voice import BackgroundVoice, load_voice
 from espnet2_echat.models.splice import pack
 
 MODEL_FS = 16000
+# Streaming: the first token2wav chunk advances 10 tokens (30 with the overlap) instead of
+# the reference's 50, so a streamed reply's audio starts after a third of the tokens and
+# flow work (benchmarks/first_audio.py); later chunks are the reference's 50 + 20.
+FIRST_HOP_LEN = 10
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -108,6 +112,10 @@ class Speech2Response:
             ``settings.DEFAULT_INSTRUCTIONS`` (the reference's inference instructions).
         random_init: allow ``model_file=None`` (random weights, for tests and timing);
             without it a missing model file is an error, never silent random weights.
+        token2wav_matmul_dtype: ``float32`` or ``bfloat16`` for the token2wav flow
+            estimator's products (``Token2WavInference.matmul_dtype``).
+        token2wav_first_hop_len: tokens the first streamed audio chunk advances
+            (``FIRST_HOP_LEN``; None or ``reference_compat``: the reference's 50).
     """
 
     def __init__(
@@ -123,6 +131,8 @@ class Speech2Response:
         max_audio_seconds: Optional[float] = None,
         prompt_config: Optional[Union[str, Path]] = None,
         random_init: bool = False,
+        token2wav_matmul_dtype: str = "float32",
+        token2wav_first_hop_len: Optional[int] = FIRST_HOP_LEN,
     ):
         from espnet2_echat.models.causal_lm import resolve_path
         from espnet2_echat.tasks.echat import EChatTask
@@ -177,7 +187,12 @@ class Speech2Response:
         self.token2wav = None
         if token2wav_train_config or token2wav_model_file:
             self.token2wav = load_voice(
-                token2wav_train_config, token2wav_model_file, device, model.llm.speech_token_num - 1
+                token2wav_train_config,
+                token2wav_model_file,
+                device,
+                model.llm.speech_token_num - 1,
+                matmul_dtype=token2wav_matmul_dtype,
+                first_token_hop_len=None if reference_compat else token2wav_first_hop_len,
             )
 
     @classmethod

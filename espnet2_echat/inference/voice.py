@@ -22,14 +22,16 @@ def load_voice(
     model_file: Optional[Union[str, Path]],
     device: str,
     speech_vocab: int,
+    **options,
 ) -> Token2WavInference:
-    """The token2wav model, checked against the LLM's speech vocabulary (K ids)."""
+    """The token2wav model, checked against the LLM's speech vocabulary (K ids);
+    ``options`` go to :class:`Token2WavInference` (``matmul_dtype``, ``first_token_hop_len``)."""
     if train_config is None or model_file is None:
         raise ValueError(
             "a token2wav model needs both token2wav_train_config and token2wav_model_file "
             f"(got {train_config!r}, {model_file!r})"
         )
-    voice = Token2WavInference(train_config, model_file, device=device)
+    voice = Token2WavInference(train_config, model_file, device=device, **options)
     vocab = voice.model.flow.vocab_size
     if vocab != speech_vocab:
         raise ValueError(

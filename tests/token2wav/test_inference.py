@@ -159,3 +159,33 @@ def test_inference_cli(model_dir, tmp_path):
     assert summary["mean"] == pytest.approx(
         np.mean([float(d) for d in distances.values()]), abs=1e-3
     )
+
+
+def test_bf16_matmuls_option(model_dir, t2w):
+    low = Token2WavInference.from_pretrained(model_dir, n_timesteps=4, matmul_dtype="bfloat16")
+    blocks = [m for m in low.model.flow.decoder.estimator.modules() if hasattr(m, "matmul_dtype")]
+    assert blocks and all(b.matmul_dtype == torch.bfloat16 for b in blocks)
+    tokens = list(range(10, 60))
+    wav, ref = low(tokens), t2w(tokens)
+    assert wav.shape == ref.shape and not np.array_equal(wav, ref)
+
+
+def test_short_first_chunk(model_dir, t2w):
+    short = Token2WavInference.from_pretrained(model_dir, n_timesteps=4, first_token_hop_len=10)
+    tokens = list(range(100, 220))  # 120 tokens: calls on [0,30) [10,80) [60,120)
+    arrivals, chunks = [], []
+
+    def one_by_one():
+        for i, tok in enumerate(tokens):
+            arrivals.append(i + 1)
+            yield [tok]
+
+    for chunk in short.stream(one_by_one()):
+        chunks.append((arrivals[-1], len(chunk)))
+    assert [arrived for arrived, _ in chunks] == [30, 80, 120]
+    assert chunks[0][1] < chunks[1][1]  # the first chunk plays ~10 tokens' worth
+    assert abs(sum(n for _, n in chunks) - len(t2w(tokens))) < 2 * 256 * 4
+    chunked = short.model.chunked(first_token_hop_len=10)
+    assert chunked.split(120) == [slice(0, 30), slice(10, 80), slice(60, 120)]
+    with pytest.raises(ValueError, match="first_token_hop_len=1 leaves"):
+        short.model.chunked(first_token_hop_len=1)

@@ -356,8 +356,10 @@ class ESPnetToken2WavModel(AbsESPnetModel):
         n_timesteps: int = 10,
         generator: Optional[torch.Generator] = None,
         reference_compat: bool = False,
+        first_token_hop_len: Optional[int] = None,
     ) -> Iterator[torch.Tensor]:
-        """Streaming synthesis: yields (1, S) speech chunks as tokens arrive."""
+        """Streaming synthesis: yields (1, S) speech chunks as tokens arrive (the first
+        after ``first_token_hop_len`` + 20 tokens; default the reference's 50 + 20)."""
         prompt = prompt or self.stored_prompt()
         prompt.check(
             self.flow.vocab_size, self.flow.output_size, self.flow.spk_embed_dim
@@ -370,7 +372,10 @@ class ESPnetToken2WavModel(AbsESPnetModel):
                     self.check_tokens(piece)
                 yield piece
 
-        yield from self.chunked(reference_compat, n_timesteps).stream_incremental(
+        chunked = self.chunked(
+            reference_compat, n_timesteps, first_token_hop_len=first_token_hop_len
+        )
+        yield from chunked.stream_incremental(
             checked(),
             prompt.prompt_token,
             prompt.prompt_feat,

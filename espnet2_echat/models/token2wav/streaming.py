@@ -66,6 +66,10 @@ class ChunkedToken2Wav:
         mel_cache_len: Mel frames of HiFT context carried over (20).
         reference_compat: Keep the reference's 34-frame flow cache (see module doc).
         n_timesteps: Euler steps per chunk.
+        first_token_hop_len: Tokens the first chunk advances (default ``token_hop_len``,
+            as the reference). A short first chunk (e.g. 10 tokens: 30 with the overlap)
+            makes the first audio come after 30 instead of 70 tokens and a third of the
+            flow work; later chunks are the usual ``hop + overlap``.
     """
 
     def __init__(
@@ -77,13 +81,25 @@ class ChunkedToken2Wav:
         mel_cache_len: int = 20,
         reference_compat: bool = False,
         n_timesteps: int = 10,
+        first_token_hop_len: Optional[int] = None,
     ):
         self.flow = flow
         self.vocoder = vocoder
         self.token_hop_len = token_hop_len or 2 * flow.input_frame_rate
+        self.first_token_hop_len = first_token_hop_len or self.token_hop_len
         self.token_overlap_len = token_overlap_len
         self.mel_overlap_len = flow.num_mel_frames(token_overlap_len)
         self.mel_cache_len = mel_cache_len
+        for name, hop in (
+            ("token_hop_len", self.token_hop_len),
+            ("first_token_hop_len", self.first_token_hop_len),
+        ):
+            frames = flow.num_mel_frames(hop + token_overlap_len) - self.mel_overlap_len
+            if frames <= mel_cache_len:
+                raise ValueError(
+                    f"{name}={hop} leaves {frames} mel frames a chunk, not more than the "
+                    f"vocoder's {mel_cache_len}-frame cache: use a longer hop"
+                )
         self.source_cache_len = mel_cache_len * flow.hop_size
         self.flow_cache_frames = (
             REFERENCE_FLOW_CACHE_FRAMES if reference_compat else self.mel_overlap_len
@@ -165,11 +181,11 @@ class ChunkedToken2Wav:
 
     def split(self, num_tokens: int) -> List[slice]:
         """Token slices of the reference's chunk loop for an utterance of ``num_tokens``."""
-        slices, start = [], 0
-        size = self.token_hop_len + self.token_overlap_len
-        while num_tokens - start >= size:
-            slices.append(slice(start, start + size))
-            start += self.token_hop_len
+        slices, start, hop = [], 0, self.first_token_hop_len
+        while num_tokens - start >= hop + self.token_overlap_len:
+            slices.append(slice(start, start + hop + self.token_overlap_len))
+            start += hop
+            hop = self.token_hop_len
         slices.append(slice(start, num_tokens))
         return slices
 
@@ -205,21 +221,23 @@ class ChunkedToken2Wav:
         generator: Optional[torch.Generator] = None,
     ) -> Iterator[torch.Tensor]:
         """Yield speech as soon as ``hop + overlap`` tokens exist, for tokens arriving in pieces."""
-        state, buffer = self.new_state(), []
-        size = self.token_hop_len + self.token_overlap_len
+        state, buffer, hop = self.new_state(), [], self.first_token_hop_len
         for piece in token_pieces:
             buffer.extend(int(t) for t in piece)
-            while len(buffer) >= size:
+            while len(buffer) >= hop + self.token_overlap_len:
                 yield self.chunk(
                     state,
-                    torch.tensor([buffer[:size]], device=prompt_feat.device),
+                    torch.tensor(
+                        [buffer[: hop + self.token_overlap_len]],
+                        device=prompt_feat.device,
+                    ),
                     prompt_token,
                     prompt_feat,
                     embedding,
                     finalize=False,
                     generator=generator,
                 )
-                buffer = buffer[self.token_hop_len :]
+                buffer, hop = buffer[hop:], self.token_hop_len
         if not buffer:
             raise ValueError("streaming token2wav got no speech tokens")
         yield self.chunk(

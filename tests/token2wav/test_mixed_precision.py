@@ -1,0 +1,78 @@
+"""The flow estimator's fast paths against its float32 reference arithmetic."""
+
+import copy
+
+import pytest
+import torch
+
+from espnet2_echat.models.token2wav.estimator import ConditionalDecoder
+
+
+def _estimator() -> ConditionalDecoder:
+    torch.manual_seed(0)
+    return ConditionalDecoder(
+        in_channels=4 * 16,
+        out_channels=16,
+        channels=(64, 64),
+        attention_head_dim=16,
+        n_blocks=1,
+        num_mid_blocks=2,
+        num_heads=4,
+    ).eval()
+
+
+def _inputs(b: int = 2, t: int = 37):
+    g = torch.Generator().manual_seed(1)
+    r = lambda *s: torch.randn(*s, generator=g)
+    return r(b, 16, t), torch.ones(b, 1, t), r(b, 16, t), torch.rand(b, generator=g), r(b, 16), r(b, 16, t)
+
+
+def _with_bias(est: ConditionalDecoder, x, mask, mu, t, spks, cond) -> torch.Tensor:
+    """The reference's arithmetic: CosyVoice's additive key bias even without padding."""
+    ref = copy.deepcopy(est)
+    ref._key_bias = lambda m, dtype: ((1.0 - m.to(dtype)) * -1.0e10).unsqueeze(1)
+    return ref(x, mask, mu, t, spks, cond)
+
+
+@torch.no_grad()
+def test_unpadded_mask_skips_the_bias_with_the_same_result():
+    est = _estimator()
+    args = _inputs()
+    assert est._key_bias(args[1], torch.float32) is None
+    torch.testing.assert_close(est(*args), _with_bias(est, *args), atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_padded_mask_still_masks():
+    est = _estimator()
+    x, mask, mu, t, spks, cond = _inputs(b=1, t=40)
+    mask[:, :, 30:] = 0
+    out = est(x, mask, mu, t, spks, cond)
+    x2 = x.clone()
+    x2[:, :, 30:] += 100.0  # padded frames must not change the valid ones
+    torch.testing.assert_close(est(x2, mask, mu, t, spks, cond)[:, :, :30], out[:, :, :30])
+    torch.testing.assert_close(out, _with_bias(est, x, mask, mu, t, spks, cond), atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_bf16_products_stay_close_to_float32():
+    est = _estimator()
+    args = _inputs()
+    ref = est(*args)
+    low = copy.deepcopy(est)
+    low.set_matmul_dtype(torch.bfloat16)
+    out = low(*args)
+    assert out.dtype == torch.float32
+    assert not torch.equal(out, ref)  # the bf16 path really ran
+    rel = float((out - ref).abs().mean() / ref.abs().mean())
+    assert rel < 2e-2, rel  # bf16 keeps ~3 significant digits per product
+    norm = low.mid_blocks[0][1][0].norm1
+    assert norm.weight.dtype == torch.float32  # norms (and residuals) stay float32
+    assert low.mid_blocks[0][1][0].attn1.to_q.weight.dtype == torch.bfloat16
+
+
+def test_bad_matmul_dtype(tmp_path):
+    from espnet2_echat.inference.token2wav import Token2WavInference
+
+    with pytest.raises(ValueError, match="matmul_dtype must be one of"):
+        Token2WavInference(tmp_path / "c.yaml", tmp_path / "m.pth", matmul_dtype="fp8")
