@@ -18,6 +18,7 @@ import sys
 
 from espnet2.utils.types import str2bool, str_or_none
 
+from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
 from espnet2_echat.inference.batch_decode import inference
 from espnet2_echat.data.task_registry import TASK_NAMES, THINK_MODES
 
@@ -39,6 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument("--batch_size", type=int, default=1)
     group.add_argument("--ngpu", type=int, default=0, help="0: CPU, 1: the first GPU")
     group.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_nthreads_argument(group)
     group = parser.add_argument_group("Model")
     group.add_argument("--train_config", type=str_or_none)
     group.add_argument("--model_file", type=str_or_none)
@@ -96,6 +98,7 @@ def main(cmd=None) -> int:
         level=args.pop("log_level"),
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
+    set_nthreads(args.pop("nthreads"))
     summary = inference(**args)
     print(f"echat_inference: {summary.line()}", file=sys.stderr)
     return 1 if summary.num_errors else 0

@@ -11,6 +11,7 @@ import logging
 from espnet2.utils.types import str2bool, str_or_none
 
 from espnet2_echat.inference.request_limits import RequestLimits
+from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
 from espnet2_echat.inference.web_demo import launch
 
 
@@ -27,6 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--device", default="auto", help="auto (CUDA or Ascend NPU when present, else cpu), cpu, cuda[:i], npu[:i]"
     )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_nthreads_argument(parser)
     parser.add_argument("--reference_compat", type=str2bool, default=False)
     parser.add_argument("--server_name", default="127.0.0.1")
     parser.add_argument("--server_port", type=int, default=7860)
@@ -51,6 +53,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = vars(get_parser().parse_args(cmd))
+    set_nthreads(args.pop("nthreads"))
     names = [f for f in RequestLimits.__dataclass_fields__ if f in args]
     limits = RequestLimits(**{n: args.pop(n) for n in names})
     launch(limits=limits, **args)

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from espnet2.utils.types import str2bool
 
+from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
 from espnet2_echat.inference.token2wav import synthesize_speech_token_file
 
 
@@ -30,6 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA or Ascend NPU when present, else cpu), cpu, cuda[:i], npu[:i]"
     )
+    add_nthreads_argument(parser)
     parser.add_argument(
         "--n_timesteps", type=int, default=10, help="Euler steps (10 as the reference)"
     )
@@ -60,6 +62,18 @@ def get_parser() -> argparse.ArgumentParser:
         help="one line of the prompt's speech tokens ([uttid] id id ...)",
     )
     group.add_argument("--prompt_embedding", default=None, help=".npy 192-d x-vector")
+    parser.add_argument(
+        "--matmul_dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="the flow estimator's transformer products (bfloat16: ~2x faster on AMX CPUs)",
+    )
+    parser.add_argument(
+        "--first_token_hop_len",
+        type=int,
+        default=None,
+        help="streaming: tokens of the first chunk's hop (default the reference's 50)",
+    )
     group.add_argument(
         "--onnx_dir",
         default=None,
@@ -73,8 +87,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    args = get_parser().parse_args(cmd)
-    synthesize_speech_token_file(**vars(args))
+    args = vars(get_parser().parse_args(cmd))
+    set_nthreads(args.pop("nthreads"))
+    synthesize_speech_token_file(**args)
 
 
 if __name__ == "__main__":
