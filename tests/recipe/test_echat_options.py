@@ -78,3 +78,35 @@ def test_skip_gates_leave_their_stages_out(tmp_path):
     assert "Stage " not in out.stdout
     out = echat(*common, "--stage", "1", "--stop_stage", "4", "--skip_stages", "1 2 3 4")
     assert out.returncode == 0 and "Stage " not in out.stdout
+
+
+def test_gpu_inference_asks_the_job_runner_for_a_gpu(tmp_path):
+    """Stage 9 with --gpu_inference true: each decoding job requests one GPU from the job
+    runner (run.pl logs the request; slurm.pl/queue.pl turn it into --gres/-l gpu) and
+    decodes with --ngpu 1. The decoder itself is a stand-in that records its arguments."""
+    import os
+
+    dump = tmp_path / "dump" / "some_test_set"
+    dump.mkdir(parents=True)
+    (dump / "task").write_text("u1 <TRANSCRIBE>\n")
+    (dump / "text").write_text("u1 hello\n")
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [[ " $* " == *" espnet2_echat.bin.echat_inference "* ]]; then echo "ARGS $*"; exit 0; fi\n'
+        f'exec {os.environ.get("PYTHON", "python3")} "$@"\n'
+    )
+    fake.chmod(0o755)
+    logs = {}
+    for flag in ("true", "false"):
+        exp = tmp_path / f"exp_{flag}"
+        out = echat("--stage", "9", "--stop_stage", "9", "--skip_train", "true",
+                    "--pretrained_model", str(exp / "m" / "model.pth"), "--python", str(fake),
+                    "--dumpdir", str(tmp_path / "dump"), "--expdir", str(exp),
+                    "--test_sets", "some_test_set", "--gpu_inference", flag)
+        assert out.returncode == 0, out.stdout + out.stderr
+        logs[flag] = (exp / "m" / "decode_model" / "some_test_set" / "logdir" /
+                      "inference.1.log").read_text()
+    assert "# Requested: --gpu 1" in logs["true"] and "--ngpu 1" in logs["true"]
+    assert "--task asr" in logs["true"]  # from the set's own task file
+    assert "Requested" not in logs["false"] and "--ngpu 0" in logs["false"]

@@ -14,11 +14,12 @@ use File::Path qw(make_path);
 use POSIX ":sys_wait_h";
 
 my $max_jobs = 32;
+my @requests;  # cluster options (--gpu, --mem, ...): logged, not enforced locally
 while (@ARGV && $ARGV[0] =~ /^--/) {
   my $opt = shift @ARGV;
   my $val = shift @ARGV;
   die "run.pl: option $opt needs a value\n" unless defined $val;
-  if ($opt eq "--max-jobs-run") { $max_jobs = $val; }
+  if ($opt eq "--max-jobs-run") { $max_jobs = $val; } else { push @requests, "$opt $val"; }
 }
 my ($jobvar, $start, $end) = ("", 1, 1);
 if (@ARGV && $ARGV[0] =~ /^([\w_]+)=(\d+):(\d+)$/) {
@@ -50,7 +51,9 @@ for my $j ($start .. $end) {
   die "run.pl: fork failed\n" unless defined $pid;
   if ($pid == 0) {
     open(my $fh, ">", $log) or die "run.pl: cannot write $log\n";
-    print $fh "# $c\n# Started at " . localtime() . "\n";
+    print $fh "# $c\n";
+    print $fh "# Requested: @requests\n" if @requests;
+    print $fh "# Started at " . localtime() . "\n";
     close($fh);
     my $rc = system("bash", "-c", "( $c ) >> '$log' 2>&1");
     $rc = $rc >> 8;
