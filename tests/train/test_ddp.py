@@ -97,6 +97,7 @@ def weights(path: Path) -> dict:
 def assert_same(a: dict, b: dict, tol: float = 2e-5):
     assert a.keys() == b.keys()
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    print(f"max abs weight difference: {worst:.3g}")
     assert worst <= tol, worst
     return worst
 
