@@ -10,7 +10,7 @@
   field names) or ``language``, and ``none`` without CoT;
 * the decoding tasks (``echat_inference --task``) that score it: one per paralinguistic
   label and/or ``asr`` for understanding tags (``<TRANSCRIBE> <EMOTION>`` -> ``asr
-  emotion``), else the one chat/TTS task of :func:`spec_from_tag`.
+  emotion``), else the one chat/TTS task (:func:`espnet2_echat.data.task_registry.scored_as`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,8 @@ from pathlib import Path
 from typing import Tuple
 
 from espnet2_echat.data.datadir import read_kaldi_map
-from espnet2_echat.scoring.task_spec import spec_from_tag
+from espnet2_echat.data.task_registry import GENERATION_TAG_WORDS, THINK_TAG_WORDS, scored_as
 
-GENERATION_TAGS = ("<TEXT2TOKEN>", "<S2TCHAT>", "<S2TCHAT_FAKE>", "<TEXT2TEXT>",
-                   "<HISTORY>", "<Speech2TEXTandTOKEN>")
-THINK_TAGS = ("<THINK>", "<THINKER>")
 TAG_THINK_PREFIX = "用户说的话是:"
 
 
@@ -54,9 +51,9 @@ def set_info(data_dir: Path) -> SetInfo:
     if not tags:
         raise ValueError(f"{data_dir}/task: empty")
     words = {w for t in tags for w in t.split()}
-    if words & set(THINK_TAGS):
+    if words & set(THINK_TAG_WORDS):
         stage = 3
-    elif words & set(GENERATION_TAGS):
+    elif words & set(GENERATION_TAG_WORDS):
         stage = 2
     else:
         stage = 1
@@ -72,7 +69,5 @@ def set_info(data_dir: Path) -> SetInfo:
         think = "tag" if thinks and all(v.startswith(TAG_THINK_PREFIX) for v in thinks) else "language"
     decode = []
     for tag in sorted(tags):
-        spec = spec_from_tag(tag)
-        names = (["asr"] if spec.transcribe else []) + list(spec.labels) if spec.kind == "understanding" else [spec.name]
-        decode += [n for n in names if n not in decode]
+        decode += [n for n in scored_as(tag).decode_tasks if n not in decode]
     return SetInfo(data_dir.name, stage, speech, think, tuple(dict.fromkeys(decode)))

@@ -292,6 +292,58 @@ def check_task(task: str, think: str = "none") -> Task:
     return TASKS[task]
 
 
+THINK_TAG_WORDS: Tuple[str, ...] = ("<THINK>", "<THINKER>")  # a tag with a CoT target
+# Words that make a tag a generation (stage-2) tag.
+GENERATION_TAG_WORDS: Tuple[str, ...] = (
+    "<TEXT2TOKEN>",
+    "<S2TCHAT>",
+    "<S2TCHAT_FAKE>",
+    "<TEXT2TEXT>",
+    "<HISTORY>",
+    "<Speech2TEXTandTOKEN>",
+)
+
+
+@dataclass(frozen=True)
+class ScoredAs:
+    """How a data dir with one task tag is decoded and scored.
+
+    ``task`` is a chat/TTS task name, or ``understanding`` with the transcript
+    (``transcribe``) and/or paralinguistic label kinds (``labels``) to score.
+    """
+
+    task: str
+    transcribe: bool = False
+    labels: Tuple[str, ...] = ()
+
+    @property
+    def decode_tasks(self) -> Tuple[str, ...]:
+        """The ``--task`` values that decode it: one per label and/or ``asr``."""
+        if self.task != "understanding":
+            return (self.task,)
+        return (("asr",) if self.transcribe else ()) + self.labels
+
+
+def scored_as(tag: str) -> ScoredAs:
+    """Read a task string as scoring does (``<TRANSCRIBE> <S2TCHAT>`` is S2T chat)."""
+    words = tag.split()
+    if not words:
+        raise ValueError("empty task tag")
+    if "<Speech2TEXTandTOKEN>" in words or ("<S2TCHAT>" in words and "<TEXT2TOKEN>" in words):
+        return ScoredAs("s2s")
+    if "<TEXT2TOKEN>" in words or words == ["TEXT2TOKEN"]:
+        return ScoredAs("tts")
+    if "<TEXT2TEXT>" in words:
+        return ScoredAs("t2t")
+    if "<S2TCHAT>" in words or "<S2TCHAT_FAKE>" in words:
+        return ScoredAs("s2t_chat")
+    transcribe = "<TRANSCRIBE>" in words
+    labels = tuple(TAG_LABEL[w].kind for w in words if w in TAG_LABEL)
+    if not transcribe and not labels:
+        raise ValueError(f"task tag {tag!r} names no task that can be scored")
+    return ScoredAs("understanding", transcribe, labels)
+
+
 # ------------------------------------------------------------------------- data sets
 
 

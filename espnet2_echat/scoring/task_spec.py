@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Tuple
 
-from espnet2_echat.data.task_registry import CHAT_KINDS, TAG_LABEL, TASKS
+from espnet2_echat.data.task_registry import CHAT_KINDS, TASKS, scored_as
 
 
 @dataclass(frozen=True)
@@ -31,23 +31,10 @@ CLI_TASKS: Mapping[str, TaskSpec] = {
 
 def spec_from_tag(tag: str) -> TaskSpec:
     """Map a reference task tag string (spec 2.1), e.g. ``<S2TCHAT> <TEXT2TOKEN> <THINK>``."""
-    tags = tag.split()
-    if not tags:
-        raise ValueError("empty task tag")
-    if "<Speech2TEXTandTOKEN>" in tags or (
-        "<S2TCHAT>" in tags and "<TEXT2TOKEN>" in tags
-    ):
-        return CLI_TASKS["s2s"]
-    if "<TEXT2TOKEN>" in tags or tags == ["TEXT2TOKEN"]:
-        return CLI_TASKS["tts"]
-    if "<TEXT2TEXT>" in tags:
-        return CLI_TASKS["t2t"]
-    if "<S2TCHAT>" in tags or "<S2TCHAT_FAKE>" in tags:
-        return CLI_TASKS["s2t_chat"]
-    transcribe = "<TRANSCRIBE>" in tags
-    labels = tuple(TAG_LABEL[t].kind for t in tags if t in TAG_LABEL)
-    if not transcribe and not labels:
-        raise ValueError(f"task tag {tag!r} names no task that can be scored")
+    scored = scored_as(tag)
+    if scored.task != "understanding":
+        return CLI_TASKS[scored.task]
+    transcribe, labels = scored.transcribe, scored.labels
     if not transcribe and len(labels) == 1:
         return CLI_TASKS.get(
             labels[0], TaskSpec(labels[0], "understanding", labels=labels)
