@@ -394,12 +394,9 @@ if run_stage 9; then
             mkdir -p "${out}/logdir"
             echo "${set} ${task} ${set_think}" > "${out}/decode_info"
             data=(); d=${dumpdir}/${set}
-            case ${task} in
-                tts) data+=(--data_path_and_name_and_type "${d}/text,text,text") ;;
-                t2t) data+=(--data_path_and_name_and_type "${d}/question,question,text") ;;
-                *) data+=(--data_path_and_name_and_type "${d}/wav.scp,speech,sound") ;;
-            esac
-            [ -f "${d}/history" ] && data+=(--data_path_and_name_and_type "${d}/history,history,text")
+            # the task's input file (+ history when the dir has one), from the task registry
+            while read -r triple; do data+=(--data_path_and_name_and_type "${triple}"); done \
+                < <(${python} -m espnet2_echat.bin.task_registry inputs "${task}" "${d}")
             head -n "${max_decode_utts}" "${d}/task" | cut -d' ' -f1 > "${out}/keys"
             for j in $(seq "${inference_nj}"); do
                 awk -v n="${inference_nj}" -v j="${j}" '(NR - 1) % n == j - 1' "${out}/keys" > "${out}/logdir/keys.${j}"
@@ -412,7 +409,7 @@ if run_stage 9; then
                 --model_file "${final_model}" --task "${task}" --think "${set_think}" \
                 --key_file "${out}/logdir/keys.JOB" --output_dir "${out}/logdir/output.JOB" \
                 --ngpu "${ngpu_decode}" "${data[@]}" "${t2w_args[@]}" ${inference_args} < /dev/null
-            for f in text think token_int speech_token wav.scp errors; do
+            for f in $(${python} -m espnet2_echat.bin.task_registry decode-files) errors; do
                 cat "${out}"/logdir/output.*/"${f}" 2>/dev/null | sort > "${out}/${f}" || true
                 [ -s "${out}/${f}" ] || rm -f "${out}/${f}"
             done
