@@ -79,7 +79,7 @@ def main():
         sum(p.numel() * p.element_size() for p in step_params[k]) / bw for k in ("text", "speech")
     )
 
-    builder = LayoutBuilder("conf/tokenizer/qwen2.5", llm.text_vocab_size, llm.speech_token_num)
+    builder = LayoutBuilder("conf/tokenizer/qwen2.5", llm.ids)
     wav = torch.randn(1, int(2.26 * 16000)) * 0.1
     prompt = torch.tensor(builder.prompt("speech2text_token"))
 
@@ -93,15 +93,15 @@ def main():
     text_opts = DecodingOptions(do_sample=False, max_new_tokens=n, max_new_speech_tokens=0,
                                 min_new_tokens=n)
     # text decode: never stop early (min length bans <|im_end|>, budget n)
-    text_plan = build_plan("text", text_opts, llm.text_vocab_size, llm.speech_token_num)
+    text_plan = build_plan("text", text_opts, llm.ids)
     speech_opts = DecodingOptions(do_sample=False, max_new_tokens=0, max_new_speech_tokens=n,
                                   min_new_tokens=n)
-    speech_plan = build_plan("tts", speech_opts, llm.text_vocab_size, llm.speech_token_num,
+    speech_plan = build_plan("tts", speech_opts, llm.ids,
                              stopping_criteria=[])
 
     sampled_opts = DecodingOptions(do_sample=True, top_k=5, top_p=0.9, repetition_penalty=1.05,
                                    max_new_tokens=n, max_new_speech_tokens=0, min_new_tokens=n)
-    sampled_plan = build_plan("text", sampled_opts, llm.text_vocab_size, llm.speech_token_num)
+    sampled_plan = build_plan("text", sampled_opts, llm.ids)
 
     def ours(plan):
         def run():

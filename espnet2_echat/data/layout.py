@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, List, Optional, Sequence, Tuple
 
+from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import (
     ASSISTANT_START,
     AUDIO_PLACEHOLDER,
@@ -81,8 +82,8 @@ class LayoutBuilder:
 
     Args:
         tokenizer: a HF tokenizer or a path to one.
-        text_vocab_size: V, rows of the LLM output embedding (151936 for Qwen2.5).
-        speech_token_num: K + 1 (4097 for the released model).
+        speech_ids: the id scheme (K speech tokens, V text ids) of the model it feeds;
+            default: the released model's (K = 4096, V = 151936).
         reference_compat: reproduce the reference's inference prompt bugs (the typo'd
             understanding system prompt, the missing user start of S2T-think).
     """
@@ -90,15 +91,19 @@ class LayoutBuilder:
     def __init__(
         self,
         tokenizer,
-        text_vocab_size: int = 151936,
-        speech_token_num: int = 4097,
+        speech_ids: Optional[SpeechIds] = None,
         reference_compat: bool = False,
     ):
+        if speech_ids is not None and not isinstance(speech_ids, SpeechIds):
+            raise TypeError(
+                f"LayoutBuilder takes a SpeechIds (espnet2_echat.data.speech_ids), not "
+                f"{type(speech_ids).__name__}; build one with SpeechIds.from_config("
+                "speech_token_num, text_vocab_size)"
+            )
         self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
         self.im_end_id = im_end_id(self.tokenizer)
         self.unknown_ids = frozenset(unknown_ids(self.tokenizer))
-        self.vocab = text_vocab_size
-        self.speech_token_num = speech_token_num
+        self.ids = speech_ids or SpeechIds()
         self.reference_compat = reference_compat
 
     # -- pieces -----------------------------------------------------------------------
@@ -106,16 +111,17 @@ class LayoutBuilder:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def speech(self, ids: Sequence[int]) -> List[int]:
-        return [self.vocab + int(i) for i in ids]
+        """Speech-table ids as joint ids."""
+        return self.ids.joint_ids(ids)
 
     @property
     def speech_marker(self) -> int:
-        """Begin/end-of-speech marker (4096), as a unified id."""
-        return self.vocab + self.speech_token_num - 1
+        """Begin/end-of-speech marker (4096), as a joint id."""
+        return self.ids.joint_marker
 
     def audio_block(self) -> List[int]:
         """Audio-input begin marker, the audio placeholder, audio-input end marker."""
-        begin, end = self.speech([self.speech_token_num, self.speech_token_num + 1])
+        begin, end = self.speech([self.ids.audio_bos, self.ids.audio_eos])
         return [begin, AUDIO_PLACEHOLDER, end]
 
     def system(self, output_type: str, inference: bool = False) -> List[int]:

@@ -36,6 +36,7 @@ from espnet2_echat.data.labels import (
     split_leading_tag,
 )
 from espnet2_echat.data.layout import LayoutBuilder, Turn
+from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import (
     AUDIO_PLACEHOLDER,
     IGNORE_ID,
@@ -190,7 +191,9 @@ class EChatPreprocessor(AbsPreprocessor):
         super().__init__(train)
         if think_mode not in THINK_SOURCES:
             raise ValueError(f"think_mode must be one of {THINK_SOURCES}, got {think_mode!r}")
-        self.builder = LayoutBuilder(tokenizer, text_vocab_size, speech_token_num)
+        self.builder = LayoutBuilder(
+            tokenizer, SpeechIds.from_config(speech_token_num, text_vocab_size)
+        )
         self.prompts = load_prompt_config(prompt_config)
         self.think_mode = think_mode
         self.x_only_prob = x_only_prob

@@ -28,6 +28,7 @@ from transformers.generation.logits_process import (
 )
 from transformers.generation.stopping_criteria import StoppingCriteriaList
 
+from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import IM_END_ID
 from espnet2_echat.inference.logits_processors import (
     AgeForcingLogitsProcessor,
@@ -86,8 +87,7 @@ class DecodePlan:
 def build_plan(
     task_kind: str,
     options: DecodingOptions,
-    text_vocab_size: int,
-    speech_token_num: int,
+    speech_ids: SpeechIds,
     reference_compat: bool = False,
     logits_processor: Optional[Sequence] = None,
     stopping_criteria: Optional[Sequence] = None,
@@ -100,8 +100,8 @@ def build_plan(
     Order: min length, repetition penalty, task constraints, the caller's
     ``logits_processor``, then the sampling warpers (as transformers orders them).
     """
-    vocab = text_vocab_size
-    marker = vocab + speech_token_num - 1
+    vocab = speech_ids.text_vocab_size
+    marker = speech_ids.joint_marker
     start = {"text": Phase.TEXT, "s2s": Phase.TEXT, "tts": Phase.SPEECH, "joint": Phase.JOINT}
     if task_kind not in start:
         raise ValueError(f"task_kind must be one of {sorted(start)}, got {task_kind!r}")
@@ -160,7 +160,7 @@ def head_scores(
         )
     if kinds == {Phase.SPEECH}:
         return nn.functional.pad(llm.speech_logits(hidden).float(), (vocab, 0), value=inf)
-    out = hidden.new_full((hidden.shape[0], vocab + llm.speech_token_num), inf).float()
+    out = hidden.new_full((hidden.shape[0], llm.ids.joint_size), inf).float()
     text_rows = (phase != Phase.SPEECH).nonzero().flatten()
     speech_rows = (phase != Phase.TEXT).nonzero().flatten()
     if len(text_rows):
@@ -199,7 +199,7 @@ def embed_step(llm: SpeechLLM, ids: torch.Tensor, kinds: set) -> torch.Tensor:
     if kinds == {Phase.TEXT}:
         return llm.causal_lm.get_input_embeddings()(ids[:, None])
     if kinds == {Phase.SPEECH}:
-        return llm.speech_embedding((ids[:, None] - llm.text_vocab_size).clamp(min=0))
+        return llm.speech_embedding((ids[:, None] - llm.ids.text_vocab_size).clamp(min=0))
     return llm.embed(ids[:, None])
 
 

@@ -10,6 +10,7 @@ drops its last id, whatever those ids are.
 from dataclasses import dataclass
 from typing import List, Sequence
 
+from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import IM_END_ID
 
 
@@ -25,8 +26,7 @@ class ParsedIds:
 def parse_generation(
     ids: Sequence[int],
     task_kind: str,
-    text_vocab_size: int,
-    speech_token_num: int,
+    speech_ids: SpeechIds,
     reference_compat: bool = False,
     im_end_id: int = IM_END_ID,
 ) -> ParsedIds:
@@ -36,6 +36,7 @@ def parse_generation(
         ids: unified generated ids.
         task_kind: ``text`` (text reply only), ``s2s`` (text, ``<|im_end|>``, speech),
             ``tts`` (speech only) or ``joint`` (interleaved text and speech ids).
+        speech_ids: the model's id scheme.
         reference_compat: reproduce the reference's parsing (see the module docstring).
         im_end_id: the tokenizer's ``<|im_end|>`` (Qwen2.5's by default).
 
@@ -44,10 +45,8 @@ def parse_generation(
             crashes there with an index error).
     """
     ids = list(ids)
-    vocab = text_vocab_size
-    marker = speech_token_num - 1
-    text = [i for i in ids if i < vocab]
-    speech = [i - vocab for i in ids if i >= vocab]
+    text = [i for i in ids if not speech_ids.is_speech(i)]
+    speech = speech_ids.speech_ids_of(ids)
     if im_end_id in text:
         text = text[: text.index(im_end_id)]
     if task_kind == "s2s" and reference_compat:
@@ -59,11 +58,11 @@ def parse_generation(
             )
         eos = ids.index(im_end_id)
         text_ids = ids[: max(eos - 1, 0)]
-        speech_res = [i - vocab for i in ids[eos + 1 : -1]]
+        speech_res = [speech_ids.speech_id(i) for i in ids[eos + 1 : -1]]
         return ParsedIds(text, text_ids, speech_res[1:])
     if task_kind == "tts" and reference_compat:
         return ParsedIds([], [], speech[:-1])
-    return ParsedIds(text, text, strip_markers(speech, marker))
+    return ParsedIds(text, text, strip_markers(speech, speech_ids.marker))
 
 
 def strip_markers(speech: Sequence[int], marker: int) -> List[int]:

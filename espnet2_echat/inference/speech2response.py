@@ -168,8 +168,7 @@ class Speech2Response:
         tokenizer = args.tokenizer or args.llm_conf["name_or_path"]
         self.layout = LayoutBuilder(
             resolve_path(tokenizer, args.config_dir),
-            text_vocab_size=model.llm.text_vocab_size,
-            speech_token_num=model.llm.speech_token_num,
+            model.llm.ids,
             reference_compat=reference_compat,
         )
         self.tokenizer = self.layout.tokenizer
@@ -190,7 +189,7 @@ class Speech2Response:
                 token2wav_train_config,
                 token2wav_model_file,
                 device,
-                model.llm.speech_token_num - 1,
+                model.llm.ids,
                 matmul_dtype=token2wav_matmul_dtype,
                 first_token_hop_len=None if reference_compat else token2wav_first_hop_len,
             )
@@ -327,8 +326,7 @@ class Speech2Response:
         plan = build_plan(
             kind,
             options,
-            llm.text_vocab_size,
-            llm.speech_token_num,
+            llm.ids,
             self.reference_compat,
             logits_processor,
             stopping_criteria,
@@ -469,8 +467,7 @@ class Speech2Response:
 
     def _stream_steps(self, steps, voice, speech_chunk, audio, ids) -> Iterator[StreamChunk]:
         """Turn decoding steps into text / speech-token / audio chunks (fills ``ids``, ``audio``)."""
-        vocab = self.model.llm.text_vocab_size
-        marker = self.model.llm.speech_eos_id
+        sid = self.model.llm.ids
         text_ids: List[int] = []
         shown = ""
         pending: List[int] = []
@@ -478,7 +475,7 @@ class Speech2Response:
         for step in steps:
             token = int(step.ids[0])
             ids.append(token)
-            if token < vocab:
+            if not sid.is_speech(token):
                 text_open = text_open and token != self.layout.im_end_id
                 if text_open:
                     text_ids.append(token)
@@ -488,10 +485,10 @@ class Speech2Response:
                         shown = now
                 continue
             num_speech += 1
-            if speech_done or token - vocab == marker:
+            if speech_done or token == sid.joint_marker:
                 speech_done = speech_done or num_speech > 1  # a leading marker begins speech
                 continue
-            pending.append(token - vocab)
+            pending.append(sid.speech_id(token))
             if len(pending) >= speech_chunk:
                 yield StreamChunk(speech_token=pending)
                 if voice is not None:
@@ -511,11 +508,8 @@ class Speech2Response:
 
     # ------------------------------------------------------------------ outputs
     def _response(self, ids, kind, think, synthesize) -> Response:
-        llm = self.model.llm
-        vocab = llm.text_vocab_size
-        parsed = parse_generation(
-            ids, kind, vocab, llm.speech_token_num, self.reference_compat, self.layout.im_end_id
-        )
+        sid = self.model.llm.ids
+        parsed = parse_generation(ids, kind, sid, self.reference_compat, self.layout.im_end_id)
         text = self.tokenizer.decode(parsed.text_ids, skip_special_tokens=True)
         cot, reply_emotion = "", None
         if think != "none":
@@ -533,8 +527,8 @@ class Speech2Response:
             token_int=parsed.token_int,
             speech_token=parsed.speech_tokens,
             reply_emotion=reply_emotion,
-            ids=[i - vocab if i >= vocab else i for i in ids],
-            heads=["text" if i < vocab else "speech" for i in ids],
+            ids=[sid.speech_id(i) if sid.is_speech(i) else i for i in ids],
+            heads=["speech" if sid.is_speech(i) else "text" for i in ids],
         )
         if synthesize and self.token2wav is not None and response.speech_token:
             response.wav = self.token2wav(response.speech_token)

@@ -14,6 +14,7 @@ from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
+from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.inference.token2wav import Token2WavInference
 
 
@@ -21,7 +22,7 @@ def load_voice(
     train_config: Optional[Union[str, Path]],
     model_file: Optional[Union[str, Path]],
     device: str,
-    speech_vocab: int,
+    speech_ids: SpeechIds,
     **options,
 ) -> Token2WavInference:
     """The token2wav model, checked against the LLM's speech vocabulary (K ids);
@@ -33,10 +34,10 @@ def load_voice(
         )
     voice = Token2WavInference(train_config, model_file, device=device, **options)
     vocab = voice.model.flow.vocab_size
-    if vocab != speech_vocab:
+    if vocab != speech_ids.num_tokens:
         raise ValueError(
             f"{model_file}: the token2wav model reads {vocab} speech tokens but the speech LLM "
-            f"writes {speech_vocab}"
+            f"writes {speech_ids.num_tokens}"
         )
     return voice
 

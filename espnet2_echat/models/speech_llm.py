@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
+from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.models.causal_lm import text_vocab_size
 from espnet2_echat.models.split_linear import split_linear
 from espnet2_echat.models.lean_decoder import (
@@ -20,38 +21,51 @@ from espnet2_echat.models.lean_decoder import (
 class SpeechLLM(nn.Module):
     """A causal LM that reads and writes text ids and speech-token ids.
 
-    Ids live in one space: text ids are ``0 .. V-1`` (V = the LLM's output vocabulary),
-    speech-table ids ``k`` are ``V + k``. The speech table has ``speech_token_num + 2`` rows:
-    ``0..K-1`` speech tokens, ``K`` the begin/end-of-speech marker, ``K+1``/``K+2`` the
-    audio-input begin/end markers (K = speech_token_num - 1). The speech head predicts
-    ``0..K`` (speech tokens and the marker). Training uses one softmax over
-    ``lm_head ⊕ speech_head``; decoding uses one head at a time.
+    Ids live in one joint space, described by ``self.ids``
+    (:class:`espnet2_echat.data.speech_ids.SpeechIds`): text ids ``0 .. V-1``, speech-table
+    id ``k`` is ``V + k``. The speech table holds the K speech tokens, the begin/end marker
+    and the two audio-input markers; the speech head predicts the tokens and the marker.
+    Training uses one softmax over ``lm_head ⊕ speech_head``; decoding uses one head at a
+    time.
+
+    Args:
+        causal_lm: the transformers causal LM.
+        speech_token_num: the config's speech-head size (K+1).
     """
 
     def __init__(self, causal_lm: PreTrainedModel, speech_token_num: int):
         super().__init__()
         self.causal_lm = causal_lm
         hidden = causal_lm.get_input_embeddings().weight.shape[1]
-        self.speech_token_num = speech_token_num
-        self.text_vocab_size = text_vocab_size(causal_lm)
+        self.ids = SpeechIds.from_config(speech_token_num, text_vocab_size(causal_lm))
         dtype = causal_lm.get_input_embeddings().weight.dtype
-        self.speech_embedding = nn.Embedding(speech_token_num + 2, hidden, dtype=dtype)
-        self.speech_head = nn.Linear(hidden, speech_token_num, dtype=dtype)
+        self.speech_embedding = nn.Embedding(self.ids.table_size, hidden, dtype=dtype)
+        self.speech_head = nn.Linear(hidden, self.ids.speech_token_num, dtype=dtype)
         self.head_parts = 1  # set by use_column_major_weights on CPU
         self._fallback_reported = False
 
     @property
+    def speech_token_num(self) -> int:
+        """Rows of the speech head (K+1)."""
+        return self.ids.speech_token_num
+
+    @property
+    def text_vocab_size(self) -> int:
+        """V, the text ids of the joint space."""
+        return self.ids.text_vocab_size
+
+    @property
     def speech_eos_id(self) -> int:
         """The begin/end-of-speech marker (4096 in the released model), speech-table id."""
-        return self.speech_token_num - 1
+        return self.ids.marker
 
     @property
     def audio_bos_id(self) -> int:
-        return self.speech_token_num
+        return self.ids.audio_bos
 
     @property
     def audio_eos_id(self) -> int:
-        return self.speech_token_num + 1
+        return self.ids.audio_eos
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Embed unified ids (text < V, speech-table >= V) of any shape."""

@@ -55,7 +55,7 @@ def build_multi_task_iter_factory(
             raise ValueError(f"two data dirs share the name {name!r}: {sets[name]} and {d}")
         sets[name], weights[name] = d, w
     dataset = DataDirDataset(
-        sets, preprocess, speech_token_vocab=preprocess.builder.speech_token_num - 1
+        sets, preprocess, speech_token_vocab=preprocess.builder.ids.num_tokens
     )
     scale = dict(REFERENCE_TYPE_SCALE, **(args.batch_tokens_scale or {}))
     groups: Dict[str, List[Tuple[str, int, float]]] = {}

@@ -14,6 +14,7 @@ from espnet2_echat.data.preprocessor import (
     interleave,
     load_prompt_config,
 )
+from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import AUDIO_PLACEHOLDER, IGNORE_ID, IM_END_ID, UNKNOWN_ID
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def prompt_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def b():
-    return LayoutBuilder(TOKENIZER, V, K1)
+    return LayoutBuilder(TOKENIZER, SpeechIds.from_config(K1, V))
 
 
 def make(prompt_file, **kw):

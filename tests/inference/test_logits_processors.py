@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
+from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import IM_END_ID
 from espnet2_echat.inference.logits_processors import (
     AGE_ALLOWED_IDS,
@@ -20,6 +21,7 @@ from espnet2_echat.inference.logits_processors import (
 from espnet2_echat.inference.parsing import parse_generation
 
 V, S = 151936, 4097  # text vocabulary, speech head size (marker 4096)
+IDS = SpeechIds.from_config(S, V)
 M = V + 4096  # the speech marker as a unified id
 INF = float("-inf")
 
@@ -77,25 +79,25 @@ def test_stopping_criteria():
 
 def test_parse_s2s_fixed_and_compat():
     ids = [10, 11, 12, IM_END_ID, M, V + 1, V + 2, V + 3, M]
-    fixed = parse_generation(ids, "s2s", V, S)
+    fixed = parse_generation(ids, "s2s", IDS)
     assert fixed.token_int == fixed.text_ids == [10, 11, 12]
     assert fixed.speech_tokens == [1, 2, 3]
-    compat = parse_generation(ids, "s2s", V, S, reference_compat=True)
+    compat = parse_generation(ids, "s2s", IDS, reference_compat=True)
     assert compat.token_int == [10, 11, 12]
     assert compat.text_ids == [10, 11]  # the reference drops the last text id
     assert compat.speech_tokens == [1, 2, 3]  # ids[eos+1:-1] without its first element
     # no begin marker: fixed keeps every token, compat drops the first one anyway
     ids = [10, IM_END_ID, V + 1, V + 2, V + 3, M]
-    assert parse_generation(ids, "s2s", V, S).speech_tokens == [1, 2, 3]
-    assert parse_generation(ids, "s2s", V, S, reference_compat=True).speech_tokens == [2, 3]
+    assert parse_generation(ids, "s2s", IDS).speech_tokens == [1, 2, 3]
+    assert parse_generation(ids, "s2s", IDS, reference_compat=True).speech_tokens == [2, 3]
 
 
 def test_parse_tts_and_text():
-    assert parse_generation([V + 1, V + 2, M], "tts", V, S).speech_tokens == [1, 2]
-    assert parse_generation([V + 1, V + 2, V + 3], "tts", V, S).speech_tokens == [1, 2, 3]
-    compat = parse_generation([V + 1, V + 2, V + 3], "tts", V, S, reference_compat=True)
+    assert parse_generation([V + 1, V + 2, M], "tts", IDS).speech_tokens == [1, 2]
+    assert parse_generation([V + 1, V + 2, V + 3], "tts", IDS).speech_tokens == [1, 2, 3]
+    compat = parse_generation([V + 1, V + 2, V + 3], "tts", IDS, reference_compat=True)
     assert compat.speech_tokens == [1, 2]  # the reference's caller drops the last id
-    text = parse_generation([5, 6, IM_END_ID], "text", V, S)
+    text = parse_generation([5, 6, IM_END_ID], "text", IDS)
     assert text.token_int == text.text_ids == [5, 6] and text.speech_tokens == []
 
 

@@ -152,7 +152,7 @@ def test_greedy_ids_equal_transformers_generate(family):
             pad_token_id=0, eos_token_id=None,
         )
     options = DecodingOptions(do_sample=False, max_new_tokens=n, max_new_speech_tokens=0)
-    plan = build_plan("text", options, llm.text_vocab_size, llm.speech_token_num)
+    plan = build_plan("text", options, llm.ids)
     with torch.no_grad():
         assert supports_lean_decoding(causal_lm)
         ours = generate(llm, embeds, mask, positions, plan)
@@ -166,7 +166,7 @@ def test_unsupported_lm_falls_back_with_a_warning(caplog):
     embeds = torch.randn(1, 5, 64)
     mask, positions = torch.ones(1, 5, dtype=torch.long), torch.arange(5)[None]
     options = DecodingOptions(do_sample=False, max_new_tokens=6, max_new_speech_tokens=0)
-    plan = build_plan("text", options, llm.text_vocab_size, llm.speech_token_num)
+    plan = build_plan("text", options, llm.ids)
     with caplog.at_level(logging.WARNING), torch.no_grad():
         first = generate(llm, embeds, mask, positions, plan)
         second = generate(llm, embeds, mask, positions, plan)

@@ -96,7 +96,7 @@ def test_inference_prompt_layout(tiny_model, encoded, osum_tiny_dir, expected, i
     segments = spec["llm_input"]["segments"]
     instruction = next((s["text"] for s in segments if s["name"] == "task instruction"), None)
     ids = builder.prompt(INFER_TASKS[task], instruction=instruction, text_input=utt["text"])
-    assert ids == _segment_ids(segments, builder.vocab)
+    assert ids == _segment_ids(segments, expected["constants"]["text_vocab"])
     with torch.no_grad():
         batch = tiny_model.build_inputs([torch.tensor(ids)], [encoded[i]["emb"]])
     ref = load_npy(osum_tiny_dir, spec["llm_input"]["inputs_embeds"])

@@ -12,6 +12,7 @@ import torch
 
 from espnet2_echat.data.layout import LayoutBuilder, Turn
 from espnet2_echat.data.preprocessor import EChatPreprocessor
+from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import AUDIO_PLACEHOLDER, IGNORE_ID
 from espnet2_echat.inference.conversation import history_prompt
 from espnet2_echat.models.espnet_model import split_history
@@ -74,7 +75,7 @@ def test_training_prompt_is_the_inference_prompt(wavs, text_turn):
     paths, speech = wavs
     history = conversation(paths, text_turn)
     out = make()("u", sample(history, speech))
-    b = LayoutBuilder(TOKENIZER, V, K1)
+    b = LayoutBuilder(TOKENIZER, SpeechIds.from_config(K1, V))
     turns = [
         Turn(b.text(t["reply"]), t["speech_token"], t["user_wav"] or None, t["user_text"])
         for t in history
