@@ -39,8 +39,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def layout(model):
-    return LayoutBuilder(str(resolve_wheel_asset(WHEEL_SMOLLM2)), model.llm.text_vocab_size,
-                         model.llm.speech_token_num)
+    return LayoutBuilder(str(resolve_wheel_asset(WHEEL_SMOLLM2)), model.llm.ids)
 
 
 def test_smollm2_weights_equal_the_gguf_file(model):
@@ -82,8 +81,7 @@ def test_t2t_greedy_reply_equals_transformers(model, layout):
     with torch.no_grad():
         batch = pack([embed_prompt(model.llm, ids, [])], padding_side="left")
         options = DecodingOptions(do_sample=False, max_new_tokens=n, max_new_speech_tokens=0)
-        plan = build_plan("text", options, model.llm.text_vocab_size, model.llm.speech_token_num,
-                          im_end_id=layout.im_end_id)
+        plan = build_plan("text", options, model.llm.ids, im_end_id=layout.im_end_id)
         ours = generate(model.llm, batch.inputs_embeds, batch.attention_mask,
                         batch.position_ids, plan).ids[0]
         expected = model.llm.causal_lm.generate(
