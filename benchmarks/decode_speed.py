@@ -126,7 +126,7 @@ def main():
            "floor_ms_per_token": {"text": floor_text * 1e3, "speech": floor_speech * 1e3}}
     first_opts = DecodingOptions(do_sample=False, max_new_tokens=1, max_new_speech_tokens=0,
                                  min_new_tokens=1)
-    first_plan = build_plan("text", first_opts, llm.text_vocab_size, llm.speech_token_num)
+    first_plan = build_plan("text", first_opts, llm.ids)
 
     def prefill_with_llm():
         b = prefill()
