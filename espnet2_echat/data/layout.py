@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, List, Optional, Sequence, Tuple
 
+from espnet2_echat.data.quirks import ReferenceQuirks
 from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import (
     ASSISTANT_START,
@@ -84,8 +85,11 @@ class LayoutBuilder:
         tokenizer: a HF tokenizer or a path to one.
         speech_ids: the id scheme (K speech tokens, V text ids) of the model it feeds;
             default: the released model's (K = 4096, V = 151936).
-        reference_compat: reproduce the reference's inference prompt bugs (the typo'd
-            understanding system prompt, the missing user start of S2T-think).
+        quirks: the reference behaviours to reproduce (``data.quirks``): the typo'd
+            understanding system prompt and the missing user start of S2T-think at
+            inference, and the reference's multi-turn layout.
+        reference_compat: the old switch, the ``reference_compat`` preset of ``quirks``
+            (used when ``quirks`` is not given).
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class LayoutBuilder:
         tokenizer,
         speech_ids: Optional[SpeechIds] = None,
         reference_compat: bool = False,
+        quirks: Optional[ReferenceQuirks] = None,
     ):
         if speech_ids is not None and not isinstance(speech_ids, SpeechIds):
             raise TypeError(
@@ -104,7 +109,7 @@ class LayoutBuilder:
         self.im_end_id = im_end_id(self.tokenizer)
         self.unknown_ids = frozenset(unknown_ids(self.tokenizer))
         self.ids = speech_ids or SpeechIds()
-        self.reference_compat = reference_compat
+        self.quirks = ReferenceQuirks.coerce(quirks, reference_compat)
 
     # -- pieces -----------------------------------------------------------------------
     def text(self, text: str) -> List[int]:
@@ -128,11 +133,10 @@ class LayoutBuilder:
         """P1: system prompt of the output type plus the user start."""
         name = OUTPUT_TYPE_PROMPT.get(output_type, "fallback")
         with_user_start = True
-        if inference and self.reference_compat:
-            if output_type == "text":
-                name = "understand_infer_compat"
-            if output_type == "s2t_chat_think":
-                with_user_start = False
+        if inference and output_type == "text" and self.quirks.understanding_prompt_typo:
+            name = "understand_infer_compat"
+        if inference and output_type == "s2t_chat_think":
+            with_user_start = not self.quirks.s2t_think_without_user_start
         return self.text(system_block(name, with_user_start))
 
     def history(self, turns: Sequence[Turn]) -> Tuple[List[int], List[Any]]:
@@ -153,7 +157,7 @@ class LayoutBuilder:
         """
         ids: List[int] = []
         audios: List[Any] = []
-        compat = self.reference_compat
+        compat = self.quirks.multiturn_reference_layout
         marker = self.speech_marker
         for turn in turns:
             if turn.user_audio is not None:
@@ -182,7 +186,7 @@ class LayoutBuilder:
         Without ``reference_compat`` this is the training prompt of the same conversation:
         ``P1 · history · audio block · P2``.
         """
-        compat = self.reference_compat
+        compat = self.quirks.multiturn_reference_layout
         prompt_name = OUTPUT_TYPE_PROMPT.get(output_type, "fallback")
         ids = self.text(system_block(prompt_name, with_user_start=not compat))
         hist, audios = self.history(turns)

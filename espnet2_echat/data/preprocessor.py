@@ -36,6 +36,7 @@ from espnet2_echat.data.labels import (
     split_leading_tag,
 )
 from espnet2_echat.data.layout import LayoutBuilder, Turn
+from espnet2_echat.data.quirks import switch
 from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import (
     AUDIO_PLACEHOLDER,
@@ -164,8 +165,11 @@ class EChatPreprocessor(AbsPreprocessor):
         use_question_as_instruction: understanding tasks use the ``question`` file as the
             instruction when present (the reference's behaviour for ``extra.question``).
             Off by default: in this plugin's data dirs ``question`` may hold a transcript.
-        reference_compat: reproduce the reference's doubled ``<|im_end|>`` in history turns
-            given as transcripts (``history_as_audio`` false; the audio layout always has it).
+        text_history_doubled_im_end: reproduce the reference's doubled ``<|im_end|>`` in
+            history turns given as transcripts (``history_as_audio`` false; the audio layout
+            always has it); ``data.quirks``.
+        reference_compat: the old name of ``text_history_doubled_im_end`` (used when that is
+            not given).
         filter_conf: :class:`FilterConf` fields.
         fs: expected sampling rate of ``speech``.
     """
@@ -185,6 +189,7 @@ class EChatPreprocessor(AbsPreprocessor):
         history_as_audio: bool = True,
         use_question_as_instruction: bool = False,
         reference_compat: bool = False,
+        text_history_doubled_im_end: Optional[bool] = None,
         filter_conf: Optional[Mapping] = None,
         fs: int = 16000,
     ):
@@ -202,7 +207,7 @@ class EChatPreprocessor(AbsPreprocessor):
         self.history_max_turns = history_max_turns
         self.history_as_audio = history_as_audio
         self.use_question_as_instruction = use_question_as_instruction
-        self.reference_compat = reference_compat
+        self.text_history_doubled_im_end = switch(text_history_doubled_im_end, reference_compat)
         self.filters = FilterConf(**(filter_conf or {}))
         self.fs = fs
 
@@ -417,7 +422,7 @@ class EChatPreprocessor(AbsPreprocessor):
         ids: List[int] = []
         for turn in turns:
             ids += b.text(turn["user_text"])
-            if self.reference_compat:
+            if self.text_history_doubled_im_end:
                 ids += b.text(TURN_END)
             ids += b.text(ASSISTANT_START) + b.text(turn["reply"])
             tokens = turn.get("speech_token") or []

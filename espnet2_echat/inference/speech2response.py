@@ -23,6 +23,7 @@ from espnet2_echat.data.cot import parse_tag_think, split_think
 from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, split_leading_tag
 from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.data.preprocessor import load_prompt_config
+from espnet2_echat.data.quirks import ReferenceQuirks
 from espnet2_echat.inference.audio_input import as_float_waveform
 from espnet2_echat.inference.conversation import Conversation, Turn, embed_prompt, history_prompt
 from espnet2_echat.inference.decoder import build_plan, generate, iter_generate
@@ -99,8 +100,11 @@ class Speech2Response:
             ``cuda[:i]`` or ``npu[:i]`` (:func:`espnet2_echat.train.devices.resolve_device`).
         dtype: ``float32`` (default), ``bfloat16`` or ``float16`` for the encoder, adapter
             and LLM (features and logits stay float32).
-        reference_compat: reproduce the reference exactly (its prompt typos, S2S parsing
-            off-by-one, stop rule, multi-turn layout); by default its bugs are fixed.
+        reference_compat: reproduce the reference exactly: the preset that turns on every
+            switch of ``quirks`` (prompt typos, S2S parsing off-by-one, stop rule, multi-turn
+            layout, batched encoder masks, token2wav streaming); by default its bugs are fixed.
+        quirks: the reference behaviours to reproduce one by one
+            (:class:`espnet2_echat.data.quirks.ReferenceQuirks`); overrides ``reference_compat``.
         token2wav_train_config, token2wav_model_file: a ``Token2WavTask`` model that turns
             speech tokens into a waveform (``espnet2_echat.inference.token2wav``).
         max_history_turns: turns a :class:`Conversation` keeps.
@@ -133,6 +137,7 @@ class Speech2Response:
         random_init: bool = False,
         token2wav_matmul_dtype: str = "float32",
         token2wav_first_hop_len: Optional[int] = FIRST_HOP_LEN,
+        quirks: Optional[ReferenceQuirks] = None,
     ):
         from espnet2_echat.models.causal_lm import resolve_path
         from espnet2_echat.tasks.echat import EChatTask
@@ -163,19 +168,22 @@ class Speech2Response:
         self.model = model
         self.model_file = str(model_file) if model_file is not None else None
         self.device = torch.device(device)
-        self.reference_compat = reference_compat
+        self.quirks = quirks = ReferenceQuirks.coerce(quirks, reference_compat)
+        self.reference_compat = quirks.all_on
+        if quirks.encoder_mask_subsampling:  # off: the trained config's own setting stays
+            model.encoder.encoder_mask_subsampling = True
         self.max_history_turns = max_history_turns
         tokenizer = args.tokenizer or args.llm_conf["name_or_path"]
         self.layout = LayoutBuilder(
             resolve_path(tokenizer, args.config_dir),
             model.llm.ids,
-            reference_compat=reference_compat,
+            quirks=quirks,
         )
         self.tokenizer = self.layout.tokenizer
         positions = getattr(model.encoder, "positions", None)
         limit = positions.shape[0] * 2 / 100 if positions is not None else float("inf")
         self.max_audio_seconds = min(max_audio_seconds or limit, limit)
-        if prompt_config is None and not reference_compat:
+        if prompt_config is None and not quirks.reference_instructions:
             prompt_config = _trained_prompt_config(args)
         prompts = load_prompt_config(prompt_config)
         self.instructions = dict(DEFAULT_INSTRUCTIONS)
@@ -191,7 +199,10 @@ class Speech2Response:
                 device,
                 model.llm.ids,
                 matmul_dtype=token2wav_matmul_dtype,
-                first_token_hop_len=None if reference_compat else token2wav_first_hop_len,
+                first_token_hop_len=(
+                    None if quirks.token2wav_reference_streaming else token2wav_first_hop_len
+                ),
+                reference_compat=quirks.token2wav_reference_streaming,
             )
 
     @classmethod
@@ -320,14 +331,16 @@ class Speech2Response:
             ids, parts = self._prompt(task, think, instruction, r, a, i, interleaved)
             embeds.append(embed_prompt(self.model.llm, ids, parts))
         batch = pack(embeds, padding_side="left")
-        options = default_options(task, think, self.reference_compat).updated(overrides)
+        options = default_options(
+            task, think, self.quirks.reference_decoding_defaults
+        ).updated(overrides)
         kind = "joint" if interleaved else task if task in SPEECH_TASKS else "text"
         llm = self.model.llm
         plan = build_plan(
             kind,
             options,
             llm.ids,
-            self.reference_compat,
+            self.quirks.s2s_stop_at_text_budget,
             logits_processor,
             stopping_criteria,
             self.layout.im_end_id,
@@ -509,7 +522,9 @@ class Speech2Response:
     # ------------------------------------------------------------------ outputs
     def _response(self, ids, kind, think, synthesize) -> Response:
         sid = self.model.llm.ids
-        parsed = parse_generation(ids, kind, sid, self.reference_compat, self.layout.im_end_id)
+        parsed = parse_generation(
+            ids, kind, sid, self.quirks.reference_parsing, self.layout.im_end_id
+        )
         text = self.tokenizer.decode(parsed.text_ids, skip_special_tokens=True)
         cot, reply_emotion = "", None
         if think != "none":
@@ -540,7 +555,7 @@ class Speech2Response:
         if not isinstance(request.history, Conversation):
             return
         reply = response.token_int
-        if self.reference_compat:  # the reference keeps its S2S text with the dropped id
+        if self.quirks.reference_parsing:  # the reference keeps its S2S text with the dropped id
             reply = reply[:-1]
         request.history.add(
             Turn(

@@ -12,7 +12,7 @@ table its checkpoint stored (e.g. Whisper's float16-rounded one), see
 ``espnet2_echat.models.sinusoids``.
 """
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoderLayer
 
+from espnet2_echat.data.quirks import switch
 from espnet2_echat.models.sinusoids import whisper_sinusoids  # noqa: F401 (public here)
 
 
@@ -40,9 +41,11 @@ class WhisperStyleEncoder(nn.Module):
             Whisper itself has 1500 = 30 s). Built from the formula; a checkpoint's stored
             table replaces it (``positions`` is in the state dict).
         gradient_checkpointing: recompute blocks in backward while training.
-        reference_compat: subsample padding masks as the reference does in batches (see
-            ``subsample_lengths``); by default every utterance keeps ceil(L/2) frames, so a
-            batch gives the same result as each utterance alone.
+        encoder_mask_subsampling: subsample padding masks as the reference does in
+            batches (see ``subsample_lengths``; ``data.quirks``); by default every utterance
+            keeps ceil(L/2) frames, so a batch gives the same result as each utterance alone.
+        reference_compat: the old name of ``encoder_mask_subsampling`` (used when that is
+            not given).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class WhisperStyleEncoder(nn.Module):
         max_positions: int = 30000,
         gradient_checkpointing: bool = False,
         reference_compat: bool = False,
+        encoder_mask_subsampling: Optional[bool] = None,
     ):
         super().__init__()
         config = WhisperConfig(
@@ -73,7 +77,7 @@ class WhisperStyleEncoder(nn.Module):
         config._attn_implementation = "sdpa"
         self._output_size = output_size
         self.gradient_checkpointing = gradient_checkpointing
-        self.reference_compat = reference_compat
+        self.encoder_mask_subsampling = switch(encoder_mask_subsampling, reference_compat)
         self.conv1 = nn.Conv1d(input_size, output_size, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(output_size, output_size, kernel_size=3, stride=2, padding=1)
         self.dropout = nn.Dropout(dropout_rate)
@@ -87,11 +91,11 @@ class WhisperStyleEncoder(nn.Module):
     def subsample_lengths(self, lengths: torch.Tensor, padded_len: int) -> torch.Tensor:
         """Lengths after the stride-2 stem: ceil(L / 2).
 
-        Under ``reference_compat`` the reference's mask subsampling is reproduced: WeNet
+        Under ``encoder_mask_subsampling`` the reference's mask subsampling is reproduced: WeNet
         keeps mask[(T + 1) % 2 :: 2] with T the *padded* length, so in a batch of even
         padded length an utterance of odd length L keeps floor(L / 2) frames.
         """
-        start = (padded_len + 1) % 2 if self.reference_compat else 0
+        start = (padded_len + 1) % 2 if self.encoder_mask_subsampling else 0
         return torch.clamp((lengths - start + 1) // 2, min=0)
 
     def forward(

@@ -25,8 +25,8 @@ def samples(n_tokens: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def voiced(converted_dir, tmp_path_factory):
-    """The fixture LLM with a randomly initialised tiny token2wav (stand-in vocoder)."""
+def t2w_dir(tmp_path_factory):
+    """A randomly initialised tiny token2wav (stand-in vocoder): config.yaml + model.pth."""
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("t2w")
     model_conf = yaml.safe_load(CONF.read_text(encoding="utf-8"))["model_conf"]
@@ -41,11 +41,17 @@ def voiced(converted_dir, tmp_path_factory):
     with (out / "config.yaml").open("w") as f:
         yaml.safe_dump(Token2WavTask.default_config(model_conf), f)
     torch.save(model.state_dict(), out / "model.pth")
+    return out
+
+
+@pytest.fixture(scope="module")
+def voiced(converted_dir, t2w_dir):
+    """The fixture LLM with the tiny token2wav attached."""
     return Speech2Response(
         converted_dir / "config.yaml",
         converted_dir / "model.pth",
-        token2wav_train_config=out / "config.yaml",
-        token2wav_model_file=out / "model.pth",
+        token2wav_train_config=t2w_dir / "config.yaml",
+        token2wav_model_file=t2w_dir / "model.pth",
     )
 
 
@@ -89,3 +95,17 @@ def test_cli_writes_wav_scp(voiced, wavs, tmp_path):
     tokens = read_2columns_text(out / "speech_token")["uttA"].split()
     wav, fs = soundfile.read(scp["uttA"])
     assert fs == 22050 and len(wav) == samples(len(tokens))
+
+
+def test_reference_compat_reaches_the_token2wav(voiced, converted_dir, t2w_dir):
+    """``reference_compat=True`` is a preset: the token2wav it loads streams as the reference
+    (34-frame flow cache, first hop of the reference), not only the LLM parts."""
+    compat = Speech2Response(
+        converted_dir / "config.yaml",
+        converted_dir / "model.pth",
+        reference_compat=True,
+        token2wav_train_config=t2w_dir / "config.yaml",
+        token2wav_model_file=t2w_dir / "model.pth",
+    )
+    assert compat.token2wav.reference_compat and not voiced.token2wav.reference_compat
+    assert compat.quirks.all_on and not voiced.quirks.token2wav_reference_streaming
