@@ -42,8 +42,9 @@ from espnet2_echat.models.splice import pack
 
 MODEL_FS = 16000
 # Streaming: the first token2wav chunk advances 10 tokens (30 with the overlap) instead of
-# the reference's 50, so a streamed reply's audio starts after a third of the tokens and
-# flow work (benchmarks/first_audio.py); later chunks are the reference's 50 + 20.
+# the reference's 50, so a streamed reply's audio waits for 30 speech tokens instead of 70
+# and for a chunk of 361 flow frames instead of 499 (with a 258-frame prompt); later chunks
+# are the reference's 50 + 20.
 FIRST_HOP_LEN = 10
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
