@@ -8,13 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from espnet2_echat.tasks.echat import EChatTask
 
 REPO = Path(__file__).resolve().parents[2]
 STAGE_CONFIGS = sorted(REPO.glob("conf/train_*.yaml")) + sorted(
     REPO.glob("conf/full/train_*.yaml")
-)
+) + sorted(REPO.glob("conf/small_real/train_*.yaml"))
 EXPECTED_PARTS = {
     # the tiny stage 1 trains its random LLM too (see the config); full size freezes it
     "full/train_stage1_understanding": "link_and_encoder",
@@ -23,6 +24,11 @@ EXPECTED_PARTS = {
     "train_stage3_empathy_tag": "all",
     "train_stage3_empathy_language": "all",
     "train_lora_24gb": "link_and_lora",
+    # real pretrained encoder and LLM, frozen in every stage (conf/model/small_real.yaml)
+    "small_real/train_stage1_understanding": "link",
+    "small_real/train_stage2_generation": "link",
+    "small_real/train_stage3_empathy_tag": "link",
+    "small_real/train_stage3_empathy_language": "link",
 }
 
 
@@ -31,7 +37,7 @@ def test_stage_config_parses(config, tmp_path):
     args = EChatTask.get_parser().parse_args(
         ["--config", str(config), "--output_dir", str(tmp_path)]
     )
-    key = config.stem if config.parent.name == "conf" else f"full/{config.stem}"
+    key = config.stem if config.parent.name == "conf" else f"{config.parent.name}/{config.stem}"
     assert args.trainable_parts == EXPECTED_PARTS.get(key, EXPECTED_PARTS[config.stem])
     assert args.require_init_param == (not config.stem.startswith("train_stage1"))
     assert args.preprocessor_conf["prompt_config"] == "conf/prompt_config.yaml"
@@ -43,6 +49,11 @@ def test_stage_config_parses(config, tmp_path):
         assert (args.accum_grad, args.grad_clip) == (8, 5.0)
         assert args.batch_tokens == (2000 if "lora" in config.stem else 3700)
         assert args.speech_token_num == 4097 and args.encoder_conf["num_blocks"] == 24
+    if config.parent.name == "small_real":  # the model keys of conf/model/small_real.yaml
+        model = yaml.safe_load((REPO / "conf/model/small_real.yaml").read_text())
+        for name, value in model.items():
+            if name != "frontend":  # training configs add SpecAugment
+                assert getattr(args, name) == value, name
 
 
 @pytest.mark.parametrize("name, stage", [("ds_zero2.json", 2), ("ds_zero3_offload.json", 3)])
