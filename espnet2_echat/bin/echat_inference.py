@@ -62,6 +62,12 @@ def get_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--token2wav_train_config", type=str_or_none)
     group.add_argument("--token2wav_model_file", type=str_or_none)
+    group.add_argument(
+        "--token2wav_matmul_dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="token2wav flow estimator's transformer products (bfloat16: AMX/BF16 CPUs, GPUs)",
+    )
     group = parser.add_argument_group("Task")
     group.add_argument("--task", required=True, choices=TASK_NAMES)
     group.add_argument("--think", default="none", choices=THINK_MODES)

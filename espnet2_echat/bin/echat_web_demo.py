@@ -25,6 +25,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token2wav_train_config", type=str_or_none)
     parser.add_argument("--token2wav_model_file", type=str_or_none)
     parser.add_argument(
+        "--token2wav_matmul_dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="token2wav flow estimator's transformer products (bfloat16: AMX/BF16 CPUs, GPUs)",
+    )
+    parser.add_argument(
         "--device", default="auto", help="auto (CUDA or Ascend NPU when present, else cpu), cpu, cuda[:i], npu[:i]"
     )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])

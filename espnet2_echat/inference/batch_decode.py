@@ -209,6 +209,7 @@ def inference(
     reference_compat: bool = False,
     token2wav_train_config: Optional[str] = None,
     token2wav_model_file: Optional[str] = None,
+    token2wav_matmul_dtype: str = "float32",
     prompt_config: Optional[str] = None,
     cachedir: Optional[str] = None,
     random_init: bool = False,
@@ -221,6 +222,7 @@ def inference(
         reference_compat=reference_compat,
         token2wav_train_config=token2wav_train_config,
         token2wav_model_file=token2wav_model_file,
+        token2wav_matmul_dtype=token2wav_matmul_dtype,
         prompt_config=prompt_config,
     )
     if model_tag:

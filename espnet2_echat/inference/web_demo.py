@@ -140,6 +140,7 @@ def launch(
     reference_compat: bool = False,
     token2wav_train_config: Optional[str] = None,
     token2wav_model_file: Optional[str] = None,
+    token2wav_matmul_dtype: str = "float32",
     server_name: str = "127.0.0.1",
     server_port: int = 7860,
     share: bool = False,
@@ -158,6 +159,7 @@ def launch(
         reference_compat=reference_compat,
         token2wav_train_config=token2wav_train_config,
         token2wav_model_file=token2wav_model_file,
+        token2wav_matmul_dtype=token2wav_matmul_dtype,
     )
     if model_tag:
         s2r = Speech2Response.from_pretrained(model_tag, cachedir=cachedir, **kwargs)

@@ -34,3 +34,20 @@ def test_set_nthreads_sets_torch():
 def test_every_cli_takes_nthreads(cli):
     actions = {a.dest: a for a in cli.get_parser()._actions}
     assert "nthreads" in actions and actions["nthreads"].default is None
+
+
+@pytest.mark.parametrize("cli", [echat_inference, echat_web_demo])
+def test_decoding_clis_pass_the_token2wav_matmul_dtype_on(cli):
+    import inspect
+
+    from espnet2_echat.inference.batch_decode import inference
+    from espnet2_echat.inference.web_demo import launch
+
+    args = cli.get_parser().parse_args(
+        ["--token2wav_matmul_dtype", "bfloat16"]
+        + (["--data_path_and_name_and_type", "x,speech,sound", "--output_dir", "o", "--task", "asr"]
+           if cli is echat_inference else [])
+    )
+    assert args.token2wav_matmul_dtype == "bfloat16"
+    target = inference if cli is echat_inference else launch
+    assert "token2wav_matmul_dtype" in inspect.signature(target).parameters
