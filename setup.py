@@ -8,7 +8,6 @@ install_requires = [
     "espnet==202511",
     "espnet_model_zoo==0.1.7",
     "transformers==5.24.0",
-    "sentencepiece==0.2.0",
     "kaldiio==2.18.1",
     "soundfile==0.14.0",
     # VoiceBench / Hugging Face parquet test sets (local/voicebench.py)

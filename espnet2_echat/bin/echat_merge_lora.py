@@ -1,9 +1,22 @@
 """Merge a LoRA fine-tune into the base weights (`python -m espnet2_echat.bin.echat_merge_lora`)."""
 
-from espnet2_echat.train.lora import get_parser, merge_lora_model_file
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Merge LoRA adapters into the base LLM")
+    parser.add_argument("--config", type=Path, required=True, help="training config.yaml")
+    parser.add_argument("--model_file", type=Path, required=True, help="e.g. valid.loss.ave.pth")
+    parser.add_argument("--out_dir", type=Path, required=True)
+    return parser
 
 
 def main(cmd=None):
+    from espnet2_echat.tasks.merge_lora import merge_lora_model_file
+
     args = get_parser().parse_args(cmd)
     config, model = merge_lora_model_file(args.config, args.model_file, args.out_dir)
     print(f"wrote {config} and {model}")

@@ -70,3 +70,27 @@ def test_deepspeed_config_is_valid(name, stage):
     if stage == 3:
         assert config.zero_config.offload_optimizer.device == "cpu"
         assert config.zero_config.offload_param.device == "cpu"
+
+
+# Keys a training config may set differently from its size's model block, and why:
+# the training frontend is the model's one with SpecAugment/SpecSub (``*_specaug``); the
+# LLM may be named by hub id or local copy, loaded pretrained, and trained in float32.
+LLM_LOAD_KEYS = ("name_or_path", "pretrained", "dtype")
+
+
+@pytest.mark.parametrize("config", STAGE_CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
+def test_training_config_has_its_size_model_block(config):
+    """Every training yaml repeats conf/model/<size>.yaml: nothing may drift."""
+    import yaml
+
+    size = "full" if config.parent.name == "full" else "tiny"
+    model = yaml.safe_load((REPO / "conf" / "model" / f"{size}.yaml").read_text())
+    train = yaml.safe_load(config.read_text())
+    for key, value in model.items():
+        if key == "frontend":
+            assert train[key] in (value, f"{value}_specaug"), key
+        elif key == "llm_conf":
+            strip = lambda c: {k: v for k, v in c.items() if k not in LLM_LOAD_KEYS}  # noqa: E731
+            assert strip(train[key]) == strip(value), key
+        else:
+            assert train.get(key) == value, f"{config.name}: {key} differs from model/{size}.yaml"

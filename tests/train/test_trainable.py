@@ -10,7 +10,8 @@ from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet2_echat.tasks.echat import EChatTask
 from espnet2_echat.tasks.strict_loading import load_state_dict_strict
-from espnet2_echat.train.lora import merge_lora, merge_lora_model_file
+from espnet2_echat.tasks.merge_lora import merge_lora_model_file
+from espnet2_echat.train.lora import merge_lora
 from .corpus import REPLIES, tokens_for, tone
 
 REPO = Path(__file__).resolve().parents[2]
