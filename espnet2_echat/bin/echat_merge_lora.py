@@ -15,9 +15,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd=None):
-    from espnet2_echat.tasks.merge_lora import merge_lora_model_file
-
     args = get_parser().parse_args(cmd)
+    from espnet2_echat.tasks.merge_lora import merge_lora_model_file  # after --help: slow import
+
     config, model = merge_lora_model_file(args.config, args.model_file, args.out_dir)
     print(f"wrote {config} and {model}")
 
