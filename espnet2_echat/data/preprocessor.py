@@ -21,7 +21,6 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import soundfile
 import yaml
-from espnet2.train.preprocessor import AbsPreprocessor
 
 from espnet2_echat.data.cot import (
     UNKNOWN_FILL_PROB,
@@ -140,8 +139,12 @@ def interleave(text_ids: Sequence[int], speech_ids: Sequence[int]) -> List[int]:
     return out + list(speech_ids[s:])
 
 
-class EChatPreprocessor(AbsPreprocessor):
+class EChatPreprocessor:
     """Data-dir sample -> ``speech`` (float32 waveform), ``input_ids`` and ``target``.
+
+    ESPnet's preprocess-function interface (``__call__(uid, data)``, ``train``), without
+    subclassing ``espnet2.train.preprocessor.AbsPreprocessor``: importing that module pulls
+    g2p_en and nltk (seconds, and network attempts for nltk data) into every CLI.
 
     Args:
         tokenizer: HF tokenizer or its directory.
@@ -193,7 +196,7 @@ class EChatPreprocessor(AbsPreprocessor):
         filter_conf: Optional[Mapping] = None,
         fs: int = 16000,
     ):
-        super().__init__(train)
+        self.train = train
         if think_mode not in THINK_SOURCES:
             raise ValueError(f"think_mode must be one of {THINK_SOURCES}, got {think_mode!r}")
         self.builder = LayoutBuilder(

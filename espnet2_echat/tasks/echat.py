@@ -7,7 +7,6 @@ from typing import Callable, Dict, Optional, Tuple, Union
 import numpy as np
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
-from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.train.trainer import Trainer
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool, str_or_none
@@ -162,6 +161,9 @@ class EChatTask(AbsTask):
     @classmethod
     @typechecked
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
+        # imported here: espnet2.train.collate_fn pulls g2p_en and nltk (slow --help)
+        from espnet2.train.collate_fn import CommonCollateFn
+
         return CommonCollateFn(float_pad_value=0.0, int_pad_value=IGNORE_ID)
 
     @classmethod

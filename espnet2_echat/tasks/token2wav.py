@@ -8,7 +8,6 @@ import torch
 import yaml
 from espnet2.tasks.abs_task import AbsTask, optim_classes
 from espnet2.torch_utils.initialize import initialize
-from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.train.gan_trainer import GANTrainer
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
@@ -50,6 +49,9 @@ class Token2WavTask(AcceleratorTaskMixin, AbsTask):
     @classmethod
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
         # Speech tokens are padded with -1 (the flow clamps them to 0 under its mask).
+        # imported here: espnet2.train.collate_fn pulls g2p_en and nltk (slow --help)
+        from espnet2.train.collate_fn import CommonCollateFn
+
         return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
 
     @classmethod
