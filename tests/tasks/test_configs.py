@@ -83,7 +83,7 @@ def test_training_config_has_its_size_model_block(config):
     """Every training yaml repeats conf/model/<size>.yaml: nothing may drift."""
     import yaml
 
-    size = "full" if config.parent.name == "full" else "tiny"
+    size = "tiny" if config.parent.name == "conf" else config.parent.name
     model = yaml.safe_load((REPO / "conf" / "model" / f"{size}.yaml").read_text())
     train = yaml.safe_load(config.read_text())
     for key, value in model.items():
