@@ -104,12 +104,24 @@ def test_inference_prompt_layout(tiny_model, encoded, osum_tiny_dir, expected, i
     assert rel_err(batch.inputs_embeds[0], ref) <= 1e-4
 
 
+def _training_wav(osum_tiny_dir, name):
+    """The wav of training batch ``name``, from the golden set's own ``train/data.list``
+    (the sample keyed ``train_<name>``), not from the order of its utterances."""
+    import json
+
+    for line in (osum_tiny_dir / "train" / "data.list").read_text(encoding="utf-8").splitlines():
+        sample = json.loads(line)
+        if sample["key"] == f"train_{name}":
+            return load_wav(osum_tiny_dir, {"wav": sample["wav"]})
+    raise KeyError(f"{osum_tiny_dir}/train/data.list has no sample train_{name}")
+
+
 @pytest.fixture(scope="module")
 def training_outputs(tiny_model, osum_tiny_dir, expected):
     """Teacher-forced hidden states and targets of the fixture's two training batches."""
     builder = LayoutBuilder(str(osum_tiny_dir / "llm"))
     results = {}
-    for name, utt_index in (("asr", 0), ("s2s", 1)):
+    for name in ("asr", "s2s"):
         b = expected["training"]["batches"][name]
         speech = [t for t in b["speech_tokens"][1:-1]] if b["speech_tokens"] else None
         output_type = tag_output_type(b["task"])
@@ -119,7 +131,7 @@ def training_outputs(tiny_model, osum_tiny_dir, expected):
             speech_tokens=speech,
             instruction=b["prompt_text"],
         )
-        wav = load_wav(osum_tiny_dir, expected["utterances"][utt_index])
+        wav = _training_wav(osum_tiny_dir, name)
         with torch.no_grad():
             loss, stats, _ = tiny_model(
                 input_ids=torch.tensor([input_ids]),
@@ -200,11 +212,11 @@ def test_mixed_batch_equals_single_samples(tiny_model, training_outputs, osum_ti
     """ASR (text-only) and S2S (text+speech) in one padded batch: the batch loss is the mean over
     all supervised positions of the per-sample losses computed alone."""
     ids, tgts, wavs = [], [], []
-    for name, utt_index in (("asr", 0), ("s2s", 1)):
+    for name in ("asr", "s2s"):
         r = training_outputs[name]
         ids.append(torch.tensor(r["ids"]))
         tgts.append(r["batch"].target[0])
-        wavs.append(load_wav(osum_tiny_dir, expected["utterances"][utt_index]))
+        wavs.append(_training_wav(osum_tiny_dir, name))
     # targets as the preprocessor gives them: placeholders in place of the audio rows
     raw_tgts = []
     for r in (training_outputs["asr"], training_outputs["s2s"]):
