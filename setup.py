@@ -10,6 +10,8 @@ install_requires = [
     "transformers==5.24.0",
     "kaldiio==2.18.1",
     "soundfile==0.14.0",
+    # progress bars of decoding (espnet2_echat/progress.py)
+    "tqdm==4.70.1",
     # VoiceBench / Hugging Face parquet test sets (local/voicebench.py)
     "pyarrow==21.0.0",
     # ESPnet's trainer imports both by default (--use_tensorboard/--use_matplotlib).

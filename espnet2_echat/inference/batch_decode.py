@@ -11,6 +11,7 @@ and re-run ends with each utterance exactly once.
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -21,6 +22,7 @@ from espnet2.fileio.sound_scp import SoundScpReader
 
 from espnet2_echat.data.task_registry import DECODE_FILES, SPEECH_TASKS, check_task
 from espnet2_echat.inference.conversation import Turn
+from espnet2_echat.progress import progress_bar, summary_line
 from espnet2_echat.inference.speech2response import Request, Response, Speech2Response
 from espnet2_echat.safety.atomic import atomic_write, atomic_write_text
 from espnet2_echat.safety.names import child_path, name_problem
@@ -170,6 +172,8 @@ def decode_data_dir(
         if problem:
             errors[key] = f"utterance id {problem}; expected a plain name"
     todo = [k for k in todo if k not in errors]
+    started = time.perf_counter()
+    bar = progress_bar(len(todo), f"decoding {task}")
     for start in range(0, len(todo), batch_size):
         chunk, requests = [], []
         for key in todo[start : start + batch_size]:
@@ -178,6 +182,7 @@ def decode_data_dir(
                 chunk.append(key)
             except (ValueError, KeyError, OSError, RuntimeError) as e:
                 errors[key] = _reason(e)
+        bar.update(len(todo[start : start + batch_size]))
         if not chunk:
             continue
         decoded = _decode_batch(s2r, chunk, requests, task, think, prompt, overrides, errors)
@@ -186,6 +191,10 @@ def decode_data_dir(
         for key in chunk:
             if key in errors:
                 logging.error(f"{key}: {errors[key]}")
+    bar.close()
+    skipped = len(done & set(keys))
+    failed_here = len(errors.keys() & set(todo))
+    logging.info(summary_line(str(out), len(todo) - failed_here, skipped, len(errors), started))
     _sort_outputs(out)
     atomic_write_text(
         out / "errors", "".join(f"{k} {_one_line(v)}\n" for k, v in sorted(errors.items()))

@@ -1,0 +1,21 @@
+"""Progress bars stay quiet off a terminal; the summary line names done/skipped/failed/time."""
+
+import logging
+
+from espnet2_echat.progress import progress_bar, summary_line
+
+
+def test_quiet_without_a_terminal_or_info(monkeypatch):
+    assert progress_bar(3, "x").disable  # pytest's captured stderr is no TTY
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        assert progress_bar(3, "x").disable
+    finally:
+        logging.getLogger().setLevel(logging.INFO)
+
+
+def test_summary_line():
+    assert summary_line("decode", 5, 2, 1, started=10.0, end=12.5) == (
+        "decode: done 5, skipped 2, failed 1 in 2.5 s"
+    )
