@@ -94,6 +94,20 @@ def _get(node: Dict[str, Any], key: str, where: str, path: Path) -> Any:
 def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
     """Read the sizes ``ESPnetToken2WavModel`` needs from a CosyVoice ``cosyvoice.yaml``."""
     cfg = load_cosyvoice_yaml(path)
+    feat = _get(cfg, "feat_extractor", "top level", path)
+    sample_rate = int(_get(cfg, "sample_rate", "top level", path))
+    hop = int(feat.get("hop_size", 256))
+    return {
+        "flow_conf": _flow_conf(cfg, path, sample_rate, hop),
+        "vocoder": "hift",
+        "hift_conf": _hift_conf(cfg, path),
+        "mel_conf": _mel_conf(feat, sample_rate, hop),
+        "speech_fs": sample_rate,
+    }
+
+
+def _flow_conf(cfg: Dict[str, Any], path: Path, sample_rate: int, hop: int) -> Dict[str, Any]:
+    """``flow_conf``: the flow's encoder, length regulator, estimator and CFM settings."""
     flow = _expect_class(_get(cfg, "flow", "top level", path), FLOW_CLASS, "flow", path)
     enc = _expect_class(
         _get(flow, "encoder", "flow", path),
@@ -101,19 +115,7 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
         "flow.encoder",
         path,
     )
-    expected_enc = {
-        "input_layer": "linear",
-        "pos_enc_layer_type": "rel_pos_espnet",
-        "selfattention_layer_type": "rel_selfattn",
-        "normalize_before": True,
-        "use_cnn_module": False,
-        "macaron_style": False,
-    }
-    for key, want in expected_enc.items():
-        if enc.get(key, want) != want:
-            raise ValueError(
-                f"{path}: flow.encoder.{key} is {enc.get(key)!r}; only {want!r} is supported"
-            )
+    _check_flow_encoder(enc, path)
     lr = _expect_class(
         _get(flow, "length_regulator", "flow", path),
         "cosyvoice.flow.length_regulator.InterpolateRegulator",
@@ -134,9 +136,6 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
         "flow.decoder.estimator",
         path,
     )
-    feat = _get(cfg, "feat_extractor", "top level", path)
-    sample_rate = int(_get(cfg, "sample_rate", "top level", path))
-    hop = int(feat.get("hop_size", 256))
     flow_conf = {
         "vocab_size": int(flow.get("vocab_size", 4096)),
         "input_size": int(_get(flow, "input_size", "flow", path)),
@@ -179,6 +178,28 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
         raise ValueError(
             f"{path}: flow.decoder.estimator.in_channels must be 4 * output_size"
         )
+    return flow_conf
+
+
+def _check_flow_encoder(enc: Dict[str, Any], path: Path) -> None:
+    """The flow encoder must be the Conformer variant this package implements."""
+    expected_enc = {
+        "input_layer": "linear",
+        "pos_enc_layer_type": "rel_pos_espnet",
+        "selfattention_layer_type": "rel_selfattn",
+        "normalize_before": True,
+        "use_cnn_module": False,
+        "macaron_style": False,
+    }
+    for key, want in expected_enc.items():
+        if enc.get(key, want) != want:
+            raise ValueError(
+                f"{path}: flow.encoder.{key} is {enc.get(key)!r}; only {want!r} is supported"
+            )
+
+
+def _hift_conf(cfg: Dict[str, Any], path: Path) -> Dict[str, Any]:
+    """``hift_conf``: the HiFT vocoder and its F0 predictor."""
     hift = _expect_class(_get(cfg, "hift", "top level", path), HIFT_CLASS, "hift", path)
     f0 = _expect_class(
         _get(hift, "f0_predictor", "hift", path),
@@ -210,7 +231,12 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
         "in_channels": int(f0.get("in_channels", 80)),
         "cond_channels": int(_get(f0, "cond_channels", "hift.f0_predictor", path)),
     }
-    mel_conf = {
+    return hift_conf
+
+
+def _mel_conf(feat: Dict[str, Any], sample_rate: int, hop: int) -> Dict[str, Any]:
+    """``mel_conf``: the mel features of the prompt (CosyVoice's ``feat_extractor``)."""
+    return {
         "sample_rate": int(feat.get("sampling_rate", sample_rate)),
         "n_fft": int(feat.get("n_fft", 1024)),
         "num_mels": int(feat.get("num_mels", 80)),
@@ -219,16 +245,8 @@ def model_conf_from_yaml(path: Path) -> Dict[str, Any]:
         "fmin": float(feat.get("fmin", 0)),
         "fmax": float(feat["fmax"]) if feat.get("fmax") is not None else None,
     }
-    return {
-        "flow_conf": flow_conf,
-        "vocoder": "hift",
-        "hift_conf": hift_conf,
-        "mel_conf": mel_conf,
-        "speech_fs": sample_rate,
-    }
 
 
-# ---------------------------------------------------------------- weights
 def convert_flow_state(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """``flow.pt`` keys -> ``ESPnetToken2WavModel`` keys (``flow.`` prefix).
 
