@@ -89,9 +89,13 @@ def _fix_glibc_mmap_threshold(threshold: int = 128 * 1024) -> bool:
     try:
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, threshold)) and bool(
+        fixed = bool(libc.mallopt(m_mmap_threshold, threshold)) and bool(
             libc.mallopt(m_trim_threshold, threshold)
         )
+        # Give back the free heap that earlier work left resident: a later allocation would
+        # otherwise reuse it without raising the resident set, and the peak would miss it.
+        libc.malloc_trim(0)
+        return fixed
     except (OSError, AttributeError):
         return False
 

@@ -58,8 +58,11 @@ def test_different_sounds_get_different_tokens(tokenizer, wavs):
     inner = slice(2, -2)  # edge frames see the padding
     assert not set(low[inner]) & set(high[inner])
     # 8 kHz input is resampled to 16 kHz before tokenising
+    # (k-means may leave equal centroids, so compare the centroids chosen, not their ids)
     low8k = tokenizer.encode(st.load_audio(wavs["low8k"]))
-    assert low8k[inner] == low[inner]
+    np.testing.assert_allclose(
+        tokenizer.centroids[low8k[inner]], tokenizer.centroids[low[inner]], atol=1e-9
+    )
 
 
 def test_save_load_roundtrip(tokenizer, wavs, tmp_path):
