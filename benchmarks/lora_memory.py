@@ -151,8 +151,11 @@ class Meter:
         if self.cuda:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-        elif self.can_reset:
-            self._reset_hwm()
+            self.start_bytes = torch.cuda.memory_allocated(self.device)
+        else:
+            if self.can_reset:
+                self._reset_hwm()
+            self.start_bytes = _rss_status("VmRSS")
 
     def stop(self, phase: str) -> Dict[str, float]:
         if self.cuda:
@@ -170,6 +173,9 @@ class Meter:
         self.phases[phase] = {
             "peak_gb": (peak - self.baseline) / GB,
             "after_gb": (now - self.baseline) / GB,
+            # what the phase itself added at its peak (freed memory that the allocator kept
+            # resident from an earlier phase is in the baseline of this one, not in its rise)
+            "rise_gb": (peak - self.start_bytes) / GB,
             "seconds": time.perf_counter() - self.t0,
             **extra,
         }

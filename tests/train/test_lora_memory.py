@@ -97,7 +97,8 @@ def test_batch_too_small_for_its_audio_is_refused(stepped):
 
 def test_meter_sees_a_large_allocation():
     """The CPU meter's per-phase peak sees 200 MB allocated and freed inside a phase, and
-    nothing in a phase that allocates nothing (large blocks are mmapped, see the module)."""
+    nothing in a phase that allocates nothing, whether or not the allocator gives the freed
+    block back to the system."""
     from benchmarks.lora_memory import Meter
 
     meter = Meter(torch.device("cpu"))
@@ -107,5 +108,5 @@ def test_meter_sees_a_large_allocation():
     del block
     allocated = meter.stop("allocate")
     idle = meter.stop("idle")
-    assert allocated["peak_gb"] - idle["peak_gb"] >= 0.19
-    assert idle["peak_gb"] - idle["after_gb"] < 0.05
+    assert allocated["rise_gb"] >= 0.19
+    assert idle["rise_gb"] < 0.05
