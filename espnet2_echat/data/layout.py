@@ -48,11 +48,26 @@ class Turn:
 
 
 @lru_cache(maxsize=4)
-def load_tokenizer(path: str):
-    """The HF fast tokenizer of the LLM (Qwen2.5's is vendored in conf/tokenizer/qwen2.5)."""
+def load_tokenizer(path: str, add_tag_tokens: bool = False):
+    """The HF fast tokenizer of the LLM (Qwen2.5's is vendored in conf/tokenizer/qwen2.5).
+
+    ``add_tag_tokens``: with OSUM-EChat's tags added as tokens (``data.tag_tokens``; the
+    config key of the same name).
+    """
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if add_tag_tokens:
+        from espnet2_echat.data.tag_tokens import add_tag_tokens as add_tags
+
+        add_tags(tokenizer)
+    return tokenizer
+
+
+def text_vocab_rows(config_vocab_size: int, tokenizer) -> int:
+    """V, the text ids of the joint space: the LLM's embedding rows, grown to the
+    tokenizer's length when added tokens pass them (Qwen2.5 has 271 spare rows)."""
+    return max(int(config_vocab_size), len(tokenizer))
 
 
 def im_end_id(tokenizer) -> int:

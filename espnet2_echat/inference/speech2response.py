@@ -174,9 +174,8 @@ class Speech2Response:
         if quirks.encoder_mask_subsampling:  # off: the trained config's own setting stays
             model.encoder.encoder_mask_subsampling = True
         self.max_history_turns = max_history_turns
-        tokenizer = args.tokenizer or args.llm_conf["name_or_path"]
         self.layout = LayoutBuilder(
-            resolve_path(tokenizer, args.config_dir),
+            EChatTask.text_tokenizer(args),
             model.llm.ids,
             quirks=quirks,
         )

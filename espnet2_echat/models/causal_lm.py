@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional, Sequence
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
@@ -58,6 +58,34 @@ def build_causal_lm(
             name_or_path, config=config, dtype=_DTYPES[dtype]
         )
     return AutoModelForCausalLM.from_config(config, dtype=_DTYPES[dtype])
+
+
+def grow_vocabulary(
+    causal_lm: PreTrainedModel, rows: int, init_from: Mapping[int, Sequence[int]]
+) -> None:
+    """Give the LLM ``rows`` text ids (never fewer than it has) for tokens added to its
+    tokenizer, as a user does with ``resize_token_embeddings``.
+
+    Each new id's input row (and output row, when untied) is set to the mean of the rows of
+    ``init_from[id]``, the pieces the token was spelled with before, so added tokens start
+    distinct and near their old spelling (rows of ids not in ``init_from`` keep
+    transformers' initialisation).
+    """
+    if rows > causal_lm.get_input_embeddings().weight.shape[0]:
+        causal_lm.resize_token_embeddings(rows, mean_resizing=False)
+    weights = [causal_lm.get_input_embeddings().weight]
+    output = causal_lm.get_output_embeddings()
+    if output is not None and output.weight is not weights[0]:
+        weights.append(output.weight)
+    with torch.no_grad():
+        for weight in weights:
+            for new_id, piece_ids in init_from.items():
+                if new_id >= weight.shape[0] or max(piece_ids) >= weight.shape[0]:
+                    raise ValueError(
+                        f"added token id {new_id} (pieces {list(piece_ids)}) is outside the "
+                        f"LLM's {weight.shape[0]} rows"
+                    )
+                weight[new_id] = weight[list(piece_ids)].mean(dim=0)
 
 
 def text_vocab_size(causal_lm: PreTrainedModel) -> int:

@@ -15,7 +15,8 @@ from typeguard import typechecked
 from espnet2_echat.data.task_registry import SAMPLE_FILES
 from espnet2_echat.data.templates import IGNORE_ID
 from espnet2_echat.models.adapter import EChatAdapter
-from espnet2_echat.models.causal_lm import HFCausalLM, resolve_path
+from espnet2_echat.data.layout import load_tokenizer, text_vocab_rows
+from espnet2_echat.models.causal_lm import HFCausalLM, grow_vocabulary, resolve_path
 from espnet2_echat.models.espnet_model import EChatModel
 from espnet2_echat.models.feature_augment import AugmentedWhisperLogMel
 from espnet2_echat.models.frontend import WhisperLogMel
@@ -87,6 +88,14 @@ class EChatTask(AbsTask):
             type=str2bool,
             default=False,
             help="Recompute encoder and LLM activations in backward",
+        )
+        group.add_argument(
+            "--add_tag_tokens",
+            type=str2bool,
+            default=False,
+            help="Add OSUM-EChat's task, label and think tags to the LLM's tokenizer as "
+            "tokens and grow its embeddings (espnet2_echat.data.tag_tokens); off for Qwen2.5, "
+            "whose released model spells tags in pieces",
         )
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--use_preprocessor", type=str2bool, default=True)
@@ -178,15 +187,27 @@ class EChatTask(AbsTask):
         from espnet2_echat.data.preprocessor import EChatPreprocessor
 
         llm_dir = resolve_path(args.llm_conf["name_or_path"], getattr(args, "config_dir", None))
-        llm_config = AutoConfig.from_pretrained(llm_dir)
-        vocab = llm_config.get_text_config().vocab_size
-        config_dir = getattr(args, "config_dir", None)
+        # the LLM's rows as build_model makes them (config_overrides may change vocab_size)
+        llm_config = AutoConfig.from_pretrained(
+            llm_dir, **(args.llm_conf.get("config_overrides") or {})
+        )
+        tokenizer = cls.text_tokenizer(args)
         return EChatPreprocessor(
-            tokenizer=resolve_path(args.tokenizer, config_dir) if args.tokenizer else llm_dir,
+            tokenizer=tokenizer,
             speech_token_num=args.speech_token_num,
             train=train,
-            text_vocab_size=vocab,
+            text_vocab_size=text_vocab_rows(llm_config.get_text_config().vocab_size, tokenizer),
             **args.preprocessor_conf,
+        )
+
+    @classmethod
+    def text_tokenizer(cls, args: argparse.Namespace):
+        """The LLM's text tokenizer (``--tokenizer``, else the LLM's dir), with the tags
+        added when ``--add_tag_tokens``."""
+        config_dir = getattr(args, "config_dir", None)
+        path = getattr(args, "tokenizer", None) or args.llm_conf["name_or_path"]
+        return load_tokenizer(
+            resolve_path(path, config_dir), bool(getattr(args, "add_tag_tokens", False))
         )
 
     @classmethod
@@ -280,6 +301,8 @@ class EChatTask(AbsTask):
             llm_conf["name_or_path"], getattr(args, "config_dir", None)
         )
         causal_lm = llm_choices.get_class(args.llm)(**llm_conf)
+        if getattr(args, "add_tag_tokens", False):
+            cls._grow_for_tags(args, causal_lm)
         if args.use_lora:
             causal_lm = add_lora(causal_lm, **args.lora_conf)
         llm = SpeechLLM(causal_lm, args.speech_token_num)
@@ -296,6 +319,17 @@ class EChatTask(AbsTask):
             for name, param in model.llm.causal_lm.named_parameters():
                 param.requires_grad = "lora_" in name
         return model
+
+    @classmethod
+    def _grow_for_tags(cls, args: argparse.Namespace, causal_lm) -> None:
+        """Grow the LLM's text ids to the tokenizer with tags (rows from their old pieces)."""
+        from espnet2_echat.data.tag_tokens import added_tag_pieces
+
+        path = getattr(args, "tokenizer", None) or args.llm_conf["name_or_path"]
+        plain = load_tokenizer(resolve_path(path, getattr(args, "config_dir", None)))
+        tagged = cls.text_tokenizer(args)
+        rows = text_vocab_rows(causal_lm.get_input_embeddings().weight.shape[0], tagged)
+        grow_vocabulary(causal_lm, rows, added_tag_pieces(plain, tagged))
 
     @classmethod
     def build_model_from_file(

