@@ -37,7 +37,10 @@ extras_require = {
     # torch_npu pins a "+cpu" torch that PyPI does not serve; install it on the Ascend host
     # with Ascend's own torch build (see README). Not installed by `make setup`.
     "npu": ["torch_npu==2.11.0"],
-    "demo": ["gradio==6.31.0"],
+    # the HTTP server (bin/echat_server): FastAPI on uvicorn, multipart uploads; its tests
+    # talk to it with httpx. All four come with gradio; pinned for the server itself.
+    "demo": ["gradio==6.31.0", "fastapi==0.165.0", "uvicorn==0.55.0", "python-multipart==0.0.34",
+             "httpx==0.29.0"],
     # CosyVoice S3 speech tokens (needs a local speech_tokenizer_v1.onnx); not installed
     # by `make setup`, the embedded corpus uses the stand-in tokenizer.
     "s3": ["s3tokenizer==0.3.0"],

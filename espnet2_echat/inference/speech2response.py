@@ -13,7 +13,7 @@ a reply streams with :meth:`Speech2Response.stream`, and a :class:`Conversation`
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.data.preprocessor import load_prompt_config
 from espnet2_echat.data.quirks import ReferenceQuirks
 from espnet2_echat.inference.audio_input import as_float_waveform
+from espnet2_echat.inference.continuous_batching import DecodeJob
 from espnet2_echat.inference.conversation import Conversation, Turn, embed_prompt, history_prompt
 from espnet2_echat.inference.decoder import build_plan, generate, iter_generate
 from espnet2_echat.inference.parsing import parse_generation
@@ -350,6 +351,23 @@ class Speech2Response:
             generator = torch.Generator(self.device).manual_seed(options.seed)
         return batch, plan, kind, generator, audios
 
+    def prepare_job(
+        self, request: Request, task: str = "s2s", think: str = "none", **overrides
+    ) -> DecodeJob:
+        """One request's prefill and plan for a :class:`ContinuousBatcher` (a server's
+        batch); ``context`` holds ``(kind, audio)`` for :meth:`stream_tokens`."""
+        batch, plan, kind, generator, audios = self._prepare(
+            [request], task, think, None, None, None, False, overrides
+        )
+        return DecodeJob(
+            batch.inputs_embeds,
+            batch.attention_mask,
+            batch.position_ids,
+            plan,
+            generator,
+            context=(kind, audios[0]),
+        )
+
     def batch(
         self,
         requests: Sequence[Request],
@@ -456,9 +474,6 @@ class Speech2Response:
             interleaved,
             overrides,
         )
-        ids: List[int] = []
-        voice = BackgroundVoice(self.token2wav) if self.token2wav is not None else None
-        audio: List[np.ndarray] = []
         steps = iter_generate(
             self.model.llm,
             batch.inputs_embeds,
@@ -467,26 +482,42 @@ class Speech2Response:
             plan,
             generator=generator,
         )
+        tokens = (int(step.ids[0]) for step in steps)
+        yield from self.stream_tokens(tokens, request, kind, think, audios[0], speech_chunk)
+
+    def stream_tokens(
+        self,
+        tokens: Iterable[int],
+        request: Request,
+        kind: str,
+        think: str,
+        audio: Optional[torch.Tensor],
+        speech_chunk: int = 18,
+    ) -> Iterator[StreamChunk]:
+        """The chunks of :meth:`stream` for generated unified ids ``tokens`` decoded elsewhere
+        (a server's batch): ``kind``, ``audio`` as :meth:`_prepare` made them for ``request``."""
+        ids: List[int] = []
+        voice = BackgroundVoice(self.token2wav) if self.token2wav is not None else None
+        wavs: List[np.ndarray] = []
         try:
-            yield from self._stream_steps(steps, voice, speech_chunk, audio, ids)
+            yield from self._stream_steps(tokens, voice, speech_chunk, wavs, ids)
         finally:
             if voice is not None:
                 voice.close()  # also when the consumer stops early
         response = self._response(ids, kind, think, synthesize=False)
-        if audio:
-            response.wav, response.sample_rate = np.concatenate(audio), self.token2wav.fs
-        self._remember(request, audios[0], response)
+        if wavs:
+            response.wav, response.sample_rate = np.concatenate(wavs), self.token2wav.fs
+        self._remember(request, audio, response)
         yield StreamChunk(final=response)
 
-    def _stream_steps(self, steps, voice, speech_chunk, audio, ids) -> Iterator[StreamChunk]:
-        """Turn decoding steps into text / speech-token / audio chunks (fills ``ids``, ``audio``)."""
+    def _stream_steps(self, tokens, voice, speech_chunk, audio, ids) -> Iterator[StreamChunk]:
+        """Turn generated ids into text / speech-token / audio chunks (fills ``ids``, ``audio``)."""
         sid = self.model.llm.ids
         text_ids: List[int] = []
         shown = ""
         pending: List[int] = []
         text_open, num_speech, speech_done = True, 0, False
-        for step in steps:
-            token = int(step.ids[0])
+        for token in tokens:
             ids.append(token)
             if not sid.is_speech(token):
                 text_open = text_open and token != self.layout.im_end_id

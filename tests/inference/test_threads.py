@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from espnet2_echat.bin import echat_inference, echat_web_demo, token2wav_inference
+from espnet2_echat.bin import echat_inference, echat_server, echat_web_demo, token2wav_inference
 from espnet2_echat.inference.threads import default_nthreads, set_nthreads
 
 
@@ -30,7 +30,7 @@ def test_set_nthreads_sets_torch():
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("cli", [echat_inference, echat_web_demo, token2wav_inference])
+@pytest.mark.parametrize("cli", [echat_inference, echat_server, echat_web_demo, token2wav_inference])
 def test_every_cli_takes_nthreads(cli):
     actions = {a.dest: a for a in cli.get_parser()._actions}
     assert "nthreads" in actions and actions["nthreads"].default is None

@@ -1,0 +1,75 @@
+"""Command-line options shared by the entry points that serve a model (web demo, server)."""
+
+import argparse
+from typing import Dict
+
+from espnet2.utils.types import str2bool, str_or_none
+
+from espnet2_echat.inference.request_limits import RequestLimits
+from espnet2_echat.inference.threads import add_nthreads_argument
+
+MODEL_OPTIONS = (
+    "train_config",
+    "model_file",
+    "model_tag",
+    "token2wav_train_config",
+    "token2wav_model_file",
+    "token2wav_matmul_dtype",
+    "device",
+    "dtype",
+    "reference_compat",
+    "cachedir",
+)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which model to load and how (the keyword arguments of ``Speech2Response``)."""
+    parser.add_argument("--train_config", type=str_or_none)
+    parser.add_argument("--model_file", type=str_or_none)
+    parser.add_argument("--model_tag", type=str_or_none, help="model zoo name, packed zip or dir")
+    parser.add_argument("--token2wav_train_config", type=str_or_none)
+    parser.add_argument("--token2wav_model_file", type=str_or_none)
+    parser.add_argument(
+        "--token2wav_matmul_dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="token2wav flow estimator's transformer products (bfloat16: AMX/BF16 CPUs, GPUs)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA or Ascend NPU when present, else cpu), cpu, cuda[:i], npu[:i]"
+    )
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_nthreads_argument(parser)
+    parser.add_argument("--reference_compat", type=str2bool, default=False)
+    parser.add_argument("--cachedir", type=str_or_none, help="where --model_tag unpacks")
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser, defaults: RequestLimits) -> None:
+    """The fields of :class:`RequestLimits` and the login file."""
+    group = parser.add_argument_group("Request limits (espnet2_echat.inference.request_limits)")
+    group.add_argument("--max_audio_seconds", type=float, default=defaults.max_audio_seconds)
+    group.add_argument("--max_upload_bytes", type=int, default=defaults.max_upload_bytes)
+    group.add_argument("--max_text_chars", type=int, default=defaults.max_text_chars)
+    group.add_argument("--max_concurrent", type=int, default=defaults.max_concurrent)
+    group.add_argument("--max_queued", type=int, default=defaults.max_queued, help="beyond: 'busy'")
+    group.add_argument("--queue_timeout_s", type=float, default=defaults.queue_timeout_s)
+    group.add_argument(
+        "--auth_file", type=str_or_none, help="user:password lines; default $ECHAT_AUTH, else none"
+    )
+
+
+def pop_limits(args: Dict) -> RequestLimits:
+    """Remove the :class:`RequestLimits` fields from parsed ``args`` and build the limits."""
+    names = [f for f in RequestLimits.__dataclass_fields__ if f in args]
+    return RequestLimits(**{n: args.pop(n) for n in names})
+
+
+def load_model(args: Dict):
+    """A ``Speech2Response`` from the :data:`MODEL_OPTIONS` in ``args`` (removed from it)."""
+    from espnet2_echat.inference.speech2response import Speech2Response
+
+    opts = {k: args.pop(k) for k in MODEL_OPTIONS}
+    tag, cachedir = opts.pop("model_tag"), opts.pop("cachedir")
+    if tag:
+        return Speech2Response.from_pretrained(tag, cachedir=cachedir, **opts)
+    return Speech2Response(opts.pop("train_config"), opts.pop("model_file"), **opts)
