@@ -20,6 +20,7 @@ from espnet2.utils.types import str2bool, str_or_none
 
 from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
 from espnet2_echat.inference.batch_decode import inference
+from espnet2_echat.inference.serving_options import add_token2wav_arguments
 from espnet2_echat.data.task_registry import TASK_NAMES, THINK_MODES
 
 
@@ -60,14 +61,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=False,
         help="decode with random weights when no --model_file is given (tests, timing only)",
     )
-    group.add_argument("--token2wav_train_config", type=str_or_none)
-    group.add_argument("--token2wav_model_file", type=str_or_none)
-    group.add_argument(
-        "--token2wav_matmul_dtype",
-        default="float32",
-        choices=["float32", "bfloat16"],
-        help="token2wav flow estimator's transformer products (bfloat16: AMX/BF16 CPUs, GPUs)",
-    )
+    add_token2wav_arguments(group)
     group = parser.add_argument_group("Task")
     group.add_argument("--task", required=True, choices=TASK_NAMES)
     group.add_argument("--think", default="none", choices=THINK_MODES)

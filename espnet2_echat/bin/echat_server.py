@@ -14,16 +14,14 @@ see ``espnet2_echat/inference/server.py``. Example::
 """
 
 import argparse
-import logging
 
 from espnet2_echat.inference.serving_options import (
     add_limit_arguments,
     add_model_arguments,
     load_model,
-    pop_limits,
+    parse_serving_args,
 )
 from espnet2_echat.inference.request_limits import RequestLimits
-from espnet2_echat.inference.threads import set_nthreads
 
 DEFAULT_LIMITS = RequestLimits(max_concurrent=8, max_queued=16)
 
@@ -49,10 +47,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = vars(get_parser().parse_args(cmd))
-    set_nthreads(args.pop("nthreads"))
-    limits = pop_limits(args)
+    args, limits = parse_serving_args(get_parser(), cmd)
     from espnet2_echat.inference.request_limits import Credentials
     from espnet2_echat.inference.server import DecodeBudget, EChatServer, serve
 

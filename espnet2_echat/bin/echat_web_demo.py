@@ -6,13 +6,11 @@ Example::
 """
 
 import argparse
-import logging
 
 from espnet2.utils.types import str2bool
 
-from espnet2_echat.inference.serving_options import add_limit_arguments, add_model_arguments, pop_limits
+from espnet2_echat.inference.serving_options import add_limit_arguments, add_model_arguments, parse_serving_args
 from espnet2_echat.inference.request_limits import RequestLimits
-from espnet2_echat.inference.threads import set_nthreads
 from espnet2_echat.inference.web_demo import launch
 
 
@@ -31,10 +29,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args = vars(get_parser().parse_args(cmd))
-    set_nthreads(args.pop("nthreads"))
-    limits = pop_limits(args)
+    args, limits = parse_serving_args(get_parser(), cmd)
     launch(limits=limits, **args)
 
 

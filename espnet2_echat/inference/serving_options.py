@@ -1,12 +1,13 @@
 """Command-line options shared by the entry points that serve a model (web demo, server)."""
 
 import argparse
-from typing import Dict
+import logging
+from typing import Dict, Tuple
 
 from espnet2.utils.types import str2bool, str_or_none
 
 from espnet2_echat.inference.request_limits import RequestLimits
-from espnet2_echat.inference.threads import add_nthreads_argument
+from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
 
 MODEL_OPTIONS = (
     "train_config",
@@ -27,6 +28,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train_config", type=str_or_none)
     parser.add_argument("--model_file", type=str_or_none)
     parser.add_argument("--model_tag", type=str_or_none, help="model zoo name, packed zip or dir")
+    add_token2wav_arguments(parser)
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA or Ascend NPU when present, else cpu), cpu, cuda[:i], npu[:i]"
+    )
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_nthreads_argument(parser)
+    parser.add_argument("--reference_compat", type=str2bool, default=False)
+    parser.add_argument("--cachedir", type=str_or_none, help="where --model_tag unpacks")
+
+
+def add_token2wav_arguments(parser) -> None:
+    """The token2wav model attached to decoding (a parser or an argument group)."""
     parser.add_argument("--token2wav_train_config", type=str_or_none)
     parser.add_argument("--token2wav_model_file", type=str_or_none)
     parser.add_argument(
@@ -35,13 +48,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["float32", "bfloat16"],
         help="token2wav flow estimator's transformer products (bfloat16: AMX/BF16 CPUs, GPUs)",
     )
-    parser.add_argument(
-        "--device", default="auto", help="auto (CUDA or Ascend NPU when present, else cpu), cpu, cuda[:i], npu[:i]"
-    )
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    add_nthreads_argument(parser)
-    parser.add_argument("--reference_compat", type=str2bool, default=False)
-    parser.add_argument("--cachedir", type=str_or_none, help="where --model_tag unpacks")
+
+
+def parse_serving_args(parser: argparse.ArgumentParser, cmd=None) -> Tuple[Dict, RequestLimits]:
+    """Parse ``cmd``, set up logging and torch's threads; (remaining args, limits)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args = vars(parser.parse_args(cmd))
+    set_nthreads(args.pop("nthreads"))
+    return args, pop_limits(args)
 
 
 def add_limit_arguments(parser: argparse.ArgumentParser, defaults: RequestLimits) -> None:
