@@ -61,7 +61,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["espnet2_echat", "espnet2_echat.*"]),
     include_package_data=True,
-    package_data={"espnet2_echat": ["py.typed"], "espnet2_echat.scoring": ["assets/*"]},
+    package_data={"espnet2_echat": ["py.typed", "task_help_text/*.txt"], "espnet2_echat.scoring": ["assets/*"]},
     install_requires=install_requires,
     extras_require=extras_require,
 )

@@ -228,8 +228,8 @@ def make_batch(
 ) -> Tuple[Dict[str, torch.Tensor], Dict[str, float]]:
     """An S2S-shaped batch of ``tokens`` estimated LLM positions (see the module doc)."""
     g = torch.Generator().manual_seed(seed)
-    vocab = model.llm.text_vocab_size
-    speech_k = args.speech_token_num - 1
+    speech_ids = model.llm.ids  # SpeechIds: V, K and the joint space
+    vocab = speech_ids.text_vocab_size
     if audio_seconds is None:
         audio_seconds = AUDIO_SECONDS_PER_2000_TOKENS * tokens / 2000
     num_samples = int(round(audio_seconds * 16000))
@@ -250,7 +250,8 @@ def make_batch(
         tail = torch.randint(0, vocab, (PROMPT_AFTER,), generator=g)
         mid = torch.tensor([AUDIO_PLACEHOLDER]) if num_samples else torch.zeros(0, dtype=torch.long)
         text = torch.randint(0, vocab, (n_text,), generator=g)
-        speech = vocab + torch.randint(0, speech_k + 1, (reply - n_text,), generator=g)
+        # joint ids of the speech head's classes (the tokens and the marker)
+        speech = speech_ids.joint(0) + torch.randint(0, speech_ids.speech_token_num, (reply - n_text,), generator=g)
         sample = torch.cat([head, mid, tail, text, speech])
         target = sample.clone()
         target[:prompt] = IGNORE_ID

@@ -2,6 +2,8 @@
 
 import logging
 
+import pytest
+
 from espnet2_echat.progress import progress_bar, summary_line
 
 
@@ -19,3 +21,18 @@ def test_summary_line():
     assert summary_line("decode", 5, 2, 1, started=10.0, end=12.5) == (
         "decode: done 5, skipped 2, failed 1 in 2.5 s"
     )
+
+
+def test_tally_counts_each_outcome_across_inputs():
+    from espnet2_echat.progress import Tally
+
+    tally = Tally()
+    tally.begin(3, "first")
+    tally.add("done", 2)
+    tally.add("failed")
+    tally.begin(None, "second")  # unknown total: count and rate only
+    tally.add("skipped")
+    line = tally.summary("x")
+    assert line.startswith("x: done 2, skipped 1, failed 1 in ")
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        tally.add("lost")

@@ -9,8 +9,6 @@ import argparse
 import logging
 from typing import List, Optional
 
-from espnet2_echat.convert.cosyvoice import convert_cosyvoice_cli
-
 
 def get_parser() -> argparse.ArgumentParser:
     """Command-line options."""
@@ -52,6 +50,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     args = get_parser().parse_args(cmd)
+    # imported after parsing, not at the top: --help must not import torch/transformers
+    from espnet2_echat.convert.cosyvoice import convert_cosyvoice_cli
     convert_cosyvoice_cli(**vars(args))
 
 

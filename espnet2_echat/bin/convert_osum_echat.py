@@ -3,8 +3,6 @@
 import argparse
 import logging
 
-from espnet2_echat.convert.osum_echat import convert_osum_echat
-
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -21,6 +19,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(cmd)
+    # imported after parsing, not at the top: --help must not import torch/transformers
+    from espnet2_echat.convert.osum_echat import convert_osum_echat
     convert_osum_echat(args.osum_checkpoint, args.osum_config, args.llm_dir, args.out_dir, args.dtype)
 
 

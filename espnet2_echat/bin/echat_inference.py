@@ -19,7 +19,6 @@ import sys
 from espnet2.utils.types import str2bool, str_or_none
 
 from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
-from espnet2_echat.inference.batch_decode import inference
 from espnet2_echat.inference.serving_options import add_token2wav_arguments
 from espnet2_echat.data.task_registry import TASK_NAMES, THINK_MODES
 
@@ -94,6 +93,9 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> int:
     """Decode; exit status 1 (after decoding every good utterance) when any failed."""
     args = vars(get_parser().parse_args(cmd))
+    # imported after parsing, not at the top: --help must not import torch/transformers
+    from espnet2_echat.inference.batch_decode import inference
+
     logging.basicConfig(
         level=args.pop("log_level"),
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",

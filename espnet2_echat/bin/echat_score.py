@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet2_echat.progress import Tally
 from espnet2_echat.scoring.judge import DIMENSIONS
 from espnet2_echat.scoring.score_decode import (
     DEFAULT_RUBRIC,
@@ -115,10 +116,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         key_file=args.key_file,
         dnsmos=args.dnsmos,
     )
-    results = score_decode_dir(args.data_dir, args.decode_dir, args.out_dir, opts)
+    tally = Tally()
+    results = score_decode_dir(args.data_dir, args.decode_dir, args.out_dir, opts, tally)
     json.dump(results, sys.stdout, ensure_ascii=False, indent=1)
     sys.stdout.write("\n")
     failed = results["info"].get("num_errors", 0)
+    print(tally.summary("echat_score"), file=sys.stderr)
     if failed:
         print(
             f"echat_score: {failed} of {results['num_utts']} utterances could not be scored; "

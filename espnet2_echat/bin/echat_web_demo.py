@@ -11,7 +11,6 @@ from espnet2.utils.types import str2bool
 
 from espnet2_echat.inference.serving_options import add_limit_arguments, add_model_arguments, parse_serving_args
 from espnet2_echat.inference.request_limits import RequestLimits
-from espnet2_echat.inference.web_demo import launch
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -30,6 +29,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd=None):
     args, limits = parse_serving_args(get_parser(), cmd)
+    # imported after parsing, not at the top: --help must not import gradio/torch
+    from espnet2_echat.inference.web_demo import launch
+
     launch(limits=limits, **args)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from espnet2_echat.data.speech_tokenizer import extract_speech_tokens, load_speech_tokenizer
+from espnet2_echat.progress import Tally
 from espnet2_echat.safety.atomic import atomic_write_text
 
 
@@ -28,19 +29,20 @@ def get_parser() -> argparse.ArgumentParser:
         default="speech_tokenizer_v1_25hz",
         help="s3tokenizer architecture name (OSUM-EChat: speech_tokenizer_v1_25hz)",
     )
+    parser.add_argument("--log_level", default="INFO", help="WARNING: no progress bar")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Tokenise every given data dir; 1 when an utterance failed (each dir lists its own
     in ``speech_token_errors``; every other utterance gets its tokens)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
     tokenizer = load_speech_tokenizer(args.tokenizer, args.model_file, args.s3_name)
-    failed = 0
+    failed, tally = 0, Tally()
     for data_dir in args.data_dir:
         errors: Dict[str, str] = {}
-        extract_speech_tokens(data_dir, tokenizer, errors=errors)
+        extract_speech_tokens(data_dir, tokenizer, errors=errors, tally=tally)
         atomic_write_text(
             data_dir / "speech_token_errors",
             "".join(f"{u} {' '.join(r.split())}\n" for u, r in sorted(errors.items())),
@@ -48,6 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for utt, reason in sorted(errors.items()):
             logging.error(reason)
         failed += len(errors)
+    print(tally.summary("extract_speech_tokens"), file=sys.stderr)
     if failed:
         print(f"extract_speech_tokens: {failed} utterance(s) got no tokens; see "
               "speech_token_errors in each data dir", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import List, Optional
 
 from espnet2_echat.data.datadir import DataDirError
 from espnet2_echat.data.format_audio import format_history, format_wav_scp
+from espnet2_echat.progress import Tally
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -30,20 +31,22 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fs", type=int, default=16000, help="output sample rate")
     parser.add_argument("--segments", type=Path, default=None, help="Kaldi segments file")
     parser.add_argument("--progress_every", type=int, default=100, help="log every N entries")
+    parser.add_argument("--log_level", default="INFO", help="WARNING: no progress bar")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Format one scp; return the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     parser = get_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
     if args.jobs_file is not None:
         jobs = [line.split() for line in args.jobs_file.read_text().splitlines() if line.strip()]
     elif args.scp is not None and args.out_dir is not None:
         jobs = [[str(args.scp), str(args.out_dir)] + ([str(args.segments)] if args.segments else [])]
     else:
         parser.error("give SCP OUT_DIR or --jobs_file")
+    tally = Tally()
     for job in jobs:
         if len(job) not in (2, 3):
             print(f"format_wav_scp: {args.jobs_file}: expected 'SCP OUT_DIR [SEGMENTS]', got {job}",
@@ -52,13 +55,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         scp, out_dir, segments = Path(job[0]), Path(job[1]), (Path(job[2]) if len(job) > 2 else None)
         try:
             if str(segments) == "history":
-                n, dropped = format_history(scp, out_dir, args.fs)
+                n, dropped = format_history(scp, out_dir, args.fs, tally)
             else:
-                n, dropped = format_wav_scp(scp, out_dir, args.fs, segments, args.progress_every)
+                n, dropped = format_wav_scp(
+                    scp, out_dir, args.fs, segments, args.progress_every, tally
+                )
         except (OSError, ValueError, DataDirError) as e:
             print(f"format_wav_scp: {e}", file=sys.stderr)
             return 1
         print(f"{scp}: {n} written, {len(dropped)} dropped")
+    print(tally.summary("format_wav_scp"), file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet2_echat.data.osum_format import osum_to_datadir
+from espnet2_echat.progress import Tally
 from espnet2_echat.safety.atomic import atomic_write_text
 
 ERROR_LIST = "conversion_errors"  # one problem a line, beside the data dir's files
@@ -36,18 +37,21 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder that relative raw wav paths start from " "(default: the list's folder)",
     )
+    parser.add_argument("--log_level", default="INFO", help="WARNING: no progress bar")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Convert; return 1 if any sample had an error."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(argv)
-    errors = osum_to_datadir(args.data_type, args.input, args.out_dir, args.wav_root)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    tally = Tally()
+    errors = osum_to_datadir(args.data_type, args.input, args.out_dir, args.wav_root, tally)
     for error in errors:
         print(error, file=sys.stderr)
     error_list = args.out_dir / ERROR_LIST
     atomic_write_text(error_list, "".join(f"{' '.join(e.split())}\n" for e in errors))
+    print(tally.summary("osum_to_datadir"), file=sys.stderr)
     if errors:
         print(f"osum_to_datadir: {len(errors)} problem(s); every good sample was written "
               f"to {args.out_dir}; see {error_list}", file=sys.stderr)

@@ -11,6 +11,7 @@ Examples::
     python -m espnet2_echat.bin.task_registry decode-files   # text think token_int ...
     python -m espnet2_echat.bin.task_registry sets           # "suffix<TAB>task<TAB>think<TAB>tag"
     python -m espnet2_echat.bin.task_registry tasks          # the --task names
+    python -m espnet2_echat.bin.task_registry speech-token-num 4096   # -> 4097 (K+1)
 
 It imports nothing but the registry, so it answers in well under a second.
 """
@@ -31,6 +32,7 @@ from espnet2_echat.data.task_registry import (
     check_task,
     data_set_of,
 )
+from espnet2_echat.data.speech_ids import SpeechIds
 
 
 def decode_task(set_name: str, think: str) -> Optional[str]:
@@ -72,6 +74,10 @@ def get_parser() -> argparse.ArgumentParser:
     sub.add_parser("decode-files", help="files echat_inference writes")
     sub.add_parser("sets", help="data-set kinds: suffix, task, think, tag")
     sub.add_parser("tasks", help="the --task names")
+    p = sub.add_parser(
+        "speech-token-num", help="the config's speech_token_num (K+1) for K speech tokens"
+    )
+    p.add_argument("num_tokens", type=int, help="K, the speech tokenizer's vocabulary")
     return parser
 
 
@@ -89,6 +95,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             lines = [" ".join(DECODE_FILES)]
         elif args.command == "sets":
             lines = [f"{s.suffix}\t{s.task}\t{s.think}\t{s.tag}" for s in DATA_SETS]
+        elif args.command == "speech-token-num":
+            lines = [str(SpeechIds(num_tokens=args.num_tokens).speech_token_num)]
         else:
             lines = [" ".join(TASK_NAMES)]
     except ValueError as e:

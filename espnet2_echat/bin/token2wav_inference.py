@@ -12,7 +12,6 @@ from typing import List, Optional
 from espnet2.utils.types import str2bool
 
 from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
-from espnet2_echat.inference.token2wav import synthesize_speech_token_file
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -88,6 +87,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
     args = vars(get_parser().parse_args(cmd))
+    # imported after parsing, not at the top: --help must not import torch/transformers
+    from espnet2_echat.inference.token2wav import synthesize_speech_token_file
     set_nthreads(args.pop("nthreads"))
     synthesize_speech_token_file(**args)
 

@@ -3,8 +3,6 @@
 import argparse
 import logging
 
-from espnet2_echat.convert.speaker_prompt import store_speaker_prompt
-
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -26,6 +24,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     a = get_parser().parse_args(cmd)
+    # imported after parsing, not at the top: --help must not import torch/transformers
+    from espnet2_echat.convert.speaker_prompt import store_speaker_prompt
     store_speaker_prompt(a.train_config, a.model_file, a.prompt_wav, a.out_dir,
                          a.prompt_speech_token, a.prompt_embedding, a.onnx_dir)
 

@@ -12,11 +12,18 @@ Fine-tune converted CosyVoice weights with ``--init_param exp/cosyvoice/model.pt
 
 from typing import List, Optional
 
-from espnet2_echat.tasks.token2wav import token2wav_task_for
+from espnet2_echat.task_help import answer_help
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    """Entry point: pick the task for ``train_part`` and run ESPnet's ``AbsTask.main``."""
+    """Entry point: pick the task for ``train_part`` and run ESPnet's ``AbsTask.main``.
+
+    ``--help`` alone prints the stored text of ``Token2WavTask``'s parser
+    (``espnet2_echat.task_help``) without importing ESPnet's trainer.
+    """
+    answer_help("token2wav_train", cmd)
+    from espnet2_echat.tasks.token2wav import token2wav_task_for
+
     token2wav_task_for(cmd).main(cmd=cmd)
 
 

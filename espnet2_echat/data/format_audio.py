@@ -27,6 +27,7 @@ import soundfile
 
 from espnet2_echat.data.audio import resample, write_pcm16
 from espnet2_echat.data.datadir import read_kaldi_map
+from espnet2_echat.progress import Tally
 
 
 class AudioReadError(Exception):
@@ -113,11 +114,14 @@ def format_wav_scp(
     fs: int = 16000,
     segments_path: Optional[Path] = None,
     progress_every: int = 100,
+    tally: Optional[Tally] = None,
 ) -> Tuple[int, List[Tuple[str, str]]]:
     """Write ``out_dir/{wav.scp, utt2num_samples, dropped}`` and the wavs in ``out_dir/data``.
 
-    Returns ``(number written, [(uttid, reason), ...] dropped)``.
+    Returns ``(number written, [(uttid, reason), ...] dropped)``; ``tally`` (a progress bar
+    and counts) counts each entry as done or failed (dropped).
     """
+    tally = Tally() if tally is None else tally
     out_dir = Path(out_dir)
     wav_dir = out_dir / "data"
     wav_dir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +132,7 @@ def format_wav_scp(
     num_samples: Dict[str, str] = {}
     dropped: List[Tuple[str, str]] = []
     cache: Tuple[str, Optional[Tuple[np.ndarray, int]]] = ("", None)
+    tally.begin(total, f"formatting {scp_path}")
     for i, (utt, value, seg) in enumerate(_items(scp, segments), 1):
         try:
             if seg is not None and not value:
@@ -151,11 +156,14 @@ def format_wav_scp(
             write_pcm16(path, wav, fs)
             written[utt] = str(path)
             num_samples[utt] = str(len(wav))
+            tally.add("done")
         except AudioReadError as e:
             dropped.append((utt, str(e)))
+            tally.add("failed")
             logging.warning("%s: %s dropped: %s", scp_path, utt, e)
         if progress_every and (i % progress_every == 0 or i == total):
             logging.info("%s: %d/%d done, %d dropped", scp_path, i, total, len(dropped))
+    tally.end()
     _write_map(out_dir / "wav.scp", written)
     _write_map(out_dir / "utt2num_samples", num_samples)
     _write_map(out_dir / "dropped", {u: " ".join(r.split()) for u, r in dropped})
@@ -168,21 +176,26 @@ def _write_map(path: Path, entries: Dict[str, str]) -> None:
             f.write(f"{key} {entries[key]}\n")
 
 
-def format_history(history_path: Path, out_dir: Path, fs: int = 16000) -> Tuple[int, List[Tuple[str, str]]]:
+def format_history(
+    history_path: Path, out_dir: Path, fs: int = 16000, tally: Optional[Tally] = None
+) -> Tuple[int, List[Tuple[str, str]]]:
     """Format the audio of every past turn of a ``history`` file.
 
     Writes ``out_dir/history`` (the same turns, audio paths pointing at 16 kHz mono wavs
     under ``out_dir/data``), ``out_dir/dropped`` (utterances with unreadable turn audio)
     and returns ``(utterances written, dropped)``. A file shared by several turns is
-    formatted once.
+    formatted once. ``tally`` counts each utterance as done or failed (dropped).
     """
+    tally = Tally() if tally is None else tally
     out_dir = Path(out_dir)
     wav_dir = out_dir / "data"
     wav_dir.mkdir(parents=True, exist_ok=True)
     done: Dict[str, str] = {}
     written: Dict[str, str] = {}
     dropped: List[Tuple[str, str]] = []
-    for utt, value in read_kaldi_map(Path(history_path)).items():
+    entries = read_kaldi_map(Path(history_path))
+    tally.begin(len(entries), f"formatting {history_path}")
+    for utt, value in entries.items():
         try:
             turns = json.loads(value)
             for i, turn in enumerate(turns):
@@ -200,9 +213,12 @@ def format_history(history_path: Path, out_dir: Path, fs: int = 16000) -> Tuple[
                         done[src] = str(path)
                     turn[key] = done[src]
             written[utt] = json.dumps(turns, ensure_ascii=False)
+            tally.add("done")
         except (AudioReadError, json.JSONDecodeError, AttributeError, TypeError) as e:
             dropped.append((utt, str(e)))
+            tally.add("failed")
             logging.warning("%s: %s dropped: %s", history_path, utt, e)
+    tally.end()
     _write_map(out_dir / "history", written)
     _write_map(out_dir / "dropped", {u: " ".join(r.split()) for u, r in dropped})
     return len(written), dropped

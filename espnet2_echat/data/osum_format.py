@@ -43,7 +43,7 @@ import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import soundfile
 
@@ -58,6 +58,7 @@ from espnet2_echat.data.task_registry import (
     UNDERSTANDING_TAGS,
     tag_label_files,
 )
+from espnet2_echat.progress import Tally
 from espnet2_echat.safety.names import name_problem
 
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "m4a", "ogg", "opus", "wma")
@@ -529,22 +530,33 @@ def _read_combine_jsonl(path: Path, errors: List[str]) -> Dict[str, Dict[str, ob
 
 
 def osum_to_datadir(
-    data_type: str, input_path: Path, out_dir: Path, wav_root: Optional[Path] = None
+    data_type: str,
+    input_path: Path,
+    out_dir: Path,
+    wav_root: Optional[Path] = None,
+    tally: Optional[Tally] = None,
 ) -> List[str]:
     """Convert an OSUM raw list or shard/combine list into a data dir.
 
     Audio stays where it is for raw lists; tar audio is extracted under
     ``out_dir/audio/``. Returns the errors (each names its file and line, or tar and
-    member); every sample without an error is converted.
+    member); every sample without an error is converted. ``tally`` (a progress bar and
+    counts) counts each sample as done or failed (a line or tar member that could not be
+    read counts as one failed sample); the bar knows its total for raw lists only.
     """
+    tally = Tally() if tally is None else tally
     out_dir = Path(out_dir)
     errors: List[str] = []
     if data_type == "raw":
         samples = read_raw(Path(input_path), errors, wav_root)
+        with open(input_path, encoding="utf-8") as f:
+            total: Optional[int] = sum(1 for line in f if line.strip())
     elif data_type == "shard":
         samples = read_shard_list(Path(input_path), out_dir / "audio", errors)
+        total = None
     else:
         raise ValueError(f"data_type must be raw or shard, got {data_type!r}")
+    tally.begin(total, f"converting {input_path}", unit="sample")
     utts: Dict[str, Dict[str, str]] = {}
     for sample in samples:
         try:
@@ -554,8 +566,11 @@ def osum_to_datadir(
             if problem:
                 raise SampleError(f"key {problem}; expected a plain name (it is the utterance id)")
             utts[sample.key] = sample_to_record(sample)
+            tally.add("done")
         except (SampleError, KeyError, ValueError, TypeError) as e:
             errors.append(f"{input_path}: sample {sample.key}: {e}")
+    tally.add("failed", len(errors))  # unreadable lines/members and unconvertible samples
+    tally.end()
     write_data_dir(out_dir, utts)
     problems = validate_data_dir(out_dir, require_speech_tokens=False)
     errors += [f"{out_dir}/{p}" for p in problems]
@@ -579,34 +594,56 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _write_tar(tar_path: Path, samples: Sequence[OsumSample], meta_only: bool) -> None:
+def _members(s: OsumSample, meta_only: bool) -> List[Tuple[str, bytes]]:
+    """The tar members of one sample (audio read here, so a bad file fails only its sample)."""
+    members: List[Tuple[str, bytes]] = []
+    extra = dict(s.extra)
+    duration = extra.pop("duration", 0)
+    if not meta_only:
+        members += [
+            (f"{s.key}.txt", s.txt.encode("utf-8")),
+            (f"{s.key}.task", s.task.encode("utf-8")),
+        ]
+        for name, key in (
+            ("lang", "lang"), ("speaker", "speaker"), ("emotion", "q_emotion"), ("gender", "gender")
+        ):
+            members.append((f"{s.key}.{name}", str(extra.get(key, "none")).encode("utf-8")))
+        members.append((f"{s.key}.duration", str(duration).encode("utf-8")))
+        members.append((f"{s.key}.extra", json.dumps(extra, ensure_ascii=False).encode("utf-8")))
+    if s.wav:
+        members.append((f"{s.key}.wav", _wav_bytes(s.wav)))
+    elif meta_only:
+        # a combine reader only sees keys present in the tar; a text-only sample
+        # keeps its .txt there (the reference gives it dummy audio at load time)
+        members.append((f"{s.key}.txt", s.txt.encode("utf-8")))
+    for n, path in sorted(s.history_wavs.items()):
+        members.append((f"{s.key}.wav_{n}", _wav_bytes(path)))
+        if not meta_only:
+            members.append((f"{s.key}.txt_{n}", str(s.extra[f"txt_{n}"]).encode("utf-8")))
+    return members
+
+
+def _write_tar(
+    tar_path: Path,
+    samples: Sequence[OsumSample],
+    meta_only: bool,
+    fail: Callable[[OsumSample, Exception], None],
+) -> List[OsumSample]:
+    """Write the samples' members to ``tar_path``; return those written (``fail`` gets the
+    others)."""
+    written = []
     with tarfile.open(tar_path, "w") as tar:
         for s in samples:
-            extra = dict(s.extra)
-            duration = extra.pop("duration", 0)
-            if not meta_only:
-                _add(tar, f"{s.key}.txt", s.txt.encode("utf-8"))
-                _add(tar, f"{s.key}.task", s.task.encode("utf-8"))
-                for name, key in (
-                    ("lang", "lang"),
-                    ("speaker", "speaker"),
-                    ("emotion", "q_emotion"),
-                    ("gender", "gender"),
-                ):
-                    _add(tar, f"{s.key}.{name}", str(extra.get(key, "none")).encode("utf-8"))
-                _add(tar, f"{s.key}.duration", str(duration).encode("utf-8"))
-                _add(tar, f"{s.key}.extra", json.dumps(extra, ensure_ascii=False).encode("utf-8"))
-            if s.wav:
-                _add(tar, f"{s.key}.wav", _wav_bytes(s.wav))
-            elif meta_only:
-                # a combine reader only sees keys present in the tar; a text-only sample
-                # keeps its .txt there (the reference gives it dummy audio at load time)
-                _add(tar, f"{s.key}.txt", s.txt.encode("utf-8"))
-            for n, path in sorted(s.history_wavs.items()):
-                _add(tar, f"{s.key}.wav_{n}", _wav_bytes(path))
-                if not meta_only:
-                    _add(tar, f"{s.key}.txt_{n}", str(s.extra[f"txt_{n}"]).encode("utf-8"))
+            try:
+                members = _members(s, meta_only)
+            except (OSError, RuntimeError, ValueError) as e:  # unreadable audio
+                fail(s, e)
+                continue
+            for name, data in members:
+                _add(tar, name, data)
+            written.append(s)
     (tar_path.parent / f"{tar_path.name}.finished").touch()
+    return written
 
 
 def datadir_to_osum(
@@ -614,6 +651,8 @@ def datadir_to_osum(
     data_type: str,
     out_dir: Path,
     utts_per_shard: int = UTTS_PER_SHARD,
+    errors: Optional[List[str]] = None,
+    tally: Optional[Tally] = None,
 ) -> Path:
     """Write data dirs as an OSUM raw list, shards or combine lists; return the list file.
 
@@ -621,49 +660,79 @@ def datadir_to_osum(
     * ``shard``: ``out_dir/shard_%09d.tar`` (+ ``.finished``) and ``shards_list.txt``.
     * ``combine``: ``out_dir/tars/shard_%09d.tar`` (audio only), per-tar JSONL
       ``out_dir/shard_%09d.list``, ``combines_list.txt``, ``combines_tar_root.txt``.
+
+    With ``errors`` given, an utterance that cannot be converted (its labels, or its audio
+    when packing tars) is recorded there (naming dir and utterance) and left out, and the
+    others are written; without it the first such utterance raises. ``tally`` (a progress
+    bar and counts) counts each utterance as done or failed.
     """
+    tally = Tally() if tally is None else tally
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if data_type not in ("raw", "shard", "combine"):
+        raise ValueError(f"data_type must be raw, shard or combine, got {data_type!r}")
+    origin: Dict[int, Path] = {}
+
+    def fail(where: Path, utt: str, e: Exception) -> None:
+        if errors is None:
+            raise e
+        errors.append(f"{where}: utt {utt}: {' '.join(str(e).split())}")
+        tally.add("failed")
+
     samples: List[OsumSample] = []
     for data_dir in data_dirs:
         files = load_data_dir(data_dir, require_speech_tokens=False)
         for utt in sorted(files["task"]):
             rec = {name: values[utt] for name, values in files.items() if utt in values}
-            samples.append(record_to_sample(utt, rec))
+            try:
+                samples.append(record_to_sample(utt, rec))
+            except (SampleError, KeyError, ValueError, TypeError) as e:
+                fail(Path(data_dir), utt, e)
+                continue
+            origin[id(samples[-1])] = Path(data_dir)
+    tally.begin(len(samples), f"writing {data_type} to {out_dir}")
     if data_type == "raw":
         path = out_dir / "data.list"
         with open(path, "w", encoding="utf-8") as f:
             for s in samples:
                 f.write(json.dumps(s.to_json(), ensure_ascii=False) + "\n")
+                tally.add("done")
+        tally.end()
         return path
+
+    def packed(tar_path: Path, chunk: Sequence[OsumSample], meta_only: bool) -> List[OsumSample]:
+        written = _write_tar(
+            tar_path, chunk, meta_only, lambda s, e: fail(origin[id(s)], s.key, e)
+        )
+        tally.add("done", len(written))
+        return written
+
     chunks = [samples[i : i + utts_per_shard] for i in range(0, len(samples), utts_per_shard)]
     if data_type == "shard":
         tars = []
         for i, chunk in enumerate(chunks):
             tar_path = out_dir / f"shard_{i:09d}.tar"
-            _write_tar(tar_path, chunk, meta_only=False)
+            packed(tar_path, chunk, meta_only=False)
             tars.append(str(tar_path.resolve()))
         path = out_dir / "shards_list.txt"
         path.write_text("".join(t + "\n" for t in tars), encoding="utf-8")
+        tally.end()
         return path
-    if data_type == "combine":
-        tar_dir = out_dir / "tars"
-        tar_dir.mkdir(exist_ok=True)
-        lists = []
-        for i, chunk in enumerate(chunks):
-            name = f"shard_{i:09d}"
-            _write_tar(tar_dir / f"{name}.tar", chunk, meta_only=True)
-            with open(out_dir / f"{name}.list", "w", encoding="utf-8") as f:
-                for s in chunk:
-                    obj = s.to_json()
-                    obj["wav"] = "only-meta"
-                    obj["tar_path_key"] = str((tar_dir / f"{name}.tar").resolve())
-                    f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            lists.append(str((out_dir / f"{name}.list").resolve()))
-        (out_dir / "combines_tar_root.txt").write_text(
-            str(tar_dir.resolve()) + "\n", encoding="utf-8"
-        )
-        path = out_dir / "combines_list.txt"
-        path.write_text("".join(p + "\n" for p in lists), encoding="utf-8")
-        return path
-    raise ValueError(f"data_type must be raw, shard or combine, got {data_type!r}")
+    tar_dir = out_dir / "tars"
+    tar_dir.mkdir(exist_ok=True)
+    lists = []
+    for i, chunk in enumerate(chunks):
+        name = f"shard_{i:09d}"
+        written = packed(tar_dir / f"{name}.tar", chunk, meta_only=True)
+        with open(out_dir / f"{name}.list", "w", encoding="utf-8") as f:
+            for s in written:
+                obj = s.to_json()
+                obj["wav"] = "only-meta"
+                obj["tar_path_key"] = str((tar_dir / f"{name}.tar").resolve())
+                f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        lists.append(str((out_dir / f"{name}.list").resolve()))
+    (out_dir / "combines_tar_root.txt").write_text(str(tar_dir.resolve()) + "\n", encoding="utf-8")
+    path = out_dir / "combines_list.txt"
+    path.write_text("".join(p + "\n" for p in lists), encoding="utf-8")
+    tally.end()
+    return path

@@ -25,11 +25,11 @@ import logging
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Protocol
 
-import librosa
 import numpy as np
 
 from espnet2_echat.data.audio import load_audio, resample
 from espnet2_echat.data.datadir import read_kaldi_map, write_kaldi_map
+from espnet2_echat.progress import Tally
 
 FS = 16000
 TOKEN_RATE = 25  # tokens per second, as CosyVoice-300M-25Hz
@@ -65,6 +65,8 @@ class StandInSpeechTokenizer:
     @classmethod
     def features(cls, wav: np.ndarray) -> np.ndarray:
         """Log-mel frames (T, 80) of a 16 kHz waveform, T = 1 + len // 640."""
+        import librosa  # here: librosa (with scipy) costs ~1.5 s, more than a CLI's --help
+
         mel = librosa.feature.melspectrogram(
             y=np.asarray(wav, dtype=np.float64),
             sr=FS,
@@ -193,6 +195,7 @@ def extract_speech_tokens(
     tokenizer: SpeechTokenizer,
     audio_loader: Callable[[str], np.ndarray] = load_audio,
     errors: Optional[Dict[str, str]] = None,
+    tally: Optional[Tally] = None,
 ) -> int:
     """Write ``speech_token`` (and fill ``history`` token lists) of one data dir.
 
@@ -202,8 +205,10 @@ def extract_speech_tokens(
 
     With ``errors`` given, an utterance whose audio is missing or unreadable (or gives no
     tokens) is recorded there (``uttid -> reason``) and left without tokens, and the others
-    are still written; without it the first such utterance raises.
+    are still written; without it the first such utterance raises. ``tally`` (a progress
+    bar and counts) counts each utterance: done, skipped (its task makes no speech) or failed.
     """
+    tally = Tally() if tally is None else tally
     data_dir = Path(data_dir)
     tasks = read_kaldi_map(data_dir / "task")
     sources: Dict[str, str] = {}
@@ -211,8 +216,10 @@ def extract_speech_tokens(
         if (data_dir / name).is_file():
             sources.update(read_kaldi_map(data_dir / name))
     tokens: Dict[str, str] = {}
+    tally.begin(len(tasks), f"speech tokens of {data_dir}")
     for utt, task in tasks.items():
         if not _needs_tokens(task):
+            tally.add("skipped")
             continue
         try:
             if utt not in sources:
@@ -229,8 +236,11 @@ def extract_speech_tokens(
             if errors is None:
                 raise
             errors[utt] = str(e)
+            tally.add("failed")
             continue
         tokens[utt] = " ".join(map(str, ids))
+        tally.add("done")
+    tally.end()
     if tokens:
         write_kaldi_map(data_dir / "speech_token", tokens)
     if (data_dir / "history").is_file():

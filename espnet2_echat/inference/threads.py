@@ -11,8 +11,6 @@ import argparse
 import os
 from typing import Optional
 
-import torch
-
 
 def default_nthreads() -> int:
     """``OMP_NUM_THREADS`` if set, else the number of CPUs in this process's affinity mask."""
@@ -34,6 +32,8 @@ def set_nthreads(nthreads: Optional[int] = None) -> int:
     n = default_nthreads() if nthreads is None else nthreads
     if n < 1:
         raise ValueError(f"nthreads must be >= 1, got {n}")
+    import torch  # here, so that the CLIs' --help does not import torch
+
     torch.set_num_threads(n)
     return n
 

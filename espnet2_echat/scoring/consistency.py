@@ -23,6 +23,7 @@ from typing import Dict, List, Mapping, Optional, Protocol
 
 import numpy as np
 
+from espnet2_echat.progress import progress_bar
 from espnet2_echat.wheel_assets import WHEEL_WHISPER_BASE, wheel_whisper_base_dir
 from espnet2_echat.scoring.mos import MOS_KEYS, dnsmos
 from espnet2_echat.scoring.normalize import has_cjk
@@ -198,11 +199,14 @@ def score_consistency(
     stats: List[SilenceStats] = []
     asr: Dict[str, str] = {}
     mos: List[Dict[str, float]] = []
+    bar = progress_bar(len(utts), "scoring generated audio")
     for utt in list(utts):
+        bar.update(1)
         try:
             wav = read_wav(wav_scp[utt], utt)
         except RuntimeError as e:
             if errors is None:
+                bar.close()
                 raise
             errors[utt] = str(e)
             utts.remove(utt)
@@ -212,6 +216,7 @@ def score_consistency(
             mos.append(scores)
         if transcriber is not None:
             asr[utt] = transcriber(wav, "zh" if has_cjk(refs[utt]) else "en")
+    bar.close()
     if not stats:
         raise ValueError(f"none of the {len(refs)} generated wavs could be read")
     refs = {u: refs[u] for u in utts}

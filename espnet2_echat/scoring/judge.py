@@ -33,6 +33,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import yaml
 
+from espnet2_echat.progress import progress_bar
+
 DIMENSIONS = ("emotion", "age", "gender", "event", "multi")
 ENV_BASE_URL = "ECHAT_JUDGE_BASE_URL"
 ENV_API_KEY = "ECHAT_JUDGE_API_KEY"
@@ -361,8 +363,10 @@ def judge_samples(
     log = open(log_path, "w", encoding="utf-8") if log_path else None
     deadline = clock() + time_budget_s
     skipped = 0
+    bar = progress_bar(len(samples), "judging")
     try:
         for utt in sorted(samples):
+            bar.update(1)
             for dim in dimensions_for(samples[utt], dimensions):
                 if clock() > deadline:
                     failed[dim] += 1
@@ -378,6 +382,7 @@ def judge_samples(
                     log.write(json.dumps(record, ensure_ascii=False) + "\n")
                     log.flush()
     finally:
+        bar.close()
         if log:
             log.close()
     if skipped:

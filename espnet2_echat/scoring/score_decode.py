@@ -32,6 +32,7 @@ from espnet2.fileio.read_text import read_2columns_text
 from espnet2_echat.data.cot import parse_tag_think
 from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, split_leading_tag
 from espnet2_echat.data.task_registry import DECODE_FILES, SAMPLE_FILES
+from espnet2_echat.progress import Tally
 from espnet2_echat.safety.atomic import atomic_write_text
 from espnet2_echat.scoring import classification, consistency, cot_fields
 from espnet2_echat.scoring.judge import (
@@ -124,9 +125,17 @@ def _build_judge(option: str):
 
 
 def score_decode_dir(
-    data_dir: Path, decode_dir: Path, out_dir: Path, opts: ScoreOptions
+    data_dir: Path,
+    decode_dir: Path,
+    out_dir: Path,
+    opts: ScoreOptions,
+    tally: Optional[Tally] = None,
 ) -> dict:
-    """Score a decode dir against its data dir; writes and returns the results dict."""
+    """Score a decode dir against its data dir; writes and returns the results dict.
+
+    ``tally`` gets each utterance's outcome: done, skipped (no output in the decode dir,
+    scored as empty) or failed (listed in ``out_dir/errors``).
+    """
     data_dir, decode_dir, out_dir = Path(data_dir), Path(decode_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = read_dir(data_dir, _DATA_FILES)
@@ -233,6 +242,12 @@ def score_decode_dir(
                 )
             info["asr_model"] = opts.asr_model
     info["num_errors"] = len(errors)
+    if tally is not None:
+        failed = set(errors)
+        skipped = set(missing) - failed
+        tally.add("failed", len(failed))
+        tally.add("skipped", len(skipped))
+        tally.add("done", len(set(utts) - failed - skipped))
     results = {
         "task": spec.name,
         "num_utts": len(utts),

@@ -51,9 +51,10 @@ def scp(tmp_path):
     return path
 
 
-def test_every_kind_of_entry_becomes_16k_mono(scp, tmp_path):
+def test_every_kind_of_entry_becomes_16k_mono(scp, tmp_path, capsys):
     out = tmp_path / "out"
     assert format_main([str(scp), str(out)]) == 0
+    assert "format_wav_scp: done 6, skipped 0, failed 2 in " in capsys.readouterr().err
     written = read_kaldi_map(out / "wav.scp")
     assert sorted(written) == list("abcdef")
     lengths = read_kaldi_map(out / "utt2num_samples")
@@ -111,7 +112,7 @@ def test_mp4_pipe_as_meld_writes_it(tmp_path):
     assert (info.samplerate, info.channels) == (16000, 1) and info.duration > 0.3
 
 
-def test_history_turn_audio_is_formatted(tmp_path):
+def test_history_turn_audio_is_formatted(tmp_path, capsys):
     import json
 
     soundfile.write(tmp_path / "u24k.wav", tone(24000, 0.5), 24000)
@@ -129,3 +130,4 @@ def test_history_turn_audio_is_formatted(tmp_path):
     assert (info.samplerate, info.channels) == (16000, 1) and turns[0]["reply"] == "hello"
     dropped = read_kaldi_map(tmp_path / "out" / "dropped")
     assert list(dropped) == ["u2"] and "history turn 0 reply_wav" in dropped["u2"]
+    assert "format_wav_scp: done 1, skipped 0, failed 1 in " in capsys.readouterr().err

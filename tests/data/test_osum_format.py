@@ -125,6 +125,25 @@ def test_raw_round_trip_is_exact(data_dir: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize("data_type", ["shard", "combine"])
+def test_unreadable_audio_fails_only_its_utterance(data_dir: Path, tmp_path: Path, data_type, capsys):
+    """datadir_to_osum leaves out (and lists) the utterance whose audio is unreadable, writes
+    the others, exits 1, and its summary line counts 8 done and 1 failed."""
+    from espnet2_echat.bin.datadir_to_osum import main
+
+    (tmp_path / "wav" / "a-ag.wav").write_bytes(b"not audio")
+    out = tmp_path / data_type
+    rc = main(["--data_dir", str(data_dir), "--data_type", data_type, "--out_dir", str(out),
+               "--utts_per_shard", "4"])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{data_dir}: utt a-ag:" in err
+    assert "datadir_to_osum: done 8, skipped 0, failed 1 in " in err
+    list_file = out / ("shards_list.txt" if data_type == "shard" else "combines_list.txt")
+    assert osum_to_datadir("shard", list_file, tmp_path / "back") == []
+    back = load_data_dir(tmp_path / "back")["task"]
+    assert "a-ag" not in back and len(back) == 8
+
+
+@pytest.mark.parametrize("data_type", ["shard", "combine"])
 def test_tar_round_trip(data_dir: Path, tmp_path: Path, data_type: str):
     list_file = datadir_to_osum([data_dir], data_type, tmp_path / data_type, utts_per_shard=4)
     assert len(list_file.read_text().splitlines()) == 3  # 9 utterances, 4 per tar

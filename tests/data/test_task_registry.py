@@ -161,6 +161,7 @@ def test_cli_answers_the_shell(tmp_path):
     assert ask("tag", "s2s", "--history") == ["<S2TCHAT> <TEXT2TOKEN> <HISTORY>"]
     assert ask("decode-files") == ["text think token_int speech_token wav.scp"]
     assert len(ask("sets")) == len(reg.DATA_SETS)
+    assert ask("speech-token-num", "4096") == ["4097"]  # the released model's K+1
     bad = subprocess.run(
         [sys.executable, "-m", "espnet2_echat.bin.task_registry", "tag", "asr", "--think", "tag"],
         capture_output=True, text=True, timeout=60,

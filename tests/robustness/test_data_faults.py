@@ -47,6 +47,7 @@ def test_osum_raw_bad_line_is_listed_and_good_samples_kept(tmp_path, case, capsy
     if case != "duplicate" and case != "bad_label" and "key" not in case:
         assert f"data.list:2:" in err  # file and line
     assert "every good sample was written" in err.splitlines()[-1]
+    assert "osum_to_datadir: done 2, skipped 0, failed 1 in " in err
     assert sorted(read_kaldi_map(out / "task")) == ["good1", "good2"]
     assert message in (out / "conversion_errors").read_text()
     assert not (tmp_path / "evil").exists()
@@ -120,7 +121,8 @@ def test_speech_token_extraction_continues_past_a_bad_utterance(tmp_path, proble
         bad.write_bytes(b"RIFF garbage")
     utts = {"a": {"task": "<TEXT2TOKEN>", "text": "x", "wav.scp": good},
             "b": {"task": "<TEXT2TOKEN>", "text": "y", "wav.scp": str(bad)},
-            "c": {"task": "<TEXT2TOKEN>", "text": "z", "wav.scp": good}}
+            "c": {"task": "<TEXT2TOKEN>", "text": "z", "wav.scp": good},
+            "d": {"task": "<TRANSCRIBE>", "text": "w", "wav.scp": good}}  # no tokens: skipped
     if problem == "no_entry":
         del utts["b"]["wav.scp"]
     write_data_dir(d, utts)
@@ -132,5 +134,7 @@ def test_speech_token_extraction_continues_past_a_bad_utterance(tmp_path, proble
         extract_speech_tokens(d, _Tok())  # without an error list: the first bad one raises
     monkeypatch.setattr(extract_cli, "load_speech_tokenizer", lambda *a: _Tok())
     rc = extract_cli.main(["--data_dir", str(d), "--tokenizer", "standin", "--model_file", "x"])
-    assert rc == 1 and "1 utterance(s) got no tokens" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 1 and "1 utterance(s) got no tokens" in err
+    assert "extract_speech_tokens: done 2, skipped 1, failed 1 in " in err
     assert (d / "speech_token_errors").read_text().startswith("b ")

@@ -200,6 +200,7 @@ def test_scoring_keeps_readable_wavs_and_lists_the_rest(tmp_path, capsys):
     rc = main(["--data_dir", str(data), "--decode_dir", str(dec), "--out_dir", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert rc == 1 and "1 of 3 utterances could not be scored" in err
+    assert "echat_score: done 2, skipped 0, failed 1 in " in err
     results = json.loads((tmp_path / "s" / "results.json").read_text())
     assert results["metrics"]["duration_mean_s"] == pytest.approx(1.0)  # the two good ones
     assert (tmp_path / "s" / "errors").read_text().startswith("b utterance b: cannot read generated audio")

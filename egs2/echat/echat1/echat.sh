@@ -283,8 +283,8 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
     for s in ${tr}; do args+=(--train_data_dir "${dumpdir}/${s}"); done
     for s in ${va}; do args+=(--valid_data_dir "${dumpdir}/${s}"); done
     [ -n "${init}" ] && args+=(--init_param "${init}")
-    # the speech head covers the tokenizer's K codes plus the begin/end marker
-    args+=(--speech_token_num "$((speech_token_vocab + 1))")
+    # the speech head covers the tokenizer's K codes plus the begin/end marker (SpeechIds)
+    args+=(--speech_token_num "$(${python} -m espnet2_echat.bin.task_registry speech-token-num "${speech_token_vocab}")")
     ${use_lora} && args+=(--use_lora true)
     mkdir -p "${exp}"
     local launch_opts=(--cmd "${cuda_cmd} --name $(basename "${exp}")" --log "${exp}/train.log"

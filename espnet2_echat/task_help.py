@@ -1,0 +1,90 @@
+"""``--help`` of the ESPnet-task CLIs (``echat_train``, ``token2wav_train``) without ESPnet.
+
+ESPnet builds a task's parser in ``espnet2.tasks.abs_task``, and importing that module
+imports torch, transformers and ESPnet's layer zoo: 6-10 s before argparse can print a line.
+The parser itself is what ESPnet makes of the task's class choices, so the help text is
+stored (``task_help_text/<cli>.txt``, written by this module from the real parser at 100
+columns) and printed when a CLI is called with ``--help`` alone and the installed ESPnet is
+the version the text was made with; otherwise the real parser answers. Parsing of every
+other command line is the real parser's. ``tests/bin/test_cli_help.py`` checks that each
+stored text equals what the task's parser prints now; after changing a task's options run
+``python -m espnet2_echat.task_help`` to rewrite them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Optional, Sequence
+
+HELP_DIR = Path(__file__).resolve().parent / "task_help_text"
+COLUMNS = 100
+_HEADER = "# espnet=="
+
+
+def _espnet_version() -> str:
+    try:
+        return metadata.version("espnet")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def stored_help(cli: str) -> Optional[str]:
+    """The stored help of ``cli``, or ``None`` when absent or made for another ESPnet."""
+    path = HELP_DIR / f"{cli}.txt"
+    if not path.is_file():
+        return None
+    header, _, text = path.read_text(encoding="utf-8").partition("\n")
+    if header != _HEADER + _espnet_version():
+        return None
+    return text
+
+
+def answer_help(cli: str, cmd: Optional[Sequence[str]]) -> None:
+    """Print the stored help and exit 0 (as argparse does) when ``cmd`` is ``--help`` alone."""
+    args = list(sys.argv[1:] if cmd is None else cmd)
+    if args not in (["-h"], ["--help"]):
+        return
+    text = stored_help(cli)
+    if text is not None:
+        sys.stdout.write(text)
+        raise SystemExit(0)
+
+
+def live_help(cli: str) -> str:
+    """What the task's real parser prints for ``--help`` at :data:`COLUMNS` columns."""
+    if cli == "echat_train":
+        from espnet2_echat.tasks.echat import EChatTask as task
+    elif cli == "token2wav_train":
+        from espnet2_echat.tasks.token2wav import Token2WavTask as task
+    else:
+        raise ValueError(f"no stored help for {cli!r}; known: echat_train, token2wav_train")
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(COLUMNS)
+    try:
+        parser = task.get_parser()
+        parser.prog = f"{cli}.py"
+        return parser.format_help()
+    finally:
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
+
+
+TASK_CLIS = ("echat_train", "token2wav_train")
+
+
+def write_all() -> None:
+    """Rewrite every stored help text from the real parsers."""
+    HELP_DIR.mkdir(exist_ok=True)
+    for cli in TASK_CLIS:
+        text = _HEADER + _espnet_version() + "\n" + live_help(cli)
+        (HELP_DIR / f"{cli}.txt").write_text(text, encoding="utf-8")
+        print(f"wrote {HELP_DIR / f'{cli}.txt'}")
+
+
+if __name__ == "__main__":
+    write_all()
