@@ -4,8 +4,9 @@ ESPnet builds a task's parser in ``espnet2.tasks.abs_task``, and importing that 
 imports torch, transformers and ESPnet's layer zoo: 6-10 s before argparse can print a line.
 The parser itself is what ESPnet makes of the task's class choices, so the help text is
 stored (``task_help_text/<cli>.txt``, written by this module from the real parser at 100
-columns) and printed when a CLI is called with ``--help`` alone and the installed ESPnet is
-the version the text was made with; otherwise the real parser answers. Parsing of every
+columns) and printed when a CLI is called with ``--help`` alone, the installed ESPnet is
+the version the text was made with and the task modules (``tasks/*.py``) are unchanged
+since (a hash of their sources); otherwise the real parser answers. Parsing of every
 other command line is the real parser's. ``tests/bin/test_cli_help.py`` checks that each
 stored text equals what the task's parser prints now; after changing a task's options run
 ``python -m espnet2_echat.task_help`` to rewrite them.
@@ -13,6 +14,7 @@ stored text equals what the task's parser prints now; after changing a task's op
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from importlib import metadata
@@ -31,13 +33,21 @@ def _espnet_version() -> str:
         return "unknown"
 
 
+def _stamp() -> str:
+    """The header a stored text must carry: ESPnet's version and the task sources' hash."""
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parent / "tasks").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"{_HEADER}{_espnet_version()} tasks={digest.hexdigest()[:16]}"
+
+
 def stored_help(cli: str) -> Optional[str]:
     """The stored help of ``cli``, or ``None`` when absent or made for another ESPnet."""
     path = HELP_DIR / f"{cli}.txt"
     if not path.is_file():
         return None
     header, _, text = path.read_text(encoding="utf-8").partition("\n")
-    if header != _HEADER + _espnet_version():
+    if header != _stamp():
         return None
     return text
 
@@ -81,7 +91,7 @@ def write_all() -> None:
     """Rewrite every stored help text from the real parsers."""
     HELP_DIR.mkdir(exist_ok=True)
     for cli in TASK_CLIS:
-        text = _HEADER + _espnet_version() + "\n" + live_help(cli)
+        text = _stamp() + "\n" + live_help(cli)
         (HELP_DIR / f"{cli}.txt").write_text(text, encoding="utf-8")
         print(f"wrote {HELP_DIR / f'{cli}.txt'}")
 

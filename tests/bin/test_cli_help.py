@@ -78,14 +78,16 @@ def test_no_heavy_module_check_can_fail():
 
 @pytest.mark.parametrize("cli", ["echat_train", "token2wav_train"])
 def test_stored_task_help_is_the_parsers(cli):
-    """The stored --help text equals what the task's ESPnet parser prints now."""
-    from espnet2_echat.task_help import live_help, stored_help
+    """The stored --help text, when its stamp says it is current, equals what the task's
+    ESPnet parser prints now. A task module edited since makes the stamp stale: the CLI
+    then answers --help with the (slow) real parser, and this test skips saying so."""
+    from espnet2_echat.task_help import HELP_DIR, live_help, stored_help
 
+    assert (HELP_DIR / f"{cli}.txt").is_file()
     stored = stored_help(cli)
-    assert stored is not None, (
-        f"espnet2_echat/task_help_text/{cli}.txt is missing or made for another ESPnet: "
-        "run `python -m espnet2_echat.task_help`"
-    )
+    if stored is None:
+        pytest.skip(f"stored --help of {cli} is stale (ESPnet or tasks/*.py changed): "
+                    "run `python -m espnet2_echat.task_help`")
     assert stored == live_help(cli), (
         f"{cli}'s options changed: run `python -m espnet2_echat.task_help` to rewrite its help"
     )
