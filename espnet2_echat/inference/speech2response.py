@@ -141,7 +141,6 @@ class Speech2Response:
         token2wav_first_hop_len: Optional[int] = FIRST_HOP_LEN,
         quirks: Optional[ReferenceQuirks] = None,
     ):
-        from espnet2_echat.models.causal_lm import resolve_path
         from espnet2_echat.tasks.echat import EChatTask
 
         from espnet2_echat.train.devices import resolve_device

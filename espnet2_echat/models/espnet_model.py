@@ -26,7 +26,9 @@ class EChatModel(AbsESPnetModel):
 
     The loss is the reference's: next-token cross-entropy, mean over supervised positions,
     over ``lm_head ⊕ speech_head`` for samples with speech targets and over ``lm_head`` only
-    for text-only samples. Logits are computed on supervised rows only.
+    for text-only samples. Logits are computed on supervised rows only. The returned
+    ``weight`` is the number of supervised positions (the loss's normaliser), so that ESPnet's
+    weighted average over DDP ranks gives the same loss and gradient as one process.
     """
 
     def __init__(
@@ -149,7 +151,11 @@ class EChatModel(AbsESPnetModel):
         ).last_hidden_state
         loss, stats = self.loss(hidden, batch.target)
         stats["loss"] = loss.detach().clone()  # ESPnet divides loss in place (accum_grad)
-        return force_gatherable((loss, stats, torch.tensor(len(ids))), loss.device)
+        # The weight is the loss's normaliser, the number of supervised tokens: ESPnet
+        # averages rank (and DataParallel replica) losses weighted by it, which then equals
+        # the token mean over the whole batch, as one process computes it.
+        weight = (batch.target[:, 1:] != IGNORE_ID).sum()
+        return force_gatherable((loss, stats, weight), loss.device)
 
     def loss(
         self, hidden: torch.Tensor, target: torch.Tensor

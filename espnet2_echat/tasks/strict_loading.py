@@ -69,6 +69,7 @@ def build_model_from_file_strict(
     with config_file.open("r", encoding="utf-8") as f:
         args = argparse.Namespace(**yaml.safe_load(f))
     args.config_dir = str(config_file.parent)
+    args.config_file = str(config_file)
     model = task.build_model(args).to(device)
     if model_file is not None:
         state = weights_only_load(model_file, map_location=device)
