@@ -222,8 +222,17 @@ class EChatPreprocessor:
         lengths in samples). Every sample has the same keys, as ESPnet's collate needs."""
         layout = self.layout(uid, data, randomize=self.train)
         speech = data.get("speech")
+        speech_enc = data.get("speech_enc")  # the frozen encoder's output (train.encoder_cache)
+        if layout.output_type in TEXT_INPUT_OUTPUT_TYPES:
+            speech_enc = None  # a TTS dir's wav.scp is the target audio, not an input
+        if speech_enc is not None:
+            if layout.input_ids.count(AUDIO_PLACEHOLDER) != 1 or layout.history_audio:
+                raise SampleError(f"{uid}: cached encoder outputs serve single-turn audio only")
+            speech = None
         if layout.output_type in TEXT_INPUT_OUTPUT_TYPES or speech is None:
-            if layout.input_ids.count(AUDIO_PLACEHOLDER) > len(layout.history_audio):
+            if speech_enc is None and (
+                layout.input_ids.count(AUDIO_PLACEHOLDER) > len(layout.history_audio)
+            ):
                 raise SampleError(f"{uid}: task {layout.task!r} needs speech (wav.scp)")
             # Text-input tasks carry an empty waveform so that every batch has the same keys.
             speech = np.zeros(0, dtype=np.float32)
@@ -232,6 +241,8 @@ class EChatPreprocessor:
             "input_ids": np.asarray(layout.input_ids, dtype=np.int64),
             "target": np.asarray(layout.target, dtype=np.int64),
         }
+        if speech_enc is not None:
+            out["speech_enc"] = np.asarray(speech_enc, dtype=np.float32)
         if self.history_as_audio:
             wavs = [
                 self._read_history_wav(uid, k, path)

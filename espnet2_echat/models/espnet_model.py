@@ -65,24 +65,35 @@ class EChatModel(AbsESPnetModel):
         speech: Optional[torch.Tensor],
         speech_lengths: Optional[torch.Tensor],
         history: Optional[List[List[torch.Tensor]]] = None,
+        speech_enc: Optional[torch.Tensor] = None,
+        speech_enc_lengths: Optional[torch.Tensor] = None,
     ) -> List[Union[None, torch.Tensor, List[torch.Tensor]]]:
         """Encode the audio of every sample's placeholders, in one encoder call for the batch.
 
         ``history[i]`` lists the waveforms of sample i's past user turns (multi-turn
         samples), which take its first placeholders; its own speech takes the last one if
-        it has one more placeholder. Returns per sample None (no placeholder), the encoded
+        it has one more placeholder. ``speech_enc`` (B, T, D): the frozen encoder's outputs
+        computed beforehand (``train.encoder_cache``), which go to the adapter directly
+        (single-turn samples). Returns per sample None (no placeholder), the encoded
         speech (a single-turn sample) or the list of encoded segments in placeholder order.
         """
         counts = [int((ids == AUDIO_PLACEHOLDER).sum()) for ids in input_ids]
         history = history or [[] for _ in input_ids]
         audio: List[Union[None, torch.Tensor, List[torch.Tensor]]] = [None] * len(input_ids)
+        if speech_enc is not None and any(history):
+            raise ValueError("cached encoder outputs (speech_enc) serve single-turn samples only")
         if not any(history):
             index = [i for i, n in enumerate(counts) if n]
-            if index:
+            if index and speech_enc is not None:
+                sel = torch.tensor(index, device=speech_enc.device)
+                dtype = next(self.adapter.parameters()).dtype
+                emb, lengths = self.adapter(speech_enc[sel].to(dtype), speech_enc_lengths[sel])
+            elif index:
                 if speech is None:
                     raise ValueError("input_ids hold an audio placeholder but no speech was given")
                 sel = torch.tensor(index, device=speech.device)
                 emb, lengths = self.encode_speech(speech[sel], speech_lengths[sel])
+            if index:
                 for i, e in zip(index, unpad(emb, lengths)):
                     audio[i] = e
             return audio
@@ -135,6 +146,8 @@ class EChatModel(AbsESPnetModel):
         history_speech_lengths: Optional[torch.Tensor] = None,
         history_speech_splits: Optional[torch.Tensor] = None,
         history_speech_splits_lengths: Optional[torch.Tensor] = None,
+        speech_enc: Optional[torch.Tensor] = None,
+        speech_enc_lengths: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         ids = unpad(input_ids, input_ids_lengths)
@@ -144,7 +157,9 @@ class EChatModel(AbsESPnetModel):
             history = split_history(
                 history_speech, history_speech_splits, history_speech_splits_lengths
             )
-        audio = self.audio_per_sample(ids, speech, speech_lengths, history)
+        audio = self.audio_per_sample(
+            ids, speech, speech_lengths, history, speech_enc, speech_enc_lengths
+        )
         batch = self.build_inputs(ids, audio, tgts)
         hidden = self.llm.hidden_states(
             batch.inputs_embeds, batch.attention_mask, batch.position_ids

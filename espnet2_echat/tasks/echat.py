@@ -98,6 +98,14 @@ class EChatTask(AbsTask):
             "tokens and grow its embeddings (espnet2_echat.data.tag_tokens); off for Qwen2.5, "
             "whose released model spells tags in pieces",
         )
+        group.add_argument(
+            "--encoder_cache",
+            type=str2bool,
+            default=False,
+            help="Train on the frozen encoder's outputs dumped once per utterance "
+            "(python -m espnet2_echat.bin.dump_encoder_outputs; espnet2_echat.train."
+            "encoder_cache) instead of encoding the audio at every step",
+        )
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--use_preprocessor", type=str2bool, default=True)
         group.add_argument(
@@ -291,8 +299,8 @@ class EChatTask(AbsTask):
         )
 
     @classmethod
-    @typechecked
-    def build_model(cls, args: argparse.Namespace) -> EChatModel:
+    def build_speech_encoder(cls, args: argparse.Namespace):
+        """The frontend and the encoder (with ``--encoder_init`` weights)."""
         frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
         encoder = encoder_choices.get_class(args.encoder)(
             input_size=frontend.output_size(), **args.encoder_conf
@@ -301,6 +309,12 @@ class EChatTask(AbsTask):
             from espnet2_echat.convert.whisper import load_whisper_encoder
 
             load_whisper_encoder(encoder, cls.model_source(args, "encoder_init"))
+        return frontend, encoder
+
+    @classmethod
+    @typechecked
+    def build_model(cls, args: argparse.Namespace) -> EChatModel:
+        frontend, encoder = cls.build_speech_encoder(args)
         llm_conf = dict(args.llm_conf)
         llm_conf["name_or_path"] = cls.model_source(args, "llm_conf.name_or_path")
         causal_lm = llm_choices.get_class(args.llm)(**llm_conf)
@@ -318,6 +332,13 @@ class EChatTask(AbsTask):
             encoder.gradient_checkpointing = True
             causal_lm.gradient_checkpointing_enable()
         set_trainable_parts(model, args.trainable_parts)
+        if getattr(args, "encoder_cache", False) and any(
+            p.requires_grad for p in model.encoder.parameters()
+        ):
+            raise ValueError(
+                f"--encoder_cache true needs a frozen encoder, but trainable_parts "
+                f"{args.trainable_parts!r} trains it"
+            )
         if args.use_lora:  # the LLM base stays frozen whatever the parts say
             for name, param in model.llm.causal_lm.named_parameters():
                 param.requires_grad = "lora_" in name

@@ -19,6 +19,7 @@ from espnet2.train.dataset import AbsDataset
 
 from espnet2_echat.data.datadir import DataDirError, validate_data_dir
 from espnet2_echat.data.task_registry import SAMPLE_FILES
+from espnet2_echat.train.encoder_cache import cacheable, read_cache_scp
 
 class DataDirDataset(AbsDataset):
     """Samples of several data dirs, validated before use.
@@ -28,6 +29,9 @@ class DataDirDataset(AbsDataset):
         preprocess: ESPnet preprocess function ``(uid, data) -> arrays``.
         speech_token_vocab: K, the valid speech-token range for validation.
         fs: the sampling rate every ``wav.scp`` entry must have.
+        encoder_cache: the training's encoder fingerprint
+            (``train.encoder_cache.encoder_fingerprint``) to read the dumped encoder outputs
+            of every cacheable dir as ``speech_enc`` instead of its audio; None: audio.
     """
 
     def __init__(
@@ -36,9 +40,11 @@ class DataDirDataset(AbsDataset):
         preprocess: Optional[Callable] = None,
         speech_token_vocab: int = 4096,
         fs: int = 16000,
+        encoder_cache: Optional[Mapping] = None,
     ):
         self.preprocess = preprocess
         self.fs = fs
+        self.encoder_out: Dict[str, Dict[str, str]] = {}
         self.texts: Dict[str, Dict[str, Dict[str, str]]] = {}
         self.audio: Dict[str, SoundScpReader] = {}
         self.lengths: Dict[str, Dict[str, int]] = {}
@@ -54,6 +60,8 @@ class DataDirDataset(AbsDataset):
             }
             if (d / "wav.scp").is_file():
                 self.audio[name] = SoundScpReader(d / "wav.scp", dtype="float32")
+            if encoder_cache is not None and cacheable(d):
+                self.encoder_out[name] = read_cache_scp(d, encoder_cache)
             if (d / "utt2num_samples").is_file():  # written by ESPnet's format_wav_scp.sh
                 self.lengths[name] = {
                     k: int(v) for k, v in read_2columns_text(d / "utt2num_samples").items()
@@ -62,6 +70,7 @@ class DataDirDataset(AbsDataset):
             sorted(
                 {SAMPLE_FILES[f] for files in self.texts.values() for f in files}
                 | ({"speech"} if self.audio else set())
+                | ({"speech_enc"} if self.encoder_out else set())
             )
         )
 
@@ -84,7 +93,10 @@ class DataDirDataset(AbsDataset):
             if utt in values
         }
         reader = self.audio.get(set_name)
-        if load_audio and reader is not None and utt in reader.data:
+        cached = self.encoder_out.get(set_name, {})
+        if load_audio and utt in cached:  # the frozen encoder's output instead of the audio
+            data["speech_enc"] = np.load(cached[utt]).astype(np.float32)
+        elif load_audio and reader is not None and utt in reader.data:
             rate, wav = reader[utt]
             if rate != self.fs:
                 raise ValueError(

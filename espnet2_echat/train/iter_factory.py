@@ -54,8 +54,16 @@ def build_multi_task_iter_factory(
         if name in sets:
             raise ValueError(f"two data dirs share the name {name!r}: {sets[name]} and {d}")
         sets[name], weights[name] = d, w
+    encoder_cache = None
+    if getattr(args, "encoder_cache", False):
+        from espnet2_echat.train.encoder_cache import encoder_fingerprint
+
+        if not args.homogeneous_batches:  # a batch must be all audio or all cached outputs
+            raise ValueError("--encoder_cache true needs --homogeneous_batches true")
+        encoder_cache = encoder_fingerprint(args)
     dataset = DataDirDataset(
-        sets, preprocess, speech_token_vocab=preprocess.builder.ids.num_tokens
+        sets, preprocess, speech_token_vocab=preprocess.builder.ids.num_tokens,
+        encoder_cache=encoder_cache,
     )
     scale = dict(REFERENCE_TYPE_SCALE, **(args.batch_tokens_scale or {}))
     groups: Dict[str, List[Tuple[str, int, float]]] = {}

@@ -60,6 +60,7 @@ stage3_config=""            # default: conf/train_stage3_empathy_${think}.yaml
 train_args=""               # extra echat_train options for all three stages
 pretrained_model=""         # a model.pth (converted or from the zoo) the first trained stage starts from
 use_lora=false              # LoRA on the LLM in every training stage
+encoder_cache=false         # frozen encoder: dump its outputs once per utterance and train on them
 # Released OSUM-EChat weights: convert -> decode -> score (use with --skip_train true)
 osum_checkpoint=""          # the released .pt
 osum_config=""              # its yaml
@@ -286,6 +287,16 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
     # the speech head covers the tokenizer's K codes plus the begin/end marker (SpeechIds)
     args+=(--speech_token_num "$(${python} -m espnet2_echat.bin.task_registry speech-token-num "${speech_token_vocab}")")
     ${use_lora} && args+=(--use_lora true)
+    if ${encoder_cache}; then  # the frozen encoder's outputs, once per distinct wav
+        log "  encoder outputs -> ${dumpdir}/encoder_out (log: ${exp}/dump_encoder_outputs.log)"
+        mkdir -p "${exp}"
+        # shellcheck disable=SC2086
+        ${python} -m espnet2_echat.bin.dump_encoder_outputs --config "${config}" \
+            --data_dir $(for s in ${tr} ${va}; do echo "${dumpdir}/${s}"; done) \
+            --store_dir "${dumpdir}/encoder_out" > "${exp}/dump_encoder_outputs.log" 2>&1 \
+            || { tail -n 20 "${exp}/dump_encoder_outputs.log" >&2; exit 1; }
+        args+=(--encoder_cache true)
+    fi
     mkdir -p "${exp}"
     local launch_opts=(--cmd "${cuda_cmd} --name $(basename "${exp}")" --log "${exp}/train.log"
         --ngpu "${ngpu}" --init_file_prefix "${exp}/.dist_init_" --multiprocessing_distributed true)

@@ -5,7 +5,8 @@
 #   --size small_real  real pretrained parts from PyPI wheels (conf/model/small_real.yaml:
 #                      Whisper-base encoder + SmolLM2-135M-Instruct, both frozen; the adapter
 #                      and the speech tables train), stage configs in conf/small_real/,
-#                      models and decodings in exp_small_real/
+#                      models and decodings in exp_small_real/; the frozen encoder's outputs
+#                      are dumped once (--encoder_cache true, dump/encoder_out/)
 # Every other option goes to echat.sh.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ case "${size}" in
     tiny) conf=conf; size_args=() ;;
     small_real)
         conf=conf/small_real
-        size_args=(--expdir exp_small_real
+        size_args=(--expdir exp_small_real --encoder_cache true
                    --stage3_config "${conf}/train_stage3_empathy_${think}.yaml") ;;
     *) echo "$0: --size must be tiny or small_real, got '${size}'" >&2; exit 1 ;;
 esac
