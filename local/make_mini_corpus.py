@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Make the embedded mini corpus: espeak-ng speech whose labels are true by construction.
 
-Usage: ``python local/make_mini_corpus.py --out_dir DIR [--num_per_task N] [--nj 2]
+Usage: ``python local/make_mini_corpus.py --out_dir DIR [--num_per_task N [N N]]
+[--speakers_per_sentence 12] [--nj 2]
 [--asterisk_utts 20]``
 
 What it makes (all deterministic, 16 kHz 16-bit mono, no network):
@@ -40,7 +41,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from scipy import signal
@@ -151,14 +152,22 @@ class SynthJob:
     event: str = "<OTHER>"
 
 
-def plan_user_turns() -> List[UserTurn]:
-    """All user turns of all splits, in a fixed order."""
+def plan_user_turns(speakers_per_sentence: Optional[int] = None) -> List[UserTurn]:
+    """All user turns of all splits, in a fixed order.
+
+    ``speakers_per_sentence``: how many of the 12 speakers say each sentence, in every split
+    (default: train 3, dev 2, test 3); 12 gives every (sentence, speaker) pair.
+    """
+    if speakers_per_sentence is not None and not 1 <= speakers_per_sentence <= len(SPEAKERS):
+        raise ValueError(
+            f"speakers_per_sentence must be 1..{len(SPEAKERS)}, got {speakers_per_sentence}"
+        )
     turns: List[UserTurn] = []
     counters = {split: 0 for split in SPEAKERS_PER_SENTENCE}
     for emotion, sentences in SENTENCES.items():
         for k, (text, topic) in enumerate(sentences):
             split = SPLIT_OF_INDEX[k]
-            for _ in range(SPEAKERS_PER_SENTENCE[split]):
+            for _ in range(speakers_per_sentence or SPEAKERS_PER_SENTENCE[split]):
                 i = counters[split]
                 counters[split] += 1
                 speaker = SPEAKERS[i % len(SPEAKERS)]
@@ -418,15 +427,28 @@ def run_jobs(jobs: List[SynthJob], nj: int) -> None:
 
 
 def make_mini_corpus(
-    out_dir: Path, num_per_task: Optional[int] = None, nj: int = 2, asterisk_utts: int = 0
+    out_dir: Path,
+    num_per_task: Union[None, int, Sequence[int]] = None,
+    nj: int = 2,
+    asterisk_utts: int = 0,
+    speakers_per_sentence: Optional[int] = None,
 ) -> List[Path]:
     """Write the mini corpus under ``out_dir``; return the data dirs made.
+
+    ``num_per_task``: utterances per task dir, one number for every split or three (train,
+    dev, test); ``speakers_per_sentence``: see :func:`plan_user_turns` (a larger corpus:
+    12 speakers give 384 train, 96 dev and 96 test user turns).
 
     With ``asterisk_utts > 0`` the real-speech ASR test set ``test_asterisk_asr`` is added
     from the Debian package ``asterisk-core-sounds-en-wav`` (see ``local/asterisk.py``).
     """
     out_dir = Path(out_dir).resolve()
-    turns = plan_user_turns()
+    turns = plan_user_turns(speakers_per_sentence)
+    if isinstance(num_per_task, int):
+        num_per_task = [num_per_task] * 3
+    per_split = dict(zip(DEFAULT_NUM_PER_TASK, num_per_task or DEFAULT_NUM_PER_TASK.values()))
+    if len(per_split) != 3:
+        raise ValueError(f"num_per_task: one number or three (train dev test), got {num_per_task}")
     pairs = arithmetic_pairs()
     t2t_by_split = {
         "train": pairs[: len(pairs) * 7 // 10],
@@ -435,8 +457,7 @@ def make_mini_corpus(
     }
     dirs: Dict[Path, Dict[str, Dict[str, str]]] = {}
     jobs: List[SynthJob] = []
-    for split, default_n in DEFAULT_NUM_PER_TASK.items():
-        n = num_per_task or default_n
+    for split, n in per_split.items():
         split_turns = _interleave([t for t in turns if t.split == split])
         wav_dir = out_dir / "wav" / split
         wav_dir.mkdir(parents=True, exist_ok=True)
@@ -493,8 +514,17 @@ def get_parser() -> argparse.ArgumentParser:
         "--num_per_split",
         dest="num_per_task",
         type=int,
+        nargs="+",
         default=None,
-        help="utterances per task dir in every split (default: train 20, dev 6, test 20)",
+        help="utterances per task dir: one number for every split, or three (train dev "
+        "test) (default: 20 6 20)",
+    )
+    parser.add_argument(
+        "--speakers_per_sentence",
+        type=int,
+        default=None,
+        help="speakers (of 12) saying each sentence, every split (default: 3/2/3); 12 makes "
+        "the larger corpus (96 test user turns, so up to 96 utterances per test task)",
     )
     parser.add_argument("--nj", type=int, default=2, help="synthesis processes")
     parser.add_argument(
@@ -510,7 +540,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     """Command-line entry."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(argv)
-    make_mini_corpus(args.out_dir, args.num_per_task, args.nj, args.asterisk_utts)
+    make_mini_corpus(
+        args.out_dir, args.num_per_task, args.nj, args.asterisk_utts, args.speakers_per_sentence
+    )
 
 
 if __name__ == "__main__":

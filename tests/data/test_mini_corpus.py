@@ -171,3 +171,20 @@ def test_asterisk_real_speech_test_set(tmp_path: Path):
     text = read_kaldi_map(d / "text")
     assert len(text) == 4 and all(v and not v.startswith("[") for v in text.values())
     assert set(read_kaldi_map(d / "utt2gender").values()) == {"<FEMALE>"}
+
+
+def test_larger_corpus_plan_has_60_test_turns_per_label():
+    """--speakers_per_sentence 12: every test sentence by all 12 speakers, so each label
+    test set can hold >= 60 utterances; splits still share no sentence."""
+    maker = _load("make_mini_corpus")
+    default, large = maker.plan_user_turns(), maker.plan_user_turns(12)
+    count = lambda turns, split: sum(t.split == split for t in turns)  # noqa: E731
+    assert (count(default, "train"), count(default, "test")) == (96, 24)
+    assert (count(large, "train"), count(large, "dev"), count(large, "test")) == (384, 96, 96)
+    assert len({t.uid for t in large}) == len(large)
+    test = [t for t in large if t.split == "test"]
+    assert {t.speaker.gender for t in test} == {"<MALE>", "<FEMALE>"}
+    assert sum(t.speaker.gender == "<MALE>" for t in test) == 48
+    assert {t.text for t in test}.isdisjoint({t.text for t in large if t.split == "train"})
+    with pytest.raises(ValueError, match="1..12"):
+        maker.plan_user_turns(13)
