@@ -71,7 +71,7 @@ SENTENCES: Dict[str, List[Tuple[str, str]]] = {
     ],
 }
 
-# User emotion -> reply emotion (tag-think reply set, spec 2.4) and reply opening.
+# User emotion -> reply emotion (tag-think reply set, docs/labels.md#tag-think) and reply opening.
 REPLY_RULES: Dict[str, Tuple[str, str]] = {
     "<HAPPY>": ("<开心>", "That is wonderful news about {topic}! I am so happy for you."),
     "<SAD>": ("<安慰鼓励>", "I am so sorry about {topic}. You are not alone, it will get better."),
@@ -114,7 +114,7 @@ def make_reply(topic: str, emotion: str, age: str) -> Tuple[str, str]:
 def make_language_think(
     text: str, age: str, gender: str, emotion: str, event: str, reply_emotion: str
 ) -> str:
-    """A natural-language CoT (spec 2.5) describing what was said and how."""
+    """A natural-language CoT (docs/labels.md#language-think) describing what was said and how."""
     return (
         f'The user says "{text}" The voice sounds like {AGE_WORDS[age]}, '
         f"{GENDER_WORDS[gender]}, and the tone is {EMOTION_WORDS[emotion]}"

@@ -51,7 +51,7 @@ OSUM_ECHAT_POSITION_TABLES: Dict[str, str] = {
     "speech_transformer.embed.pos_enc.pe": "interleaved",
 }
 
-# The OSUM-EChat checkpoint (spec 7.2), relative to the whole model.
+# The OSUM-EChat checkpoint (docs/checkpoints.md#released-checkpoint), relative to the whole model.
 OSUM_ECHAT_RULES: List[Rule] = [
     (r"encoder\.embed\.pos_enc\.pe$", "encoder.positions"),
     (r"speech_transformer\.embed\.pos_enc\.pe$", "adapter.transformer.pos_enc.pe"),

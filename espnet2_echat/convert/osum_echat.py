@@ -1,4 +1,4 @@
-"""Convert a released OSUM-EChat checkpoint (spec 7.2) into this package's model files."""
+"""Convert a released OSUM-EChat checkpoint (docs/checkpoints.md#released-checkpoint) into this package's model files."""
 
 import logging
 import os

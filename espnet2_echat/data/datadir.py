@@ -1,6 +1,6 @@
 """Read, write, validate and fix Kaldi-style data dirs of speech-LLM samples.
 
-The format is the data-dir contract of ``DESIGN.md``: one utterance per line
+The format is the one docs/data_dir.md describes: one utterance per line
 (``uttid value``), every file sorted by utterance id in C-locale (byte) order. The
 ``task`` file lists every utterance; which other files an utterance needs follows from
 its task tag (:func:`required_files`). Optional files may cover a subset of the

@@ -1,7 +1,7 @@
 """Paralinguistic label sets and target-text normalisation of OSUM-EChat.
 
-Label spellings follow the reference (spec 2.4 and 2.6); ``normalize_text`` is the
-reference's ``process_text2`` (spec 2.7). Everything here is pure string handling, so
+Label spellings follow the reference (docs/labels.md#tag-think, docs/labels.md#label-sets); ``normalize_text`` is the
+reference's ``process_text2`` (docs/labels.md#text-normalisation). Everything here is pure string handling, so
 the preprocessor, the data-dir validator and the corpus preparation scripts share it.
 """
 
@@ -37,7 +37,7 @@ EMOTION_LABELS: Tuple[str, ...] = (
 EMOTION_ALIASES: Dict[str, str] = {"<ANGER>": "<ANGRY>"}
 
 # Sound events (VED / <CAPTION>): the eight classes of the reference's demo. The exact
-# upper-case spellings are not in the reference code (spec 2.6), these are the plugin's.
+# upper-case spellings are not in the reference code (docs/labels.md#label-sets), these are the plugin's.
 EVENT_LABELS: Tuple[str, ...] = (
     "<LAUGHTER>",
     "<COUGH>",
@@ -54,7 +54,7 @@ EVENT_ALIASES: Dict[str, str] = {
     "<SCREAMING>": "<SCREAM>",
 }
 
-# Reply emotions used by the tag-think CoT (spec 2.4), in the reference's order.
+# Reply emotions used by the tag-think CoT (docs/labels.md#tag-think), in the reference's order.
 REPLY_EMOTION_LABELS: Tuple[str, ...] = (
     "<愉悦>",
     "<抱歉>",
@@ -92,7 +92,7 @@ DEFAULT_GENDER = "<MALE>"
 DEFAULT_EMOTION = "<NEUTRAL>"
 DEFAULT_EVENT = "<OTHER>"
 
-# Speaking-style classes (<STYLE>) and the raw labels mapped onto them (spec 2.6).
+# Speaking-style classes (<STYLE>) and the raw labels mapped onto them (docs/labels.md#label-sets).
 STYLE_LABELS: Tuple[str, ...] = (
     "<新闻科普>",
     "<恐怖故事>",
@@ -175,7 +175,7 @@ def is_label(kind: str, value: str) -> bool:
 
 
 def normalize_text(txt: str, task: str) -> str:
-    """Normalise a target text as the reference's ``process_text2`` does (spec 2.7).
+    """Normalise a target text as the reference's ``process_text2`` does (docs/labels.md#text-normalisation).
 
     Newlines become spaces; whitespace around CJK characters is removed; the text is
     lower-cased only when ``task`` is exactly ``<TRANSCRIBE>``; whitespace around ``<``
@@ -201,7 +201,7 @@ def split_leading_tag(text: str) -> Tuple[str, str]:
 def ensure_reply_emotion(reply: str) -> Tuple[str, str]:
     """Return ``(reply_emotion, reply_without_tag)`` as the tag-think processor does.
 
-    A reply is expected to start with a reply-emotion tag (spec 2.4). Without one, or
+    A reply is expected to start with a reply-emotion tag (docs/labels.md#tag-think). Without one, or
     with a tag outside the allowed set, the emotion is ``<中立>``; an unknown leading
     tag is dropped from the reply.
     """

@@ -1,4 +1,4 @@
-"""Id sequences of every OSUM-EChat output type (spec 1.6, 2.3, 3).
+"""Id sequences of every OSUM-EChat output type (docs/tasks.md#layouts, docs/model.md#loss).
 
 Ids are unified: text ids ``< V`` go through the LLM's embedding, speech-table ids are
 ``V + k`` and go through the speech embedding, and ``AUDIO_PLACEHOLDER`` marks where
@@ -6,7 +6,7 @@ encoded user audio is spliced in (one per audio segment, in order: the past user
 multi-turn sample, then the current one). ``target`` has the same length as ``input_ids`` and
 holds the id to emit at each position (``IGNORE_ID`` where unsupervised); the model shifts it.
 
-Past turns (spec 4.10, 6.6) are laid out by :meth:`LayoutBuilder.history` for training and
+Past turns (docs/data_pipeline.md#history, docs/decoding.md#multi-turn) are laid out by :meth:`LayoutBuilder.history` for training and
 inference alike.
 """
 
@@ -84,7 +84,7 @@ def im_end_id(tokenizer) -> int:
 
 def unknown_ids(tokenizer) -> List[int]:
     """Ids of the "&&" inside the unknown tag ``<&&>`` (Qwen2.5: [7672]; SmolLM2: [22]),
-    never supervised (spec 3): the tag's ids minus those of ``<`` and ``>``."""
+    never supervised (docs/model.md#loss): the tag's ids minus those of ``<`` and ``>``."""
     brackets = set(tokenizer.encode("<", add_special_tokens=False))
     brackets |= set(tokenizer.encode(">", add_special_tokens=False))
     return sorted(set(tokenizer.encode("<&&>", add_special_tokens=False)) - brackets)
@@ -157,7 +157,7 @@ class LayoutBuilder:
     def history(self, turns: Sequence[Turn]) -> Tuple[List[int], List[Any]]:
         """Ids of past turns (an ``AUDIO_PLACEHOLDER`` per audio turn) and their audio, in order.
 
-        Default (the training layout of ``speech2text_token_history``, spec 4.10; it follows
+        Default (the training layout of ``speech2text_token_history``, docs/data_pipeline.md#history; it follows
         ``P1``, which ends with the user start), per turn::
 
             <user audio> <|im_end|>\\n <|im_end|>\\n<|im_start|>assistant\\n <reply ids>
@@ -255,7 +255,7 @@ class LayoutBuilder:
         """(input_ids, target) of one training sample.
 
         The "&&" id (7672 in Qwen2.5, from ``<&&>``) in a text label is never supervised and
-        enters the input as id 0 (spec 3). TTS supervises speech only; its text is the user input.
+        enters the input as id 0 (docs/model.md#loss). TTS supervises speech only; its text is the user input.
         """
         prompt = self.prompt(output_type, instruction, text_input, inference=False)
         answer_in: List[int] = []

@@ -1,7 +1,7 @@
-"""OSUM-EChat's raw / shard / combine data formats <-> Kaldi-style data dirs (spec 4.1-4.4).
+"""OSUM-EChat's raw / shard / combine data formats <-> Kaldi-style data dirs (docs/data_pipeline.md#osum-formats).
 
 An OSUM sample is ``{"key", "wav", "txt", "task", "extra"}``. What ``txt`` holds depends
-on the task (spec 2.3 and 4.1); the mapping to data-dir files is:
+on the task (docs/tasks.md#layouts, docs/data_pipeline.md#osum-formats); the mapping to data-dir files is:
 
 ============================  ==================================================
 OSUM                          data dir
@@ -20,7 +20,7 @@ OSUM                          data dir
 ``extra.age gender q_emotion  ``utt2age utt2gender utt2emotion utt2event utt2style``
 caption style``
 ``extra.think_str``           ``think`` (language think)
-tag-think fields              ``think`` (rebuilt from the fields, spec 2.4)
+tag-think fields              ``think`` (rebuilt from the fields, docs/labels.md#tag-think)
 ``extra.speech_token``        ``speech_token``
 ``extra.a_wav_path``          ``reply_wav.scp``
 ``extra.speaker`` / .speaker  ``utt2spk`` (the key itself when absent)
@@ -474,7 +474,7 @@ def read_shard_list(list_path: Path, audio_dir: Path, errors: List[str]) -> Iter
     """Samples of the tars named in a shard or combine list.
 
     Accepted lines: a tar path (``shards_list.txt``), ``-|TAR`` or ``JSONL|TAR`` (the
-    reference's internal manifest, spec 4.4). A file named ``combines_list.txt`` lists
+    reference's internal manifest, docs/data_pipeline.md#osum-formats). A file named ``combines_list.txt`` lists
     JSONL files whose tars sit in the folder named by ``combines_tar_root.txt``.
     """
     list_path = Path(list_path)
@@ -582,7 +582,7 @@ def osum_to_datadir(
 
 
 def _wav_bytes(path: str) -> bytes:
-    """16 kHz 16-bit mono WAV bytes of an audio file (resampled at packing, spec 4.2)."""
+    """16 kHz 16-bit mono WAV bytes of an audio file (resampled at packing, docs/data_pipeline.md#osum-formats)."""
     buf = io.BytesIO()
     write_pcm16(buf, load_audio(path, 16000), 16000)
     return buf.getvalue()

@@ -6,7 +6,7 @@
 * whether ``extract_speech_tokens`` gives it speech tokens: its tasks produce speech
   (TTS, S2S) and every such utterance has audio to tokenise (a TTS test set whose
   references are partly missing, as Seed-TTS-eval's, decodes from text without them);
-* its CoT style, ``tag`` (the label-based think of spec 2.4, recognised by its fixed
+* its CoT style, ``tag`` (the label-based think of docs/labels.md#tag-think, recognised by its fixed
   field names) or ``language``, and ``none`` without CoT;
 * the decoding tasks (``echat_inference --task``) that score it: one per paralinguistic
   label and/or ``asr`` for understanding tags (``<TRANSCRIBE> <EMOTION>`` -> ``asr

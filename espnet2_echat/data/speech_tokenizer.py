@@ -1,6 +1,6 @@
 """Speech-token targets at 25 Hz: CosyVoice S3 tokens, or a STAND-IN k-means tokenizer.
 
-OSUM-EChat's speech targets are CosyVoice-300M-25Hz S3 tokens (0..4095, spec 4.9). Their
+OSUM-EChat's speech targets are CosyVoice-300M-25Hz S3 tokens (0..4095, docs/data_pipeline.md#speech-tokens). Their
 ONNX weights are not available offline, so two tokenizers share one interface
 (``encode(wav, fs) -> list of ids``):
 

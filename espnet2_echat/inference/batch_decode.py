@@ -1,4 +1,4 @@
-"""Decode a Kaldi-style data dir into Kaldi-style output files (DESIGN.md "Decoding").
+"""Decode a Kaldi-style data dir into Kaldi-style output files (docs/decoding.md, docs/data_dir.md).
 
 Inputs are named ESPnet-style, ``path,name,type``: ``speech`` (``sound``: a ``wav.scp``),
 ``text`` (TTS text), ``question`` (T2T user text) and ``history`` (JSON turns), each
@@ -74,7 +74,7 @@ def parse_data_triplets(triplets: Sequence[str]) -> Dict[str, Tuple[str, str]]:
 
 
 def _history(s2r: Speech2Response, value: str, source: str) -> List[Turn]:
-    """Turns of a data dir's ``history`` entry (JSON list, DESIGN.md data-dir contract)."""
+    """Turns of a data dir's ``history`` entry (JSON list, docs/data_dir.md)."""
     try:
         records = json.loads(value)
     except json.JSONDecodeError as e:

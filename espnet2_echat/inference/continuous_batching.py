@@ -8,7 +8,7 @@ and nobody waits for the slowest member of a fixed batch.
 
 Why this is written here rather than taken from a serving framework: vLLM, TGI and
 transformers' continuous-batching ``generate_batch`` schedule plain causal LMs, while a row
-of this model switches output head and input table mid-reply (text -> speech, spec 6.2),
+of this model switches output head and input table mid-reply (text -> speech, docs/decoding.md#two-phase-decoding),
 runs per-task logits processors and stopping rules (:class:`~espnet2_echat.inference.decoder.
 DecodePlan`), and decodes with this project's lean KV cache. What this module adds is the
 bookkeeping of rows joining and leaving; every step reuses the decoder's own pieces

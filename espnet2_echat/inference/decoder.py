@@ -1,4 +1,4 @@
-"""KV-cached incremental decoding with text/speech head switching (spec 6.2).
+"""KV-cached incremental decoding with text/speech head switching (docs/decoding.md#two-phase-decoding).
 
 Each row of a batch is in one phase:
 
@@ -6,7 +6,7 @@ Each row of a batch is in one phase:
   text and then switches the row to ``SPEECH`` (the reference's ``text_phase`` flag);
 * ``SPEECH``: logits from ``speech_head``; ids fed back through the speech table;
 * ``JOINT``: one softmax over both heads, as in training (interleaved 6-text/18-speech
-  models of spec 2.3.9), until ``<|im_end|>``; then ``SPEECH``.
+  models of docs/tasks.md#layouts), until ``<|im_end|>``; then ``SPEECH``.
 
 Scores and ids are *unified*: text ids ``< V``, speech ids ``V + k``; the inactive head's
 part of a row is ``-inf``. transformers' ``generate`` cannot switch the output head and

@@ -1,4 +1,4 @@
-"""Split generated ids into reply text ids and speech tokens (spec 6.4).
+"""Split generated ids into reply text ids and speech tokens (docs/decoding.md#parsing).
 
 Input ids are unified (text ``< V``, speech ``V + k``). The fixed parser keeps every text
 id before ``<|im_end|>`` and the speech ids between the begin/end markers. With

@@ -11,9 +11,9 @@ from typing import Dict, Mapping, Optional
 from espnet2_echat.data.task_registry import UNDERSTANDING_TASKS, check_task
 
 # Default instruction of each understanding task: the first Chinese entry of the
-# reference's prompt_config.yaml for the tag (spec 2.2); ASR uses the instruction of the
+# reference's prompt_config.yaml for the tag (docs/labels.md#instructions); ASR uses the instruction of the
 # reference's batch/runtime inference (infer_runtime.py, infer_with_shards_or_raw.py).
-# Gender and age entries are not quoted in the spec; these follow the same pattern.
+# Gender and age entries of the reference are not known; these follow the same pattern.
 DEFAULT_INSTRUCTIONS: Dict[str, str] = {
     "asr": "将这段音频的语音内容详细记录为文字稿。",
     "emotion": "请辨认以下音频中发言者的情感，并用<>括住情感标签。",
@@ -36,7 +36,7 @@ class DecodingOptions:
         max_new_speech_tokens: budget of speech-phase ids (TTS, S2S).
         min_new_tokens: the stop id is banned before this many ids (the reference's
             ``generate``-family passes ``min_length=1``).
-        age_forcing: the tag-CoT age constraint after ``年龄为:<`` (spec 6.5).
+        age_forcing: the tag-CoT age constraint after ``年龄为:<`` (docs/decoding.md#logits-processors).
         speech_ngram_blocking: ban over-repeated speech ids (the reference's no-op blocker,
             made to work).
         seed: seed of the sampling generator (None: torch's global RNG).
@@ -118,7 +118,7 @@ _DEFAULTS: Dict[str, DecodingOptions] = {
 def default_options(
     task: str, think: str = "none", reference_compat: bool = False
 ) -> DecodingOptions:
-    """The reference's settings for ``task`` (spec 6.3).
+    """The reference's settings for ``task`` (docs/decoding.md#per-task-settings).
 
     Outside reference_compat the speech n-gram blocker of S2S is on (the reference builds it
     but never activates it) and the age constraint also guards S2T chat with tag think.

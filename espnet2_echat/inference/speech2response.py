@@ -1,4 +1,4 @@
-"""``Speech2Response``: the Python API of OSUM-EChat decoding (DESIGN.md "Decoding").
+"""``Speech2Response``: the Python API of OSUM-EChat decoding (docs/decoding.md).
 
 >>> s2r = Speech2Response.from_pretrained("exp/echat_tiny")      # or train_config/model_file
 >>> out = s2r(speech=wav, fs=44100, task="s2s", think="tag")
@@ -560,7 +560,7 @@ class Speech2Response:
         if think != "none":
             full = text
             cot, text = split_think(full)
-            if think == "tag":  # the reply starts with its reply-emotion tag (spec 2.4)
+            if think == "tag":  # the reply starts with its reply-emotion tag (docs/labels.md#tag-think)
                 tag, rest = split_leading_tag(text.lstrip())
                 if tag in REPLY_EMOTION_LABELS:
                     reply_emotion, text = tag, rest

@@ -1,4 +1,4 @@
-"""OSUM-EChat adapter (spec 1.3): causal conv downsampling x4, a 4-block transformer, projection."""
+"""OSUM-EChat adapter (docs/model.md#adapter): causal conv downsampling x4, a 4-block transformer, projection."""
 
 from typing import Tuple
 

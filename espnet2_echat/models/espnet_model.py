@@ -1,4 +1,4 @@
-"""The OSUM-EChat speech LLM as an ESPnet model: returns (loss, stats, weight) (spec 3)."""
+"""The OSUM-EChat speech LLM as an ESPnet model: returns (loss, stats, weight) (docs/model.md#loss)."""
 
 from typing import Dict, List, Optional, Tuple, Union
 

@@ -1,4 +1,4 @@
-"""Whisper-style log-mel features exactly as OSUM-EChat computes them (spec 4.7)."""
+"""Whisper-style log-mel features exactly as OSUM-EChat computes them (docs/data_pipeline.md#features)."""
 
 from typing import Tuple
 

@@ -1,4 +1,4 @@
-"""The LLM with its speech-token embedding and speech head beside it (spec 1.5)."""
+"""The LLM with its speech-token embedding and speech head beside it (docs/model.md#speech-ids)."""
 
 import logging
 from typing import Optional

@@ -1,11 +1,11 @@
-"""Splice encoded audio into id sequences and pack a batch for the LLM (spec 1.6).
+"""Splice encoded audio into id sequences and pack a batch for the LLM (docs/tasks.md#layouts).
 
 A sample is one sequence of unified ids (text < V, speech-table >= V) in which each
 ``AUDIO_PLACEHOLDER`` marks where the adapter output of one audio segment goes (a
 multi-turn sample has one per past user turn with audio, then its own speech). Each sample is
 packed contiguously and padded at one side. The reference instead pads every template
 segment separately, leaving holes inside sequences and shifting the loss across them
-(spec 3, 9); batches of one are identical in both layouts, and contiguous packing is what
+(docs/model.md#loss, docs/differences.md); batches of one are identical in both layouts, and contiguous packing is what
 a clean implementation should train with.
 """
 

@@ -1,4 +1,4 @@
-"""Which parts train (the reference's ``fire_module``, spec 5.1) and LoRA through peft."""
+"""Which parts train (the reference's ``fire_module``, docs/training.md#stages) and LoRA through peft."""
 
 from typing import Dict, Sequence
 
@@ -17,7 +17,7 @@ TRAINABLE_PARTS: Dict[str, Sequence[str]] = {
     "all": ("",),
 }
 
-# The reference's LoRA target modules (spec 1.4; note: no up_proj).
+# The reference's LoRA target modules (docs/model.md#llm-and-lora; note: no up_proj).
 REFERENCE_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj"]
 
 

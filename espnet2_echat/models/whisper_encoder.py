@@ -1,4 +1,4 @@
-"""Whisper-style speech encoder as OSUM-EChat uses it (spec 1.2).
+"""Whisper-style speech encoder as OSUM-EChat uses it (docs/model.md#encoder).
 
 The transformer blocks are transformers' ``WhisperEncoderLayer`` (pre-LN, no key bias,
 exact GELU), so parameter names equal those of ``WhisperEncoder`` and HF Whisper weights

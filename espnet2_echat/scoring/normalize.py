@@ -3,7 +3,7 @@
 English goes through Whisper's ``EnglishTextNormalizer`` (transformers' port; its British
 -> American spelling table is vendored from openai/whisper, MIT, because transformers
 only ships the class and the hub tokenizers carry the table). Chinese follows the
-reference: its target normalisation (spec 2.7: no whitespace around CJK characters), and
+reference: its target normalisation (docs/labels.md#text-normalisation: no whitespace around CJK characters), and
 Arabic numbers written as Chinese numerals with ``cn2an`` as its ASR scorer does (spec
 8.1); punctuation is removed and Latin letters lower-cased.
 

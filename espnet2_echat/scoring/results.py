@@ -1,10 +1,10 @@
 """results.json / results.md of one set, RESULTS.md of an experiment, and the paper's numbers.
 
-``results.json`` follows DESIGN.md: ``{"task", "num_utts", "metrics": {name: value}}``
+``results.json`` (docs/scoring.md): ``{"task", "num_utts", "metrics": {name: value}}``
 (WER/CER and accuracies in percent, judge scores 0-100), plus an ``info`` block (test set,
 dirs, think mode, rubric version, ASR model). ``RESULTS.md`` gathers every
 ``results.json`` below an experiment dir into ESPnet-style tables (environment first, one
-table per task, one row per test set) and a comparison with the paper (spec 8.2) for the
+table per task, one row per test set) and a comparison with the paper (docs/scoring.md#comparison-with-the-paper) for the
 test sets whose name matches one of the paper's.
 """
 
@@ -48,7 +48,7 @@ _ORDER = (
 
 @dataclass(frozen=True)
 class PaperResult:
-    """One number the OSUM-EChat paper reports (spec 8.2)."""
+    """One number the OSUM-EChat paper reports (docs/scoring.md#comparison-with-the-paper)."""
 
     benchmark: str  # the paper's name of the test set
     aliases: Tuple[
@@ -237,7 +237,7 @@ def write_results_md(
                     comparison.append(
                         f"|{model}|{r['info']['test_set']}|{p.benchmark}|{p.metric}|{_fmt(ours)}|{_fmt(p.value)}|{p.table}|"
                     )
-    lines += ["", "## Comparison with the paper (OSUM-EChat, spec 8.2)", ""]
+    lines += ["", "## Comparison with the paper (OSUM-EChat)", ""]
     if comparison:
         lines += [
             "|model|dataset|paper test set|metric|ours|paper|paper table|",

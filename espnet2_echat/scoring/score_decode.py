@@ -1,8 +1,8 @@
 """Score one decoded set: every metric its files allow (the ``echat_score`` library call).
 
-Inputs: a data dir (DESIGN.md data-dir contract) and a decode dir written by
+Inputs: a data dir (docs/data_dir.md) and a decode dir written by
 ``echat_inference`` (``text``, ``think``, ``token_int``, ``speech_token``, ``wav.scp``).
-Outputs under ``out_dir``: ``results.json`` (DESIGN.md scoring contract), ``results.md``,
+Outputs under ``out_dir``: ``results.json`` (docs/scoring.md), ``results.md``,
 ESPnet's ``score_wer``/``score_cer`` sclite folders, confusion-matrix PNGs, and
 ``judge.jsonl`` when a judge ran.
 
@@ -193,7 +193,7 @@ def score_decode_dir(
             metrics.update({f"reply_{k}": v for k, v in rates.items()})
         leading = {u: split_leading_tag(hyp_text.get(u, ""))[0] for u in utts}
         # Only a model trained with the tag-think processor starts replies with a reply
-        # emotion (spec 2.4); without any such tag the accuracy would only say "no tags".
+        # emotion (docs/labels.md#tag-think); without any such tag the accuracy would only say "no tags".
         if "reply_emotion" in data and any(
             t in REPLY_EMOTION_LABELS for t in leading.values()
         ):

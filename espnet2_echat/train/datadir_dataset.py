@@ -1,4 +1,4 @@
-"""An ESPnet dataset over whole data dirs of the data-dir contract (DESIGN.md).
+"""An ESPnet dataset over whole data dirs in the format of docs/data_dir.md.
 
 ESPnet's ``ESPnetDataset`` needs every listed file to hold every utterance. Speech-LLM
 data dirs do not: optional label files cover subsets, and text-input tasks (T2T, TTS)
@@ -102,7 +102,7 @@ class DataDirDataset(AbsDataset):
                 raise ValueError(
                     f"{self.dirs[set_name]}/wav.scp: {utt} is {rate} Hz, expected {self.fs} Hz"
                 )
-            if wav.ndim == 2:  # multi-channel audio is averaged to mono (spec 4.1)
+            if wav.ndim == 2:  # multi-channel audio is averaged to mono (docs/data_pipeline.md#osum-formats)
                 wav = wav.mean(axis=1)
             data["speech"] = wav
         return data

@@ -1,4 +1,4 @@
-"""Label sets, text normalisation (spec 2.6/2.7) and CoT strings (spec 2.4/2.5)."""
+"""Label sets, text normalisation (docs/labels.md#label-sets, docs/labels.md#text-normalisation) and CoT strings (docs/labels.md#tag-think, docs/labels.md#language-think)."""
 
 import random
 

@@ -50,7 +50,7 @@ def make(prompt_file, **kw):
     return EChatPreprocessor(TOKENIZER, K1, text_vocab_size=V, prompt_config=prompt_file, **kw)
 
 
-def P(b, output_type):  # noqa: N802  (P1 of the spec)
+def P(b, output_type):  # noqa: N802  (P1 of docs/tasks.md#layouts)
     return b.system(output_type)
 
 

@@ -1,4 +1,4 @@
-"""Logits processors, stopping criteria and output parsing on hand-made ids (spec 6.4, 6.5)."""
+"""Logits processors, stopping criteria and output parsing on hand-made ids (docs/decoding.md#parsing, docs/decoding.md#logits-processors)."""
 
 import pytest
 import torch

@@ -129,7 +129,7 @@ def test_fixed_parsing_keeps_every_id(fixed_s2r, expected, wavs, i):
 
 def test_t2t_after_s2s_on_the_same_object(compat_s2r, expected, wavs):
     """The reference's generate_text2text keeps the speech phase of an earlier S2S call
-    (spec 9); here every call starts from its task's phase."""
+    (docs/differences.md); here every call starts from its task's phase."""
     decode_fixture(compat_s2r, expected, wavs, 0, "s2s")
     decode_fixture(compat_s2r, expected, wavs, 0, "tts")
     t2t, spec = decode_fixture(compat_s2r, expected, wavs, 1, "t2t")

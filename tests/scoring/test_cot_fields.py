@@ -1,4 +1,4 @@
-"""Per-field accuracy of generated tag-think CoTs (spec 2.4)."""
+"""Per-field accuracy of generated tag-think CoTs (docs/labels.md#tag-think)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""What trains in each stage (spec 5.1), LoRA training and merging, overfitting one batch."""
+"""What trains in each stage (docs/training.md#stages), LoRA training and merging, overfitting one batch."""
 
 from pathlib import Path
 
