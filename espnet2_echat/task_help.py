@@ -6,8 +6,10 @@ The parser itself is what ESPnet makes of the task's class choices, so the help 
 stored (``task_help_text/<cli>.txt``, written by this module from the real parser at 100
 columns) and printed when a CLI is called with ``--help`` alone, the installed ESPnet is
 the version the text was made with and the task modules (``tasks/*.py``) are unchanged
-since (a hash of their sources); otherwise the real parser answers. Parsing of every
-other command line is the real parser's. ``tests/bin/test_cli_help.py`` checks that each
+since (a hash of their sources). When the stored text is stale, the parser's help is made
+once (slow), printed, and kept under ``$ECHAT_CACHE_DIR/task_help/`` (default
+``~/.cache/espnet_echat``) for the next ``--help``. Parsing of every other command line is
+the real parser's. ``tests/bin/test_cli_help.py`` checks that each
 stored text equals what the task's parser prints now; after changing a task's options run
 ``python -m espnet2_echat.task_help`` to rewrite them.
 """
@@ -52,15 +54,35 @@ def stored_help(cli: str) -> Optional[str]:
     return text
 
 
+def _cached_path(cli: str) -> Path:
+    """Where a help text made at run time is kept, keyed by the stamp."""
+    root = Path(os.environ.get("ECHAT_CACHE_DIR") or Path.home() / ".cache" / "espnet_echat")
+    key = hashlib.sha256(_stamp().encode()).hexdigest()[:16]
+    return root / "task_help" / f"{cli}-{key}.txt"
+
+
 def answer_help(cli: str, cmd: Optional[Sequence[str]]) -> None:
-    """Print the stored help and exit 0 (as argparse does) when ``cmd`` is ``--help`` alone."""
+    """Print the help and exit 0 (as argparse does) when ``cmd`` is ``--help`` alone.
+
+    The stored text when current, else the run-time cache, else the parser's (then cached).
+    """
     args = list(sys.argv[1:] if cmd is None else cmd)
     if args not in (["-h"], ["--help"]):
         return
     text = stored_help(cli)
-    if text is not None:
-        sys.stdout.write(text)
-        raise SystemExit(0)
+    if text is None:
+        cached = _cached_path(cli)
+        if cached.is_file():
+            text = cached.read_text(encoding="utf-8")
+        else:
+            text = live_help(cli)
+            try:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cached.write_text(text, encoding="utf-8")
+            except OSError:
+                pass  # a read-only home: the help is still printed, just not kept
+    sys.stdout.write(text)
+    raise SystemExit(0)
 
 
 def live_help(cli: str) -> str:

@@ -47,7 +47,14 @@ print(json.dumps(out))
 """
 
 
-def test_no_cli_imports_heavy_modules_for_help():
+def test_no_cli_imports_heavy_modules_for_help(tmp_path, monkeypatch):
+    """No CLI imports a heavy module for --help. A task CLI whose stored help is stale
+    (``tasks/*.py`` edited since it was written) builds its parser once: it is reported and
+    left out of the check until ``python -m espnet2_echat.task_help`` rewrites the text."""
+    from espnet2_echat.task_help import TASK_CLIS, stored_help
+
+    monkeypatch.setenv("ECHAT_CACHE_DIR", str(tmp_path))
+    stale = [cli for cli in TASK_CLIS if stored_help(cli) is None]
     proc = subprocess.run(
         [sys.executable, "-c", ALL_IN_ONE.format(heavy=HEAVY, clis=CLIS, inject="pass")],
         capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
@@ -57,8 +64,10 @@ def test_no_cli_imports_heavy_modules_for_help():
     problems = [
         f"{name}: exit {r['code']}, usage printed: {r['usage']}, heavy imports: {r['heavy']}"
         for name, r in report.items()
-        if r["code"] != 0 or not r["usage"] or r["heavy"]
+        if r["code"] != 0 or not r["usage"] or (r["heavy"] and name not in stale)
     ]
+    if stale:
+        print(f"\nstale stored --help (run `python -m espnet2_echat.task_help`): {stale}")
     print("\n--help in one process, seconds per CLI (imports shared with earlier CLIs):")
     for name, r in report.items():
         print(f"  {name:32s} {r['seconds']:6.2f}")
@@ -93,14 +102,24 @@ def test_stored_task_help_is_the_parsers(cli):
     )
 
 
-def test_stored_help_only_for_help_alone(capsys):
-    """Any other command line goes to the real parser."""
-    from espnet2_echat.task_help import answer_help
+def test_stored_help_only_for_help_alone(capsys, tmp_path, monkeypatch):
+    """--help alone prints the stored text; a stale one is replaced by the parser's, kept in
+    the cache for the next call; any other command line goes to the real parser."""
+    from espnet2_echat import task_help
 
-    answer_help("echat_train", ["--config", "x.yaml", "--help"])  # returns: not --help alone
+    monkeypatch.setenv("ECHAT_CACHE_DIR", str(tmp_path))
+    task_help.answer_help("echat_train", ["--config", "x.yaml", "--help"])  # not --help alone
     with pytest.raises(SystemExit) as e:
-        answer_help("echat_train", ["--help"])
-    assert e.value.code == 0 and capsys.readouterr().out.startswith("usage: echat_train.py")
+        task_help.answer_help("echat_train", ["--help"])
+    assert e.value.code == 0 and "usage: echat_train.py" in capsys.readouterr().out
+    monkeypatch.setenv("ECHAT_CACHE_DIR", str(tmp_path / "fresh"))
+    monkeypatch.setattr(task_help, "stored_help", lambda cli: None)  # stale
+    monkeypatch.setattr(task_help, "live_help", lambda cli: "usage: live\n")
+    for _ in range(2):
+        with pytest.raises(SystemExit):
+            task_help.answer_help("echat_train", ["-h"])
+        assert capsys.readouterr().out == "usage: live\n"
+    assert [p.read_text() for p in (tmp_path / "fresh" / "task_help").iterdir()] == ["usage: live\n"]
 
 
 @pytest.mark.slow
