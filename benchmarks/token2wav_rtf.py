@@ -9,6 +9,8 @@ per-repeat ratios to the first variant, with their min-max):
 * ``fp32``: this project's default (no bias without padding: the unmasked kernel);
 * ``bf16``: ``ConditionalDecoder.set_matmul_dtype(torch.bfloat16)``: transformer products
   in bfloat16 (residuals, norms, convolutions float32);
+* ``onnx``: the float32 estimator exported with ``torch.onnx`` and run by ONNX Runtime
+  (``--estimator_backend onnx``);
 * ``bf16_compiled`` (``--compile``): the same estimator under ``torch.compile``.
 
 Offline synthesis of ``--tokens`` speech tokens with a 3 s speaker prompt (75 tokens, 258
@@ -35,6 +37,7 @@ import yaml
 
 from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel
 from espnet2_echat.models.token2wav.estimator import ConditionalDecoder
+from espnet2_echat.models.token2wav.onnx_estimator import OnnxEstimator
 
 CONF = (
     Path(__file__).resolve().parents[1]
@@ -59,7 +62,7 @@ def variant_estimators(model, compile_: bool) -> Dict[str, torch.nn.Module]:
     ref.__class__ = ReferenceOpsDecoder
     bf16 = copy.deepcopy(base)
     bf16.set_matmul_dtype(torch.bfloat16)
-    out = {"reference_ops": ref, "fp32": base, "bf16": bf16}
+    out = {"reference_ops": ref, "fp32": base, "bf16": bf16, "onnx": OnnxEstimator(base)}
     if compile_:
         out["bf16_compiled"] = torch.compile(copy.deepcopy(bf16), dynamic=False)
     return out
@@ -147,6 +150,7 @@ def main() -> None:
             "estimator_vs_reference_ops": spread(
                 [r["estimator_s"] / b["estimator_s"] for r, b in zip(runs, base)]
             ),
+            "estimator_per_step_s": spread([r["estimator_s"] / args.steps for r in runs]),
             "estimator_share": spread([r["estimator_s"] / r["total_s"] for r in runs]),
             "mel_max_abs_err_vs_fp32": float((out["mel"] - ref_mel).abs().max()),
             "mel_mean_abs_err_vs_fp32": float((out["mel"] - ref_mel).abs().mean()),

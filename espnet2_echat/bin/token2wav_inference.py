@@ -12,6 +12,7 @@ from typing import List, Optional
 from espnet2.utils.types import str2bool
 
 from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
+from espnet2_echat.inference.serving_options import add_estimator_backend_argument
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -67,6 +68,7 @@ def get_parser() -> argparse.ArgumentParser:
         choices=["float32", "bfloat16"],
         help="the flow estimator's transformer products (bfloat16: ~2x faster on AMX CPUs)",
     )
+    add_estimator_backend_argument(parser, "--estimator_backend")
     parser.add_argument(
         "--first_token_hop_len",
         type=int,

@@ -219,6 +219,7 @@ def inference(
     token2wav_train_config: Optional[str] = None,
     token2wav_model_file: Optional[str] = None,
     token2wav_matmul_dtype: str = "float32",
+    token2wav_estimator: str = "torch",
     prompt_config: Optional[str] = None,
     cachedir: Optional[str] = None,
     random_init: bool = False,
@@ -232,6 +233,7 @@ def inference(
         token2wav_train_config=token2wav_train_config,
         token2wav_model_file=token2wav_model_file,
         token2wav_matmul_dtype=token2wav_matmul_dtype,
+        token2wav_estimator=token2wav_estimator,
         prompt_config=prompt_config,
     )
     if model_tag:

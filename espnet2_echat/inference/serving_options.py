@@ -16,6 +16,7 @@ MODEL_OPTIONS = (
     "token2wav_train_config",
     "token2wav_model_file",
     "token2wav_matmul_dtype",
+    "token2wav_estimator",
     "device",
     "dtype",
     "reference_compat",
@@ -47,6 +48,17 @@ def add_token2wav_arguments(parser) -> None:
         default="float32",
         choices=["float32", "bfloat16"],
         help="token2wav flow estimator's transformer products (bfloat16: AMX/BF16 CPUs, GPUs)",
+    )
+    add_estimator_backend_argument(parser, "--token2wav_estimator")
+
+
+def add_estimator_backend_argument(parser, name: str = "--estimator_backend") -> None:
+    """The switch of ``Token2WavInference.estimator_backend`` (torch | onnx)."""
+    parser.add_argument(
+        name,
+        default="torch",
+        choices=["torch", "onnx"],
+        help="onnx: the token2wav flow estimator on ONNX Runtime (float32, CPU, exported at load)",
     )
 
 

@@ -120,6 +120,7 @@ class Speech2Response:
             without it a missing model file is an error, never silent random weights.
         token2wav_matmul_dtype: ``float32`` or ``bfloat16`` for the token2wav flow
             estimator's products (``Token2WavInference.matmul_dtype``).
+        token2wav_estimator: ``torch`` or ``onnx`` (``Token2WavInference.estimator_backend``).
         token2wav_first_hop_len: tokens the first streamed audio chunk advances
             (``FIRST_HOP_LEN``; None or ``reference_compat``: the reference's 50).
     """
@@ -139,6 +140,7 @@ class Speech2Response:
         random_init: bool = False,
         token2wav_matmul_dtype: str = "float32",
         token2wav_first_hop_len: Optional[int] = FIRST_HOP_LEN,
+        token2wav_estimator: str = "torch",
         quirks: Optional[ReferenceQuirks] = None,
     ):
         from espnet2_echat.tasks.echat import EChatTask
@@ -199,6 +201,7 @@ class Speech2Response:
                 device,
                 model.llm.ids,
                 matmul_dtype=token2wav_matmul_dtype,
+                estimator_backend=token2wav_estimator,
                 first_token_hop_len=(
                     None if quirks.token2wav_reference_streaming else token2wav_first_hop_len
                 ),

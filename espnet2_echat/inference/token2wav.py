@@ -25,6 +25,7 @@ from espnet2_echat.safety.names import child_path
 from espnet2_echat.tasks.token2wav import Token2WavTask
 
 MATMUL_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+ESTIMATOR_BACKENDS = ("torch", "onnx")
 
 
 class Token2WavInference:
@@ -47,6 +48,12 @@ class Token2WavInference:
             the flow estimator's transformer products in bfloat16 (residuals, norms and
             convolutions stay float32), ~2x faster on CPUs with AMX/AVX512-BF16 and on
             GPUs; its error against float32 is measured in ``benchmarks/token2wav_rtf.md``.
+        first_token_hop_len: Tokens the first streamed chunk advances (default the
+            reference's 50).
+        estimator_backend: ``torch`` (default) or ``onnx``: the flow estimator exported
+            with ``torch.onnx`` and run by ONNX Runtime on CPU (float32, equal to the torch
+            estimator within round-off; ~0.85x its time on a 2-core Xeon, see
+            ``benchmarks/token2wav_rtf.md``). Not combinable with ``bfloat16``.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class Token2WavInference:
         onnx_dir: Optional[Union[str, Path]] = None,
         matmul_dtype: str = "float32",
         first_token_hop_len: Optional[int] = None,
+        estimator_backend: str = "torch",
     ):
         from espnet2_echat.train.devices import resolve_device
 
@@ -79,6 +87,7 @@ class Token2WavInference:
         )
         self.model.eval()
         self.model.flow.decoder.estimator.set_matmul_dtype(MATMUL_DTYPES[matmul_dtype])
+        self._use_estimator_backend(estimator_backend, matmul_dtype, device)
         self.device = device
         self.n_timesteps = n_timesteps
         self.seed = seed
@@ -100,6 +109,24 @@ class Token2WavInference:
             self.model.flow.output_size,
             self.model.flow.spk_embed_dim,
         )
+
+    def _use_estimator_backend(self, backend: str, matmul_dtype: str, device: str) -> None:
+        """Swap the flow's estimator for its ONNX Runtime export when ``backend`` is onnx."""
+        if backend not in ESTIMATOR_BACKENDS:
+            raise ValueError(
+                f"estimator_backend must be one of {ESTIMATOR_BACKENDS}, got {backend!r}"
+            )
+        if backend == "torch":
+            return
+        if matmul_dtype != "float32" or torch.device(device).type != "cpu":
+            raise ValueError(
+                "estimator_backend='onnx' runs the float32 estimator on CPU; got "
+                f"matmul_dtype={matmul_dtype!r}, device={device!r}"
+            )
+        from espnet2_echat.models.token2wav.onnx_estimator import OnnxEstimator
+
+        cfm = self.model.flow.decoder
+        cfm.estimator = OnnxEstimator(cfm.estimator)
 
     @classmethod
     def from_pretrained(

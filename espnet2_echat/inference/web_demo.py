@@ -141,6 +141,7 @@ def launch(
     token2wav_train_config: Optional[str] = None,
     token2wav_model_file: Optional[str] = None,
     token2wav_matmul_dtype: str = "float32",
+    token2wav_estimator: str = "torch",
     server_name: str = "127.0.0.1",
     server_port: int = 7860,
     share: bool = False,
@@ -160,6 +161,7 @@ def launch(
         token2wav_train_config=token2wav_train_config,
         token2wav_model_file=token2wav_model_file,
         token2wav_matmul_dtype=token2wav_matmul_dtype,
+        token2wav_estimator=token2wav_estimator,
     )
     if model_tag:
         s2r = Speech2Response.from_pretrained(model_tag, cachedir=cachedir, **kwargs)

@@ -109,3 +109,26 @@ def test_reference_compat_reaches_the_token2wav(voiced, converted_dir, t2w_dir):
     )
     assert compat.token2wav.reference_compat and not voiced.token2wav.reference_compat
     assert compat.quirks.all_on and not voiced.quirks.token2wav_reference_streaming
+
+
+def test_streamed_audio_equals_the_unstreamed_audio(voiced, wavs):
+    """A reply within the first chunk (< hop + overlap tokens) streams exactly the offline
+    audio; a longer one streams exactly the chunked synthesis of its final tokens (audio
+    does not depend on when tokens arrived during decoding), which differs from offline
+    synthesis only by CosyVoice's chunk-boundary cross-fades: same length within 4 frames."""
+    speech = wavs[1].numpy()
+    first_chunk = voiced.token2wav.first_token_hop_len + 20
+    short = dict(DECODE, max_new_speech_tokens=first_chunk - 5)
+    final = list(voiced.stream(speech=speech, task="s2s", **short))[-1].final
+    offline = voiced(speech=speech, task="s2s", **short)
+    assert final.speech_token == offline.speech_token and len(final.speech_token) > 3
+    np.testing.assert_array_equal(final.wav, offline.wav)
+
+    long = dict(DECODE, max_new_speech_tokens=3 * first_chunk)
+    final = list(voiced.stream(speech=speech, task="s2s", **long))[-1].final
+    offline = voiced(speech=speech, task="s2s", **long)
+    assert final.speech_token == offline.speech_token
+    assert len(final.speech_token) > first_chunk + voiced.token2wav.first_token_hop_len
+    chunked = np.concatenate(list(voiced.token2wav.stream([final.speech_token])))
+    np.testing.assert_array_equal(final.wav, chunked)
+    assert abs(len(final.wav) - len(offline.wav)) < 4 * 256

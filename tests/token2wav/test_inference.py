@@ -189,3 +189,31 @@ def test_short_first_chunk(model_dir, t2w):
     assert chunked.split(120) == [slice(0, 30), slice(10, 80), slice(60, 120)]
     with pytest.raises(ValueError, match="first_token_hop_len=1 leaves"):
         short.model.chunked(first_token_hop_len=1)
+
+
+def test_onnx_estimator_agrees_with_torch(t2w, model_dir):
+    """``estimator_backend='onnx'``: the same mel as the torch estimator within the golden
+    tolerance (1e-4; the stand-in Griffin-Lim vocoder would amplify round-off, so the flow's
+    output is compared), on a length other than the export's example."""
+    onnx = Token2WavInference.from_pretrained(
+        model_dir, n_timesteps=4, estimator_backend="onnx"
+    )
+    assert type(onnx.model.flow.decoder.estimator).__name__ == "OnnxEstimator"
+    tokens = torch.tensor([list(range(40, 133))])
+    p = t2w.prompt
+    mels = [
+        m.model.flow.inference(
+            tokens, p.prompt_token, p.prompt_feat, p.embedding,
+            generator=torch.Generator().manual_seed(0), n_timesteps=4,
+        )
+        for m in (onnx, t2w)
+    ]
+    assert mels[0].shape == mels[1].shape
+    torch.testing.assert_close(mels[0], mels[1], atol=1e-4, rtol=0)
+    assert len(onnx(tokens[0].tolist())) == len(t2w(tokens[0].tolist()))
+    with pytest.raises(ValueError, match="estimator_backend must be one of"):
+        Token2WavInference.from_pretrained(model_dir, estimator_backend="tensorrt")
+    with pytest.raises(ValueError, match="runs the float32 estimator on CPU"):
+        Token2WavInference.from_pretrained(
+            model_dir, estimator_backend="onnx", matmul_dtype="bfloat16"
+        )

@@ -76,3 +76,18 @@ def test_bad_matmul_dtype(tmp_path):
 
     with pytest.raises(ValueError, match="matmul_dtype must be one of"):
         Token2WavInference(tmp_path / "c.yaml", tmp_path / "m.pth", matmul_dtype="fp8")
+
+
+@torch.no_grad()
+def test_onnx_estimator_equals_torch_and_refuses_padding():
+    from espnet2_echat.models.token2wav.onnx_estimator import OnnxEstimator
+
+    est = _estimator()
+    onnx = OnnxEstimator(est, num_threads=1)
+    for t in (37, 101):  # dynamic time axis (exported at 64 frames)
+        args = _inputs(t=t)
+        torch.testing.assert_close(onnx(*args), est(*args), atol=1e-4, rtol=1e-4)
+    x, mask, mu, t, spks, cond = _inputs()
+    mask[:, :, 30:] = 0
+    with pytest.raises(ValueError, match="exported for unpadded input"):
+        onnx(x, mask, mu, t, spks, cond)
