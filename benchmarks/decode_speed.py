@@ -137,9 +137,20 @@ def main():
     if not torch.cuda.is_available():
         llm.use_column_major_weights()  # ours: the CPU decode layout
     sampling = dict(do_sample=True, top_k=5, top_p=0.9, repetition_penalty=1.05)
+    def unpacked(plan):  # batch steps without the packed head: the one-row layout
+        def run():
+            packed, llm.packed_head = llm.packed_head, None
+            try:
+                ours(plan)()
+            finally:
+                llm.packed_head = packed
+        return run
+
     runs = (("text", ours(text_plan), plain_transformers(), "text"),
             ("speech", ours(speech_plan), None, "speech"),
             ("sampled", ours(sampled_plan), plain_transformers(**sampling), "text"))
+    if args.batch > 1 and getattr(llm, "packed_head", None) is not None:
+        runs += (("text_unpacked", unpacked(text_plan), None, "text"),)
     res["paired_ratios"] = {}
     for name, mine, theirs, kind in runs:
         # each repeat times the read floor, ours and transformers back to back, so that a

@@ -126,6 +126,19 @@ def _decode_batch(s2r, keys, requests, task, think, prompt, overrides, errors):
     return done
 
 
+def _input_length(key: str, main: str, speech, texts) -> int:
+    """A cheap measure of an utterance's input length for batching: audio frames from the
+    file header (0 for a pipe or an unreadable entry, reported when it is decoded), or the
+    text's characters."""
+    if main != "speech":
+        return len(texts[main].get(key, ""))
+    path = speech.data.get(key, "") if speech is not None else ""
+    try:
+        return soundfile.info(path).frames if Path(path).is_file() else 0
+    except (RuntimeError, soundfile.LibsndfileError):
+        return 0
+
+
 def decode_data_dir(
     s2r: Speech2Response,
     data_path_and_name_and_type: Sequence[str],
@@ -139,7 +152,9 @@ def decode_data_dir(
 ) -> Path:
     """Decode every utterance of ``key_file`` (default: the first input's keys).
 
-    A bad utterance (missing or unreadable audio, bad history, refused by the model) does
+    With ``batch_size > 1`` utterances are decoded longest first, so a batch holds similar
+    lengths; the output files are sorted by utterance id whatever the order. A bad
+    utterance (missing or unreadable audio, bad history, refused by the model) does
     not stop the run or lose the good ones of its batch: it is written to ``errors``
     (``uttid reason``) and retried on a re-run. The dir records task, think and model
     (``decode_info.json``); a re-run with other settings is refused.
@@ -172,6 +187,9 @@ def decode_data_dir(
         if problem:
             errors[key] = f"utterance id {problem}; expected a plain name"
     todo = [k for k in todo if k not in errors]
+    if batch_size > 1:  # similar lengths share a batch: less padding, no long row idling
+        lengths = {k: _input_length(k, main, speech, texts) for k in todo}
+        todo.sort(key=lambda k: -lengths[k])  # stable: equal lengths keep their order
     started = time.perf_counter()
     bar = progress_bar(len(todo), f"decoding {task}")
     for start in range(0, len(todo), batch_size):

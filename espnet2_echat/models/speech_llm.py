@@ -9,6 +9,7 @@ from transformers import DynamicCache, PreTrainedModel
 
 from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.models.causal_lm import text_vocab_size
+from espnet2_echat.models.packed_linear import PackedWeight, packing_available
 from espnet2_echat.models.split_linear import split_linear
 from espnet2_echat.models.lean_decoder import (
     LeanKVCache,
@@ -42,6 +43,7 @@ class SpeechLLM(nn.Module):
         self.speech_embedding = nn.Embedding(self.ids.table_size, hidden, dtype=dtype)
         self.speech_head = nn.Linear(hidden, self.ids.speech_token_num, dtype=dtype)
         self.head_parts = 1  # set by use_column_major_weights on CPU
+        self.packed_head: Optional[PackedWeight] = None  # idem: the batch-step layout
         self._fallback_reported = False
 
     @property
@@ -119,8 +121,14 @@ class SpeechLLM(nn.Module):
     def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         head = self.causal_lm.get_output_embeddings()
         decode_step = hidden.dim() == 2 and hidden.shape[0] <= 16  # BLAS threads larger ones
-        if self.head_parts > 1 and decode_step and not torch.is_grad_enabled():
-            if type(head) is nn.Linear and head.bias is None and hidden.device.type == "cpu":
+        plain = type(head) is nn.Linear and head.bias is None and hidden.device.type == "cpu"
+        if decode_step and plain and not torch.is_grad_enabled():
+            # the layout by batch size: one row, column blocks read by every thread; a few
+            # rows, a copy packed once for oneDNN (MKL re-packs the weight on every call)
+            batched = hidden.shape[0] > 1 and hidden.dtype == torch.float32
+            if batched and self.packed_head is not None:
+                return self.packed_head.linear(hidden, head.weight)
+            if self.head_parts > 1:
                 return split_linear(hidden, head.weight, self.head_parts)
         return head(hidden)
 
@@ -136,12 +144,15 @@ class SpeechLLM(nn.Module):
         BLAS runs each such product on one thread, so the text head, the largest weight a
         step reads, is also split into ``torch.get_num_threads()`` column blocks computed in
         parallel (``espnet2_echat.models.split_linear``; the lean decoder does the same for
-        the body's weights).
+        the body's weights). Steps of 2..16 rows read the text head through a copy packed for
+        oneDNN instead (``espnet2_echat.models.packed_linear``), made at the first such step.
         """
         for module in [*self.causal_lm.modules(), self.speech_head]:
             if isinstance(module, nn.Linear) and module.weight.is_contiguous():
                 module.weight.data = module.weight.data.t().contiguous().t()
         self.head_parts = torch.get_num_threads()
+        if packing_available() and self.packed_head is None:
+            self.packed_head = PackedWeight()
 
     def speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.speech_head(hidden)

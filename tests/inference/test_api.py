@@ -34,6 +34,17 @@ def test_batch_equals_one_by_one(fixed_s2r, wavs, task):
         assert b.text == single.text and b.speech_token == single.speech_token
 
 
+def test_batch_of_eight_equals_one_by_one(fixed_s2r, wavs):
+    """Eight rows of unequal lengths: padding masks, and the text head read through the copy
+    packed for batch steps (``models/packed_linear.py``) where oneDNN is available."""
+    requests = [Request(speech=wavs[i % 3][: 16000 + 3000 * i].numpy()) for i in range(8)]
+    batched = fixed_s2r.batch(requests, task="s2s", **SHORT_S2S)
+    packed = fixed_s2r.model.llm.packed_head
+    assert packed is None or packed._packed is not None  # the batched steps used it
+    for request, b in zip(requests, batched):
+        assert b.ids == fixed_s2r.batch([request], task="s2s", **SHORT_S2S)[0].ids
+
+
 def test_batch_of_texts_equals_one_by_one(fixed_s2r, expected):
     texts = ["Hi.", expected["utterances"][2]["text"], "A much longer sentence to be spoken aloud."]
     batched = fixed_s2r.batch([Request(text=t) for t in texts], task="tts", **SHORT_S2S)

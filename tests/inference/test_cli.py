@@ -163,3 +163,22 @@ def test_decode_with_history(data_dir, fixed_s2r, wavs, tmp_path):
     ]
     alone = fixed_s2r(speech=wavs[1].numpy(), task="s2s", **options)
     assert alone.ids != api.ids  # the history changed the prompt
+
+
+def test_batches_are_filled_longest_first(data_dir, fixed_s2r, tmp_path, monkeypatch):
+    inputs = [f"{data_dir / 'wav.scp'},speech,sound"]
+    options = dict(do_sample=False, max_new_tokens=4, max_new_speech_tokens=4)
+    decode_data_dir(fixed_s2r, inputs, str(tmp_path / "one"), "asr", batch_size=1, **options)
+    seen = []
+    original = fixed_s2r.batch
+
+    def recording(requests, *args, **kwargs):
+        seen.append([len(r.speech) / r.fs for r in requests])
+        return original(requests, *args, **kwargs)
+
+    monkeypatch.setattr(fixed_s2r, "batch", recording)
+    decode_data_dir(fixed_s2r, inputs, str(tmp_path / "two"), "asr", batch_size=2, **options)
+    durations = [d for batch in seen for d in batch]
+    assert [len(b) for b in seen] == [2, 2] and durations == sorted(durations, reverse=True)
+    for name in ("text", "token_int"):  # same answers, in utterance order
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
