@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, List, Optional, Sequence, Tuple
 
+from espnet2_echat.data import layout_quirks
 from espnet2_echat.data.quirks import ReferenceQuirks
 from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import (
@@ -147,12 +148,29 @@ class LayoutBuilder:
     def system(self, output_type: str, inference: bool = False) -> List[int]:
         """P1: system prompt of the output type plus the user start."""
         name = OUTPUT_TYPE_PROMPT.get(output_type, "fallback")
-        with_user_start = True
-        if inference and output_type == "text" and self.quirks.understanding_prompt_typo:
-            name = "understand_infer_compat"
-        if inference and output_type == "s2t_chat_think":
-            with_user_start = not self.quirks.s2t_think_without_user_start
+        name, with_user_start = layout_quirks.system_variant(
+            name, output_type, inference, self.quirks
+        )
         return self.text(system_block(name, with_user_start))
+
+    def turn_parts(
+        self, turn: Turn, audio_markers: bool = False
+    ) -> Tuple[List[int], List[Any], List[int]]:
+        """A past turn's user ids (an ``AUDIO_PLACEHOLDER``, wrapped in the audio markers
+        when asked, or its ``user_text`` ids), its audio (0 or 1 item) and its speech ids
+        (``marker speech... marker``, empty without speech tokens)."""
+        if turn.user_audio is not None:
+            user = self.audio_block() if audio_markers else [AUDIO_PLACEHOLDER]
+            audio = [turn.user_audio]
+        elif turn.user_text:
+            user, audio = self.text(turn.user_text), []
+        else:
+            raise ValueError("a history turn has neither user audio nor user text")
+        speech: List[int] = []
+        if turn.speech_tokens:
+            marker = self.speech_marker
+            speech = [marker] + self.speech(turn.speech_tokens) + [marker]
+        return user, audio, speech
 
     def history(self, turns: Sequence[Turn]) -> Tuple[List[int], List[Any]]:
         """Ids of past turns (an ``AUDIO_PLACEHOLDER`` per audio turn) and their audio, in order.
@@ -163,33 +181,19 @@ class LayoutBuilder:
             <user audio> <|im_end|>\\n <|im_end|>\\n<|im_start|>assistant\\n <reply ids>
             [marker speech... marker] <|im_end|>\\n <|im_start|>user\\n
 
-        ``reference_compat`` (the reference's ``generate_s2s_no_stream_multi_turn``, spec
-        6.6; it follows the system block without user start), per turn::
-
-            [bos] <user audio> [eos] P2 <reply ids> [marker speech... marker]
-
-        A turn without audio has its ``user_text`` ids where the audio would be.
+        ``multiturn_reference_layout`` gives the reference's inference layout instead
+        (``data/layout_quirks.py::history``). A turn without audio has its ``user_text`` ids
+        where the audio would be.
         """
+        if self.quirks.multiturn_reference_layout:
+            return layout_quirks.history(self, turns)
         ids: List[int] = []
         audios: List[Any] = []
-        compat = self.quirks.multiturn_reference_layout
-        marker = self.speech_marker
         for turn in turns:
-            if turn.user_audio is not None:
-                user = self.audio_block() if compat else [AUDIO_PLACEHOLDER]
-                audios.append(turn.user_audio)
-            elif turn.user_text:
-                user = self.text(turn.user_text)
-            else:
-                raise ValueError("a history turn has neither user audio nor user text")
-            speech: List[int] = []
-            if turn.speech_tokens:
-                speech = [marker] + self.speech(turn.speech_tokens) + [marker]
-            if compat:
-                ids += user + self.text(ASSISTANT_START) + list(turn.reply_ids) + speech
-            else:
-                ids += user + self.text(TURN_END + ASSISTANT_START) + list(turn.reply_ids)
-                ids += speech + self.text(TURN_END + USER_START)
+            user, audio, speech = self.turn_parts(turn)
+            audios += audio
+            ids += user + self.text(TURN_END + ASSISTANT_START) + list(turn.reply_ids)
+            ids += speech + self.text(TURN_END + USER_START)
         return ids, audios
 
     def history_prompt(
@@ -198,17 +202,15 @@ class LayoutBuilder:
         """Prompt ids of an audio turn after ``turns`` and the past turns' audio in order.
 
         The current turn's audio block comes last; its audio is not in the returned list.
-        Without ``reference_compat`` this is the training prompt of the same conversation:
-        ``P1 · history · audio block · P2``.
+        This is the training prompt of the same conversation, ``P1 · history · audio block ·
+        P2`` (``multiturn_reference_layout``: ``data/layout_quirks.py::history_prompt``).
         """
-        compat = self.quirks.multiturn_reference_layout
+        if self.quirks.multiturn_reference_layout:
+            return layout_quirks.history_prompt(self, output_type, turns)
         prompt_name = OUTPUT_TYPE_PROMPT.get(output_type, "fallback")
-        ids = self.text(system_block(prompt_name, with_user_start=not compat))
+        ids = self.text(system_block(prompt_name, with_user_start=True))
         hist, audios = self.history(turns)
-        ids += hist
-        if compat:
-            ids += self.text(USER_START)
-        ids += self.audio_block() + self.text(ASSISTANT_START)
+        ids += hist + self.audio_block() + self.text(ASSISTANT_START)
         return ids, audios
 
     # -- whole sequences --------------------------------------------------------------

@@ -35,6 +35,7 @@ from espnet2_echat.data.labels import (
     split_leading_tag,
 )
 from espnet2_echat.data.layout import LayoutBuilder, Turn
+from espnet2_echat.data import layout_quirks
 from espnet2_echat.data.quirks import switch
 from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import (
@@ -436,8 +437,7 @@ class EChatPreprocessor:
         ids: List[int] = []
         for turn in turns:
             ids += b.text(turn["user_text"])
-            if self.text_history_doubled_im_end:
-                ids += b.text(TURN_END)
+            ids += layout_quirks.after_text_history_user(b, self.text_history_doubled_im_end)
             ids += b.text(ASSISTANT_START) + b.text(turn["reply"])
             tokens = turn.get("speech_token") or []
             if tokens:

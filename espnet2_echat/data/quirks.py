@@ -9,10 +9,10 @@ every switch on, so the released weights behave exactly as published; the old
 switch                                        part that reads it
 ============================================  ==============================================
 ``encoder_mask_subsampling``                  ``models.whisper_encoder.WhisperStyleEncoder``
-``understanding_prompt_typo``                 ``data.layout.LayoutBuilder.system`` (inference)
-``s2t_think_without_user_start``              ``data.layout.LayoutBuilder.system`` (inference)
-``multiturn_reference_layout``                ``data.layout.LayoutBuilder.history/prompt``
-``text_history_doubled_im_end``               ``data.preprocessor.EChatPreprocessor``
+``understanding_prompt_typo``                 ``data.layout_quirks.system_variant`` (inference)
+``s2t_think_without_user_start``              ``data.layout_quirks.system_variant`` (inference)
+``multiturn_reference_layout``                ``data.layout_quirks.history/history_prompt``
+``text_history_doubled_im_end``               ``data.layout_quirks.after_text_history_user``
 ``s2s_stop_at_text_budget``                   ``inference.decoder.build_plan``
 ``reference_parsing``                         ``inference.parsing.parse_generation``,
                                               ``Speech2Response`` (conversation memory)

@@ -106,9 +106,8 @@ def test_convert_cli_stores_prompt(token2wav_tiny_dir, cosyvoice_dir, tmp_path):
     from espnet2_echat.bin import convert_cosyvoice as cli
     from espnet2_echat.inference.token2wav import Token2WavInference
 
-    inputs = torch.load(
-        token2wav_tiny_dir / "inputs" / "case_0" / "inputs.pt", weights_only=True
-    )
+    case = sorted(p for p in (token2wav_tiny_dir / "inputs").iterdir() if p.is_dir())[0]
+    inputs = torch.load(case / "inputs.pt", weights_only=True)
     tokens = tmp_path / "prompt_tokens"
     tokens.write_text(
         "prompt " + " ".join(map(str, inputs["prompt_token"][0].tolist())) + "\n"
@@ -120,7 +119,7 @@ def test_convert_cli_stores_prompt(token2wav_tiny_dir, cosyvoice_dir, tmp_path):
             "--out_dir",
             str(tmp_path / "out"),
             "--prompt_wav",
-            str(token2wav_tiny_dir / "inputs" / "case_0" / "prompt.wav"),
+            str(case / "prompt.wav"),
             "--prompt_speech_token",
             str(tokens),
         ]

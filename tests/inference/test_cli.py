@@ -17,25 +17,36 @@ pytestmark = pytest.mark.reference
 FIXTURE_BUDGET = ["--do_sample", "false", "--max_new_tokens", "20", "--max_new_speech_tokens", "30"]
 
 
+def _key(i: int) -> str:
+    """Data-dir key of the golden set's utterance ``i``."""
+    return f"g{i:03d}"
+
+
+def _keys(wavs) -> list:
+    """Every key of :func:`data_dir`, sorted as the decode files are."""
+    return [_key(i) for i in range(len(wavs))] + ["tone"]
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory, wavs):
-    """The fixture's three utterances and a generated 22.05 kHz tone, as a wav.scp."""
+    """The golden set's utterances (keys ``g000``, ``g001``, ... in its order) and a
+    generated 22.05 kHz tone (``tone``, sorted last), as a wav.scp."""
     root = tmp_path_factory.mktemp("data")
     lines = []
     for i, wav in enumerate(wavs):
-        path = root / f"utt{i + 1}.wav"
+        path = root / f"{_key(i)}.wav"
         sf.write(path, wav.numpy(), 16000, subtype="FLOAT")
-        lines.append(f"utt{i + 1} {path}")
+        lines.append(f"{_key(i)} {path}")
     t = np.arange(int(22050 * 1.5)) / 22050
     tone = (0.3 * np.sin(2 * np.pi * 220 * t) * np.linspace(0, 1, t.size)).astype(np.float32)
     sf.write(root / "tone.wav", tone, 22050, subtype="FLOAT")
-    lines.append(f"utt4_tone {root / 'tone.wav'}")
+    lines.append(f"tone {root / 'tone.wav'}")
     (root / "wav.scp").write_text("\n".join(lines) + "\n")
     (root / "text").write_text("utt1 Hello there.\nutt2 How are you today?\n")
     return root
 
 
-def test_cli_s2s_reproduces_the_fixture(data_dir, converted_dir, expected, fixed_s2r, tmp_path):
+def test_cli_s2s_reproduces_the_fixture(data_dir, converted_dir, expected, fixed_s2r, wavs, tmp_path):
     out = tmp_path / "decode"
     cmd = [
         sys.executable,
@@ -61,12 +72,17 @@ def test_cli_s2s_reproduces_the_fixture(data_dir, converted_dir, expected, fixed
     token_int = read_2columns_text(out / "token_int")
     speech = read_2columns_text(out / "speech_token")
     text = read_2columns_text(out / "text")
-    assert list(text) == ["utt1", "utt2", "utt3", "utt4_tone"]
+    assert list(text) == _keys(wavs)
     assert not (out / "think").exists()
-    for i in range(3):
-        spec = expected["utterances"][i]["tasks"]["s2s"]
-        assert token_int[f"utt{i + 1}"].split() == [str(x) for x in spec["text_part_ids"][:-1]]
-        assert speech[f"utt{i + 1}"].split() == [str(x) for x in spec["speech_part_ids"]]
+    compared = 0
+    for i, utt in enumerate(expected["utterances"]):
+        spec = utt.get("tasks", {}).get("s2s")
+        if spec is None:
+            continue
+        assert token_int[_key(i)].split() == [str(x) for x in spec["text_part_ids"][:-1]]
+        assert speech[_key(i)].split() == [str(x) for x in spec["speech_part_ids"]]
+        compared += 1
+    assert compared, "the golden set decoded no utterance as s2s"
     # the generated tone (22.05 kHz, resampled) gives what the Python API gives
     tone, fs = sf.read(data_dir / "tone.wav", dtype="float32")
     api = fixed_s2r(
@@ -78,15 +94,16 @@ def test_cli_s2s_reproduces_the_fixture(data_dir, converted_dir, expected, fixed
         max_new_speech_tokens=30,
         speech_ngram_blocking=False,
     )
-    assert token_int["utt4_tone"].split() == [str(x) for x in api.token_int]
-    assert speech["utt4_tone"].split() == [str(x) for x in api.speech_token]
-    assert text["utt4_tone"] == " ".join(api.text.split())
+    assert token_int["tone"].split() == [str(x) for x in api.token_int]
+    assert speech["tone"].split() == [str(x) for x in api.speech_token]
+    assert text["tone"] == " ".join(api.text.split())
 
 
-def test_decode_skips_finished_and_writes_think(data_dir, fixed_s2r, tmp_path, monkeypatch):
+def test_decode_skips_finished_and_writes_think(data_dir, fixed_s2r, wavs, tmp_path, monkeypatch):
     out = tmp_path / "decode"
     keys = tmp_path / "keys"
-    keys.write_text("utt2 x\n")
+    done = _keys(wavs)[-2]  # the golden set's last utterance is decoded first
+    keys.write_text(f"{done} x\n")
     options = dict(do_sample=False, max_new_tokens=4, max_new_speech_tokens=4)
     inputs = [f"{data_dir / 'wav.scp'},speech,sound"]
     decode_data_dir(fixed_s2r, inputs, str(out), "s2t_chat", "tag", key_file=str(keys), **options)
@@ -100,10 +117,10 @@ def test_decode_skips_finished_and_writes_think(data_dir, fixed_s2r, tmp_path, m
 
     monkeypatch.setattr(fixed_s2r, "batch", counting)
     decode_data_dir(fixed_s2r, inputs, str(out), "s2t_chat", "tag", batch_size=8, **options)
-    assert seen == [3]  # utt2 was done
+    assert seen == [len(_keys(wavs)) - 1]  # one was done
     text = read_2columns_text(out / "text")
-    assert list(text) == ["utt1", "utt2", "utt3", "utt4_tone"]
-    assert first.startswith("utt2 ") and first in (out / "text").read_text()
+    assert list(text) == _keys(wavs)
+    assert first.startswith(f"{done} ") and first in (out / "text").read_text()
     assert list(read_2columns_text(out / "think")) == list(text)
     assert not (out / "speech_token").exists()
 
@@ -139,12 +156,12 @@ def test_decode_with_history(data_dir, fixed_s2r, wavs, tmp_path):
     from espnet2_echat.inference import Turn
 
     turn = {
-        "user_wav": str(data_dir / "utt1.wav"),
+        "user_wav": str(data_dir / f"{_key(0)}.wav"),
         "user_text": "hi",
         "reply": "Hello there.",
         "speech_token": [1, 2, 3],
     }
-    (tmp_path / "history").write_text(f"utt2 {json.dumps([turn])}\n")
+    (tmp_path / "history").write_text(f"{_key(1)} {json.dumps([turn])}\n")
     options = dict(do_sample=False, max_new_tokens=5, max_new_speech_tokens=5)
     out = decode_data_dir(
         fixed_s2r,
@@ -157,8 +174,8 @@ def test_decode_with_history(data_dir, fixed_s2r, wavs, tmp_path):
     audio = fixed_s2r.encode_audio([wavs[0]])[0]
     turns = [Turn(fixed_s2r.layout.text("Hello there."), [1, 2, 3], audio, "hi")]
     api = fixed_s2r(speech=wavs[1].numpy(), task="s2s", history=turns, **options)
-    assert read_2columns_text(out / "token_int")["utt2"].split() == [str(i) for i in api.token_int]
-    assert read_2columns_text(out / "speech_token")["utt2"].split() == [
+    assert read_2columns_text(out / "token_int")[_key(1)].split() == [str(i) for i in api.token_int]
+    assert read_2columns_text(out / "speech_token")[_key(1)].split() == [
         str(i) for i in api.speech_token
     ]
     alone = fixed_s2r(speech=wavs[1].numpy(), task="s2s", **options)

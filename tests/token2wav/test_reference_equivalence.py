@@ -15,9 +15,21 @@ import torch
 from espnet2_echat.convert.cosyvoice import convert_cosyvoice
 from espnet2_echat.models.token2wav.speaker_prompt import SpeakerPrompt
 from espnet2_echat.tasks.token2wav import Token2WavTask
+from tests.helpers import reference_fixtures_dir
 
 pytestmark = pytest.mark.reference
-CASES = ["case_0", "case_1"]
+
+
+def _golden_cases():
+    """The golden set's cases (``expected/<case>/nonstream.pt``) and those it also streamed
+    (``stream.pt``), read from its own folders; an absent set gives a placeholder (skipped)."""
+    root = reference_fixtures_dir() / "token2wav_tiny" / "expected"
+    cases = sorted(p.parent.name for p in root.glob("*/nonstream.pt")) if root.is_dir() else []
+    streamed = [c for c in cases if (root / c / "stream.pt").is_file()]
+    return cases or ["case_0"], streamed or ["case_0"]
+
+
+CASES, STREAM_CASES = _golden_cases()
 FLOW_ATOL = 1e-4
 FLOW_RTOL = 1e-4
 WAV_ATOL = 1e-3
@@ -150,8 +162,9 @@ def test_offline_end_to_end_seeded(model, token2wav_tiny_dir, case):
     assert fs == model.sample_rate and speech.shape[1] == len(wav)
 
 
-def test_streaming_reference_compat(model, token2wav_tiny_dir):
-    inputs, exp = _load(token2wav_tiny_dir, "case_1", "stream")
+@pytest.mark.parametrize("case", STREAM_CASES)
+def test_streaming_reference_compat(model, token2wav_tiny_dir, case):
+    inputs, exp = _load(token2wav_tiny_dir, case, "stream")
     chunked = model.chunked(reference_compat=True)
     slices = chunked.split(inputs["speech_token"].shape[1])
     assert len(slices) == int(exp["n_chunks"])
@@ -190,32 +203,34 @@ def test_streaming_reference_compat(model, token2wav_tiny_dir):
         )
     )
     assert [c.shape[1] for c in chunks] == [
-        exp["chunk0.speech_out"].shape[1],
-        exp["chunk1.speech_out"].shape[1],
+        exp[f"chunk{k}.speech_out"].shape[1] for k in range(int(exp["n_chunks"]))
     ]
     assert _max_abs(torch.cat(chunks, dim=1), exp["tts_speech"]) <= WAV_ATOL
 
 
-def test_streaming_fixed_cache_aligns_overlap(model, token2wav_tiny_dir):
+@pytest.mark.parametrize("case", STREAM_CASES)
+def test_streaming_fixed_cache_aligns_overlap(model, token2wav_tiny_dir, case):
     """Default mode: chunk k+1's first frames reuse chunk k's frames of the SAME tokens."""
-    inputs, exp = _load(token2wav_tiny_dir, "case_1", "stream")
+    inputs, exp = _load(token2wav_tiny_dir, case, "stream")
     chunked = model.chunked()
     assert chunked.flow_cache_frames == chunked.mel_overlap_len == 68
     state = chunked.new_state()
     generator = torch.Generator().manual_seed(int(exp["noise_seed"]))
-    for k, sl in enumerate(chunked.split(inputs["speech_token"].shape[1])):
+    slices = chunked.split(inputs["speech_token"].shape[1])
+    assert len(slices) >= 2, f"{case}: streamed in one chunk; nothing overlaps"
+    for k, sl in enumerate(slices):
         chunked.chunk(
             state,
             inputs["speech_token"][:, sl],
             inputs["prompt_token"].long(),
             inputs["prompt_feat"],
             inputs["embedding"],
-            finalize=k == 1,
+            finalize=k == len(slices) - 1,
             generator=generator,
             keep_trace=True,
         )
     n1 = int(exp["chunk0.mel_len1"])
-    first, second = state.trace
+    first, second = state.trace[0], state.trace[1]
     # Chunk 0's last 68 frames (tokens 50..69) become chunk 1's first 68 generated frames.
     assert torch.equal(
         second["noise_z_used"][:, :, n1 : n1 + 68], first["noise_z_used"][:, :, -68:]
