@@ -9,6 +9,7 @@ separately (with the default limits and N <= max_concurrent + max_queued there i
 
     python benchmarks/web_demo_load.py --model_dir exp/converted_tiny --clients 8 \\
         --duration_s 60 --out benchmarks/web_demo_load_cpu.json
+    (--no_heap_trim: the baseline without the server's native-heap trimming)
 """
 
 import argparse
@@ -16,6 +17,7 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import socket
 import statistics
 import tempfile
@@ -113,8 +115,18 @@ def _clients(url: str, reqs: List[Dict], clients: int, duration_s: float, result
     results.put((counts, latencies, wrong_examples))
 
 
-def run_load(model_dir: str, clients: int = 8, duration_s: float = 60.0) -> Dict:
-    """Serve the demo, run ``clients`` loops for ``duration_s``; return the figures."""
+def slope_mb_per_s(rss: List[float]) -> float:
+    """Least-squares slope of the once-a-second RSS samples over their last half (MB/s)."""
+    half = np.asarray(rss[len(rss) // 2 :], dtype=float)
+    if len(half) < 2:
+        return float("nan")
+    return float(np.polyfit(np.arange(len(half)), half, 1)[0])
+
+
+def run_load(model_dir: str, clients: int = 8, duration_s: float = 60.0,
+             heap_trim: bool = True) -> Dict:
+    """Serve the demo, run ``clients`` loops for ``duration_s``; return the figures.
+    ``heap_trim=False`` switches the server's native-heap trimming off (the baseline)."""
     from espnet2_echat.inference import Speech2Response
     from espnet2_echat.inference.request_limits import RequestLimits
     from espnet2_echat.inference.web_demo import build_demo
@@ -124,6 +136,8 @@ def run_load(model_dir: str, clients: int = 8, duration_s: float = 60.0) -> Dict
     reqs = _requests(s2r, tmp)
     limits = RequestLimits()
     demo = build_demo(s2r, default_task="t2t", limits=limits, **DECODING)
+    if not heap_trim:
+        demo.heap_trimmer._trim = None
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size=limits.max_upload_bytes)
@@ -142,10 +156,13 @@ def run_load(model_dir: str, clients: int = 8, duration_s: float = 60.0) -> Dict
     results = ctx.Queue()
     proc = ctx.Process(target=_clients, args=(url, reqs, clients, duration_s, results))
     t_start = time.monotonic()
+    cpu_start = time.process_time()
     proc.start()
     counts, latencies, wrong_examples = results.get(timeout=duration_s + 600)
     proc.join(60)
     elapsed = time.monotonic() - t_start
+    server_cpu = time.process_time() - cpu_start
+    clients_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     stop.set()
     demo.close()
     warm = rss[len(rss) // 4 :] or rss
@@ -166,7 +183,14 @@ def run_load(model_dir: str, clients: int = 8, duration_s: float = 60.0) -> Dict
             "last_quarter_to_end_growth": round(rss[-1] - warm[0], 1),
             "end": round(rss[-1], 1),
             "every_5_s": [round(x, 1) for x in rss[::5]],
+            "every_1_s": [round(x, 1) for x in rss],
+            "slope_last_half_mb_per_s": round(slope_mb_per_s(rss), 3),
         },
+        "heap_trim": heap_trim,
+        "heap_trims": demo.heap_trimmer.trims,
+        "wall_s": round(elapsed, 1),
+        "cpu_s": {"server": round(server_cpu, 1),
+                  "clients": round(clients_cpu.ru_utime + clients_cpu.ru_stime, 1)},
         "admission_peak": demo.admission_queue.peak,
         "limits": {k: getattr(limits, k) for k in ("max_concurrent", "max_queued", "max_audio_seconds")},
         "wrong_examples": wrong_examples,
@@ -180,8 +204,10 @@ def main():
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration_s", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no_heap_trim", action="store_true",
+                        help="baseline: the server does not trim its native heap")
     args = parser.parse_args()
-    result = run_load(args.model_dir, args.clients, args.duration_s)
+    result = run_load(args.model_dir, args.clients, args.duration_s, not args.no_heap_trim)
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

@@ -19,6 +19,7 @@ from espnet2_echat.data.task_registry import HISTORY_TASKS, TEXT_INPUT_TASKS, TH
 from espnet2_echat.data.task_registry import TASK_NAMES as TASKS
 from espnet2_echat.inference.audio_input import as_float_waveform
 from espnet2_echat.inference.conversation import Conversation
+from espnet2_echat.inference.native_heap import HeapTrimmer
 from espnet2_echat.inference.request_limits import (
     AdmissionQueue,
     Credentials,
@@ -28,6 +29,10 @@ from espnet2_echat.inference.request_limits import (
     check_text,
 )
 from espnet2_echat.inference.speech2response import Speech2Response
+
+# gradio's delete_cache (frequency_s, age_s): temp files (uploads, reply audio) older than
+# an hour are removed every 10 minutes, so disk and gradio's file sets stay bounded
+TEMP_FILE_CACHE = (600, 3600)
 
 
 def respond(
@@ -39,12 +44,14 @@ def respond(
     conversation: Optional[Conversation],
     chat: Optional[List[dict]],
     queue: Optional[AdmissionQueue] = None,
+    heap: Optional[HeapTrimmer] = None,
     **decoding,
 ):
     """One turn: returns (chat messages, think text, reply audio, speech tokens, conversation).
 
     Errors (no input, unknown task, audio or text beyond the limits, a full queue) are
-    shown in the UI as ``gr.Error``.
+    shown in the UI as ``gr.Error``. ``heap`` (the server's) returns freed native memory
+    after the turn.
     """
     queue = queue or AdmissionQueue(RequestLimits())
     conversation = conversation if conversation is not None else Conversation(s2r.max_history_turns)
@@ -71,6 +78,9 @@ def respond(
             user = f"[audio {seconds:.1f} s]"
     except (ValueError, RequestRejected) as e:
         raise gr.Error(str(e))
+    finally:
+        if heap is not None:
+            heap.maybe_trim()
     reply = response.text or "(no text)"
     if response.speech_token and task != "tts":
         reply += f"  [{len(response.speech_token)} speech tokens]"
@@ -91,7 +101,9 @@ def build_demo(
     """The Blocks app; ``decoding`` options apply to every call (e.g. ``max_new_tokens``).
     ``limits`` bound each request and the queue (default :class:`RequestLimits`)."""
     queue = AdmissionQueue(limits or RequestLimits())
-    with gr.Blocks(title="OSUM-EChat (ESPnet)") as demo:
+    heap = HeapTrimmer()
+    # uploads and reply wavs are cached as temp files: delete those older than an hour
+    with gr.Blocks(title="OSUM-EChat (ESPnet)", delete_cache=TEMP_FILE_CACHE) as demo:
         gr.Markdown("# OSUM-EChat\nSpeak, pick a task and a think mode, and send.")
         conversation = gr.State(None)
         with gr.Row():
@@ -110,7 +122,7 @@ def build_demo(
                 tokens = gr.Textbox(label="Speech tokens", interactive=False)
 
         def on_send(a, t, k, th, conv, history):
-            return respond(s2r, a, t, k, th, conv, history, queue, **decoding)
+            return respond(s2r, a, t, k, th, conv, history, queue, heap, **decoding)
 
         send.click(
             on_send,
@@ -128,6 +140,7 @@ def build_demo(
         default_concurrency_limit=queue.limits.max_concurrent + queue.limits.max_queued,
     )
     demo.admission_queue = queue
+    demo.heap_trimmer = heap
     return demo
 
 

@@ -20,6 +20,10 @@ from typing import Dict, Optional, Union
 from espnet2_echat.safety.archive import UnsafeArchiveError, _inside, safe_unpack
 
 CACHE_ENV = "ECHAT_CACHE_DIR"
+# an ESPnet model-zoo table (espnet_model_zoo's table.csv layout: name and url columns) to
+# look names up in instead of the one installed with espnet_model_zoo
+ZOO_TABLE_ENV = "ECHAT_MODEL_ZOO_TABLE"
+HF_URLS = ("https://huggingface.co/", "https://huggingface.co", "huggingface.co")
 
 
 class DownloadCheckError(RuntimeError):
@@ -90,15 +94,40 @@ def _hf_files(snapshot: Path) -> Dict[str, str]:
     return ModelDownloader._unpack_cache_dir_for_huggingfase(str(snapshot))
 
 
+def zoo_table_url(name: str, table: Optional[Union[str, Path]] = None) -> Optional[str]:
+    """The url the ESPnet model-zoo table gives ``name`` (its latest version), by
+    espnet_model_zoo's own lookup (``ModelDownloader.get_url``), or None when the table
+    has no such name. ``table``: a table.csv (default ``$ECHAT_MODEL_ZOO_TABLE``, else the
+    one installed with espnet_model_zoo; never downloaded here)."""
+    import pandas as pd
+    from espnet_model_zoo import downloader
+
+    table = Path(table or os.environ.get(ZOO_TABLE_ENV) or
+                 Path(downloader.__file__).parent / "table.csv")
+    if not table.is_file():
+        return None
+    lookup = downloader.ModelDownloader.__new__(downloader.ModelDownloader)
+    lookup.data_frame = pd.read_csv(table, dtype=str)  # what its __init__ reads
+    if not (lookup.data_frame["name"] == name).any():
+        return None
+    return lookup.get_url(name=name)
+
+
 def fetch_packed_model(
     tag: str, cachedir: Optional[Union[str, Path]] = None, sha256: Optional[str] = None
 ) -> Dict[str, str]:
     """``{"train_config": ..., "model_file": ..., ...}`` of a packed model given as a local
-    archive, an ``http(s)://`` URL or a Hugging Face repo name (``owner/name[@rev]``),
-    unpacked under ``cachedir`` (default :func:`default_cachedir`)."""
+    archive, an ``http(s)://`` URL, an ESPnet model-zoo table name (:func:`zoo_table_url`:
+    its url, local archive or Hugging Face entry) or a Hugging Face repo name
+    (``owner/name[@rev]``), unpacked under ``cachedir`` (default :func:`default_cachedir`)
+    with every download and archive checked."""
     cache = Path(cachedir).expanduser() if cachedir else default_cachedir()
     cache.mkdir(parents=True, exist_ok=True)
     local = Path(tag)
+    if not local.exists() and not tag.startswith(("http://", "https://")):
+        url = zoo_table_url(tag)
+        if url is not None and url not in HF_URLS:
+            tag, local = url, Path(url)  # the table's archive: fetched as if given
     if local.is_file():
         return safe_unpack(local, cache / _key(str(local.resolve())))
     if tag.startswith(("http://", "https://")):
@@ -118,6 +147,7 @@ def fetch_packed_model(
         )
         return _hf_files(Path(snapshot))
     raise FileNotFoundError(
-        f"{tag}: not a model dir, a packed archive, an http(s) URL or a Hugging Face "
-        "repo name (owner/name)"
+        f"{tag}: not a model dir, a packed archive, an http(s) URL, a name in the ESPnet "
+        f"model-zoo table (${ZOO_TABLE_ENV} or espnet_model_zoo's table.csv) or a Hugging "
+        "Face repo name (owner/name)"
     )

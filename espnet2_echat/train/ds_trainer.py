@@ -52,8 +52,9 @@ def _free_port() -> int:
 def _skip_shm_comm_op():
     """DeepSpeed's CPU accelerator JIT-compiles a shared-memory all-reduce op
     (``deepspeed_shm_comm``, minutes of g++ on a fresh machine) whenever its comm backend
-    starts. It only speeds up all-reduce between processes of one node; a single process
-    needs none, so report it unavailable, which is DeepSpeed's own path without a compiler."""
+    starts. It only speeds up all-reduce between processes of one node (a single process
+    needs none; several fall back to the gloo process group), so report it unavailable,
+    which is DeepSpeed's own path without a compiler."""
     import deepspeed.comm.torch as ds_torch
 
     ds_torch.build_shm_op = lambda: None
@@ -77,6 +78,12 @@ def prepare_deepspeed(args: argparse.Namespace) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
         if args.dist_backend == "nccl":  # ESPnet's default; no NCCL without a GPU
             args.dist_backend = default_dist_backend()
+        # also for ranks started by espnet2.bin.launch: all-reduce then goes through the
+        # gloo process group instead of a JIT-compiled op
+        _skip_shm_comm_op()
+        if args.distributed and args.local_rank is None:
+            # launch gives CPU ranks "--local_rank none"; DeepSpeed needs an int LOCAL_RANK
+            args.local_rank = 0
     if args.distributed:
         return
     # a single process: ESPnet would fall back to its plain trainer; run DeepSpeed with
@@ -88,8 +95,6 @@ def prepare_deepspeed(args: argparse.Namespace) -> None:
         args.dist_master_addr = args.dist_master_addr or "127.0.0.1"
         if args.dist_master_port is None and "MASTER_PORT" not in os.environ:
             args.dist_master_port = _free_port()
-    if kind == "cpu":
-        _skip_shm_comm_op()
 
 
 class EChatDeepSpeedTrainer(DeepSpeedTrainer):

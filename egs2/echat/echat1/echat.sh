@@ -61,6 +61,7 @@ train_args=""               # extra echat_train options for all three stages
 pretrained_model=""         # a model.pth (converted or from the zoo) the first trained stage starts from
 use_lora=false              # LoRA on the LLM in every training stage
 encoder_cache=false         # frozen encoder: dump its outputs once per utterance and train on them
+deepspeed_config=""         # a DeepSpeed json (e.g. conf/full/ds_zero2.json): ESPnet's DeepSpeed trainer, launched like DDP (--ngpu/--num_nodes/--host)
 # Released OSUM-EChat weights: convert -> decode -> score (use with --skip_train true)
 osum_checkpoint=""          # the released .pt
 osum_config=""              # its yaml
@@ -297,6 +298,7 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
             || { tail -n 20 "${exp}/dump_encoder_outputs.log" >&2; exit 1; }
         args+=(--encoder_cache true)
     fi
+    [ -n "${deepspeed_config}" ] && args+=(--use_deepspeed true --deepspeed_config "${deepspeed_config}")
     mkdir -p "${exp}"
     local launch_opts=(--cmd "${cuda_cmd} --name $(basename "${exp}")" --log "${exp}/train.log"
         --ngpu "${ngpu}" --init_file_prefix "${exp}/.dist_init_" --multiprocessing_distributed true)

@@ -1,40 +1,24 @@
 #!/usr/bin/env bash
 # Submit a (array) job to Slurm with run.pl's interface and wait for it:
-#   utils/slurm.pl [--gpu N] [--mem 16G] [--num_threads N] [--time 2-00:00:00] [--partition P]
-#                  [--num_nodes N] [--name NAME] JOB=1:4 log cmd...
-# --gpu N asks each node for N GPUs (--gres gpu:N); --num_nodes N runs one task per node (the
-# way espnet2.bin.launch starts multi-node training: `slurm.pl --num_nodes N log srun ...`).
-# Each array task runs `cmd` with JOB replaced by its index and writes its own log.
-# Written for this recipe (the ESPnet wheel does not ship Kaldi's utils/); extra sbatch options
-# can be given through $SLURM_EXTRA (e.g. "--account=foo").
+#   utils/slurm.pl [--config conf/slurm.conf] [--gpu N] [--mem 16G] [--num_threads N]
+#                  [--num_nodes N] [--name NAME] [--time T] [--max-jobs-run N] JOB=1:4 log cmd...
+# Options become sbatch options through the config file (ESPnet's conf/slurm.conf format,
+# default conf/slurm.conf): e.g. --gpu 2 -> --gres=gpu:2, --num_nodes 2 -> --nodes 2
+# --ntasks-per-node 1 (espnet2.bin.launch runs `slurm.pl --num_nodes N log srun ...` for
+# multi-node training). Each array task runs `cmd` with JOB replaced by its index and writes
+# its own log. Written for this recipe (the ESPnet wheel does not ship Kaldi's utils/).
 set -euo pipefail
-gpu=0; mem=""; threads=1; time_limit=""; partition=""; nodes=1; name=""
-while [[ $# -gt 0 && $1 == --* ]]; do
-  case $1 in
-    --gpu) gpu=$2 ;; --mem) mem=$2 ;; --num_threads|--num-threads) threads=$2 ;;
-    --time) time_limit=$2 ;; --partition) partition=$2 ;; --max-jobs-run) ;;
-    --num_nodes|--num-nodes) nodes=$2 ;; --name) name=$2 ;;
-    *) echo "slurm.pl: unknown option $1" >&2; exit 1 ;;
-  esac
-  shift 2
-done
-range=""; if [[ $1 =~ ^([A-Za-z_]+)=([0-9]+):([0-9]+)$ ]]; then jobvar=${BASH_REMATCH[1]}; range="${BASH_REMATCH[2]}-${BASH_REMATCH[3]}"; shift; fi
-log=$1; shift
-cmd=$(printf '%q ' "$@")
-mkdir -p "$(dirname "$log")"
-opts=(--parsable --wait --cpus-per-task "$threads")
-[ "$gpu" != 0 ] && opts+=(--gres "gpu:$gpu")
-[ -n "$mem" ] && opts+=(--mem "$mem")
-[ -n "$time_limit" ] && opts+=(--time "$time_limit")
-[ -n "$partition" ] && opts+=(--partition "$partition")
-[ "$nodes" != 1 ] && opts+=(--nodes "$nodes" --ntasks-per-node 1)
-[ -n "$name" ] && opts+=(--job-name "$name")
-if [ -n "$range" ]; then
-  opts+=(--array "$range")
-  script="log=\"${log//$jobvar/\$SLURM_ARRAY_TASK_ID}\"; c=\"${cmd//$jobvar/\$SLURM_ARRAY_TASK_ID}\"; eval \"\$c\" > \"\$log\" 2>&1"
-  out_log="${log//$jobvar/%a}.slurm"
+. "$(dirname "$0")/job_conf.sh"
+job_conf_parse conf/slurm.conf "$@"
+job_conf_apply "${job_conf}" "${job_opts[@]}"
+read -ra submit <<< "${job_conf_command}"
+opts=(--parsable --wait "${job_conf_opts[@]}")
+setup="cd $(printf '%q' "${PWD}"); if [ -f path.sh ]; then . ./path.sh; fi"
+if [ -n "${job_var}" ]; then
+  opts+=(--array "${job_start}-${job_end}${job_max_run:+%${job_max_run}}")
+  script="${setup}; log=\"${job_log//${job_var}/\$SLURM_ARRAY_TASK_ID}\"; c=\"${job_cmd//${job_var}/\$SLURM_ARRAY_TASK_ID}\"; eval \"\$c\" > \"\$log\" 2>&1"
+  out_log="${job_log//${job_var}/%a}.slurm"
 else
-  script="$cmd > '$log' 2>&1"; out_log="$log.slurm"
+  script="${setup}; ${job_cmd} > '${job_log}' 2>&1"; out_log="${job_log}.slurm"
 fi
-# shellcheck disable=SC2086
-sbatch "${opts[@]}" ${SLURM_EXTRA:-} -o "$out_log" --wrap "$script"
+"${submit[@]}" "${opts[@]}" -o "${out_log}" --wrap "${script}"
