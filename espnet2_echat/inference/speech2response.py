@@ -213,8 +213,9 @@ class Speech2Response:
         cls, tag_or_dir: str, cachedir: Optional[str] = None, **kwargs
     ) -> "Speech2Response":
         """Build from a model directory (``config.yaml`` + ``model.pth``), a packed archive,
-        an ``http(s)://`` URL of one (``URL#sha256=HEX`` checks its hash) or a Hugging Face
-        repo name, unpacked with every path checked (``safety.archive``) into ``cachedir``
+        an ``http(s)://`` URL of one (``URL#sha256=HEX`` checks its hash), an ESPnet
+        model-zoo table name (espnet_model_zoo's ``table.csv`` or
+        ``$ECHAT_MODEL_ZOO_TABLE``) or a Hugging Face repo name, unpacked with every path checked (``safety.archive``) into ``cachedir``
         (default ``$ECHAT_CACHE_DIR`` or ``~/.cache/espnet_echat``, never the venv).
 
         Keyword arguments override the packed ones (e.g. ``device``, ``dtype``).
