@@ -14,9 +14,9 @@ switch                                        part that reads it
 ``multiturn_reference_layout``                ``data.layout_quirks.history/history_prompt``
 ``text_history_doubled_im_end``               ``data.layout_quirks.after_text_history_user``
 ``s2s_stop_at_text_budget``                   ``inference.decoder.build_plan``
-``reference_parsing``                         ``inference.parsing.parse_generation``,
-                                              ``Speech2Response`` (conversation memory)
-``reference_decoding_defaults``               ``inference.settings.default_options``
+``reference_parsing``                         ``inference.decoding_quirks.reference_parse``,
+                                              ``.remembered_reply`` (conversation memory)
+``reference_decoding_defaults``               ``inference.decoding_quirks.reference_options``
 ``reference_instructions``                    ``Speech2Response`` (ignores the trained
                                               prompt config)
 ``token2wav_reference_streaming``             ``inference.token2wav.Token2WavInference``

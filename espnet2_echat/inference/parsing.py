@@ -1,10 +1,9 @@
 """Split generated ids into reply text ids and speech tokens (docs/decoding.md#parsing).
 
-Input ids are unified (text ``< V``, speech ``V + k``). The fixed parser keeps every text
-id before ``<|im_end|>`` and the speech ids between the begin/end markers. With
-``reference_compat`` the reference's callers are reproduced: S2S text drops the last id
-before ``<|im_end|>``, S2S speech is ``ids[eos + 1 : -1]`` without its first element, TTS
-drops its last id, whatever those ids are.
+Input ids are unified (text ``< V``, speech ``V + k``). The parser keeps every text id
+before ``<|im_end|>`` and the speech ids between the begin/end markers. With
+``reference_compat`` (the ``reference_parsing`` switch) the reference callers' parsing of
+``decoding_quirks.reference_parse`` is used instead.
 """
 
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import List, Sequence
 
 from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import IM_END_ID
+from espnet2_echat.inference import decoding_quirks
 
 
 @dataclass
@@ -44,24 +44,15 @@ def parse_generation(
         ValueError: reference_compat S2S output without ``<|im_end|>`` (the reference
             crashes there with an index error).
     """
+    if reference_compat:
+        parsed = decoding_quirks.reference_parse(ids, task_kind, speech_ids, im_end_id)
+        if parsed is not None:
+            return ParsedIds(*parsed)
     ids = list(ids)
     text = [i for i in ids if not speech_ids.is_speech(i)]
     speech = speech_ids.speech_ids_of(ids)
     if im_end_id in text:
         text = text[: text.index(im_end_id)]
-    if task_kind == "s2s" and reference_compat:
-        if im_end_id not in ids:
-            raise ValueError(
-                f"reference_compat S2S parsing needs <|im_end|> ({im_end_id}) in the output; none "
-                f"was generated in {len(ids)} ids (decode without reference_compat, which "
-                "forces it after max_new_tokens)"
-            )
-        eos = ids.index(im_end_id)
-        text_ids = ids[: max(eos - 1, 0)]
-        speech_res = [speech_ids.speech_id(i) for i in ids[eos + 1 : -1]]
-        return ParsedIds(text, text_ids, speech_res[1:])
-    if task_kind == "tts" and reference_compat:
-        return ParsedIds([], [], speech[:-1])
     return ParsedIds(text, text, strip_markers(speech, speech_ids.marker))
 
 

@@ -8,6 +8,7 @@ for greedy decoding.
 from dataclasses import dataclass, fields, replace
 from typing import Dict, Mapping, Optional
 
+from espnet2_echat.inference import decoding_quirks
 from espnet2_echat.data.task_registry import UNDERSTANDING_TASKS, check_task
 
 # Default instruction of each understanding task: the first Chinese entry of the
@@ -111,6 +112,7 @@ _DEFAULTS: Dict[str, DecodingOptions] = {
         max_new_tokens=2000,
         max_new_speech_tokens=2000,
         age_forcing=True,
+        speech_ngram_blocking=True,  # the reference's is never active (decoding_quirks)
     ),
 }
 
@@ -120,14 +122,14 @@ def default_options(
 ) -> DecodingOptions:
     """The reference's settings for ``task`` (docs/decoding.md#per-task-settings).
 
-    Outside reference_compat the speech n-gram blocker of S2S is on (the reference builds it
-    but never activates it) and the age constraint also guards S2T chat with tag think.
+    The speech n-gram blocker of S2S is on and the age constraint also guards S2T chat with
+    tag think; ``reference_compat`` gives the reference's options
+    (``decoding_quirks.reference_options``).
     """
     check_task(task, think)
     options = _DEFAULTS[task]
-    if not reference_compat:
-        if task == "s2s":
-            options = replace(options, speech_ngram_blocking=True)
-        if task == "s2t_chat" and think == "tag":
-            options = replace(options, age_forcing=True)
+    if task == "s2t_chat" and think == "tag":
+        options = replace(options, age_forcing=True)
+    if reference_compat:
+        options = decoding_quirks.reference_options(options, task, think)
     return options

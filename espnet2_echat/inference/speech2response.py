@@ -24,6 +24,7 @@ from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, split_leading_tag
 from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.data.preprocessor import load_prompt_config
 from espnet2_echat.data.quirks import ReferenceQuirks
+from espnet2_echat.inference import decoding_quirks
 from espnet2_echat.inference.audio_input import as_float_waveform
 from espnet2_echat.inference.continuous_batching import DecodeJob
 from espnet2_echat.inference.conversation import Conversation, Turn, embed_prompt, history_prompt
@@ -589,8 +590,8 @@ class Speech2Response:
         if not isinstance(request.history, Conversation):
             return
         reply = response.token_int
-        if self.quirks.reference_parsing:  # the reference keeps its S2S text with the dropped id
-            reply = reply[:-1]
+        if self.quirks.reference_parsing:
+            reply = decoding_quirks.remembered_reply(reply)
         request.history.add(
             Turn(
                 reply_ids=reply,
