@@ -445,7 +445,9 @@ def make_mini_corpus(
     out_dir = Path(out_dir).resolve()
     turns = plan_user_turns(speakers_per_sentence)
     if isinstance(num_per_task, int):
-        num_per_task = [num_per_task] * 3
+        num_per_task = [num_per_task]
+    if num_per_task is not None and len(num_per_task) == 1:
+        num_per_task = list(num_per_task) * 3
     per_split = dict(zip(DEFAULT_NUM_PER_TASK, num_per_task or DEFAULT_NUM_PER_TASK.values()))
     if len(per_split) != 3:
         raise ValueError(f"num_per_task: one number or three (train dev test), got {num_per_task}")
