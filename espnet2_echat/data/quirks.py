@@ -13,13 +13,14 @@ switch                                        part that reads it
 ``s2t_think_without_user_start``              ``data.layout_quirks.system_variant`` (inference)
 ``multiturn_reference_layout``                ``data.layout_quirks.history/history_prompt``
 ``text_history_doubled_im_end``               ``data.layout_quirks.after_text_history_user``
-``s2s_stop_at_text_budget``                   ``inference.decoder.build_plan``
+``s2s_stop_at_text_budget``                   ``inference.decoding_quirks.use_reference_stops``
+                                              (``decoder.build_plan``)
 ``reference_parsing``                         ``inference.decoding_quirks.reference_parse``,
                                               ``.remembered_reply`` (conversation memory)
 ``reference_decoding_defaults``               ``inference.decoding_quirks.reference_options``
-``reference_instructions``                    ``Speech2Response`` (ignores the trained
-                                              prompt config)
-``token2wav_reference_streaming``             ``inference.token2wav.Token2WavInference``
+``reference_instructions``                    ``inference.decoding_quirks.reference_instructions``
+                                              (ignores the trained prompt config)
+``token2wav_reference_streaming``             ``inference.decoding_quirks.REFERENCE_STREAMING``
                                               (34-frame flow cache, first hop of 50 tokens)
 ============================================  ==============================================
 """

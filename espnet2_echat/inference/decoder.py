@@ -30,6 +30,7 @@ from transformers.generation.stopping_criteria import StoppingCriteriaList
 
 from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.data.templates import IM_END_ID
+from espnet2_echat.inference import decoding_quirks
 from espnet2_echat.inference.logits_processors import (
     AgeForcingLogitsProcessor,
     FiniteTopPLogitsWarper,
@@ -96,6 +97,8 @@ def build_plan(
     """Turn ``options`` into processors and criteria for ``task_kind`` ``text|s2s|tts|joint``.
 
     ``im_end_id``: the tokenizer's ``<|im_end|>`` (Qwen2.5's by default).
+    ``reference_compat``: the ``s2s_stop_at_text_budget`` switch, the reference's stop rules
+    (``decoding_quirks.use_reference_stops``).
 
     Order: min length, repetition penalty, task constraints, the caller's
     ``logits_processor``, then the sampling warpers (as transformers orders them).
@@ -116,15 +119,18 @@ def build_plan(
     if options.speech_ngram_blocking:
         procs.append(SpeechNGramBlockingLogitsProcessor(vocab))
     criteria = StoppingCriteriaList()
-    if task_kind in ("text", "s2s", "joint"):
-        if task_kind == "s2s" and not reference_compat:
-            procs.append(ForceTextEndLogitsProcessor(options.max_new_tokens, vocab, im_end_id))
-        else:
-            criteria.append(TextBudgetCriteria(options.max_new_tokens, vocab, im_end_id))
+    if task_kind == "s2s":
+        procs.append(ForceTextEndLogitsProcessor(options.max_new_tokens, vocab, im_end_id))
+    elif task_kind in ("text", "joint"):
+        criteria.append(TextBudgetCriteria(options.max_new_tokens, vocab, im_end_id))
     if task_kind in ("s2s", "joint"):
-        criteria.append(SpeechEndCriteria(marker, vocab, reference_compat))
+        criteria.append(SpeechEndCriteria(marker, vocab))
     if task_kind != "text":
         criteria.append(SpeechBudgetCriteria(options.max_new_speech_tokens, vocab))
+    if reference_compat:
+        decoding_quirks.use_reference_stops(
+            task_kind, procs, criteria, options.max_new_tokens, speech_ids, im_end_id
+        )
     procs.extend(logits_processor or [])
     criteria.extend(stopping_criteria or [])
     if options.do_sample:

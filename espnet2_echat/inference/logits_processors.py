@@ -174,24 +174,16 @@ class TextBudgetCriteria(StoppingCriteria):
 
 
 class SpeechEndCriteria(StoppingCriteria):
-    """Stop at the end-of-speech marker of the speech phase.
+    """Stop at the end-of-speech marker of the speech phase: a marker that is not the first
+    speech id, so a reply that starts without the start marker still ends at its end marker
+    (the reference's rule: ``decoding_quirks.ReferenceSpeechEndCriteria``)."""
 
-    ``reference_compat``: the reference's ``S2SStopCriteria``: stop once the speech phase
-    holds more than one marker (start + end). Fixed: stop at a marker that is not the
-    first speech id, so a reply that starts without the start marker still ends at its
-    end marker.
-    """
-
-    def __init__(self, marker_id: int, text_vocab_size: int, reference_compat: bool = False):
+    def __init__(self, marker_id: int, text_vocab_size: int):
         self.marker = marker_id
         self.vocab = text_vocab_size
-        self.reference_compat = reference_compat
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs):
-        is_marker = input_ids == self.marker
-        if self.reference_compat:
-            return is_marker.sum(dim=1) > 1
-        return is_marker[:, -1] & (_num_speech(input_ids, self.vocab) > 1)
+        return (input_ids[:, -1] == self.marker) & (_num_speech(input_ids, self.vocab) > 1)
 
 
 def _finite_count(scores: torch.Tensor) -> int:

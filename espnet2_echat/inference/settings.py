@@ -8,7 +8,6 @@ for greedy decoding.
 from dataclasses import dataclass, fields, replace
 from typing import Dict, Mapping, Optional
 
-from espnet2_echat.inference import decoding_quirks
 from espnet2_echat.data.task_registry import UNDERSTANDING_TASKS, check_task
 
 # Default instruction of each understanding task: the first Chinese entry of the
@@ -117,19 +116,15 @@ _DEFAULTS: Dict[str, DecodingOptions] = {
 }
 
 
-def default_options(
-    task: str, think: str = "none", reference_compat: bool = False
-) -> DecodingOptions:
+def default_options(task: str, think: str = "none") -> DecodingOptions:
     """The reference's settings for ``task`` (docs/decoding.md#per-task-settings).
 
     The speech n-gram blocker of S2S is on and the age constraint also guards S2T chat with
-    tag think; ``reference_compat`` gives the reference's options
-    (``decoding_quirks.reference_options``).
+    tag think; ``decoding_quirks.reference_options`` turns them back into the reference's
+    (the ``reference_decoding_defaults`` switch).
     """
     check_task(task, think)
     options = _DEFAULTS[task]
     if task == "s2t_chat" and think == "tag":
         options = replace(options, age_forcing=True)
-    if reference_compat:
-        options = decoding_quirks.reference_options(options, task, think)
     return options

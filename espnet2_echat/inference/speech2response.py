@@ -186,27 +186,21 @@ class Speech2Response:
         positions = getattr(model.encoder, "positions", None)
         limit = positions.shape[0] * 2 / 100 if positions is not None else float("inf")
         self.max_audio_seconds = min(max_audio_seconds or limit, limit)
-        if prompt_config is None and not quirks.reference_instructions:
-            prompt_config = _trained_prompt_config(args)
-        prompts = load_prompt_config(prompt_config)
-        self.instructions = dict(DEFAULT_INSTRUCTIONS)
-        for task in UNDERSTANDING_TASKS:
-            tag = TASKS[task].tag
-            if tag in prompts:
-                self.instructions[task] = prompts[tag][0]
+        if prompt_config is None and quirks.reference_instructions:
+            self.instructions = decoding_quirks.reference_instructions()
+        else:
+            self.instructions = _instructions(prompt_config or _trained_prompt_config(args))
         self.token2wav = None
         if token2wav_train_config or token2wav_model_file:
-            self.token2wav = load_voice(
-                token2wav_train_config,
-                token2wav_model_file,
-                device,
-                model.llm.ids,
+            voice_options = dict(
                 matmul_dtype=token2wav_matmul_dtype,
                 estimator_backend=token2wav_estimator,
-                first_token_hop_len=(
-                    None if quirks.token2wav_reference_streaming else token2wav_first_hop_len
-                ),
-                reference_compat=quirks.token2wav_reference_streaming,
+                first_token_hop_len=token2wav_first_hop_len,
+            )
+            if quirks.token2wav_reference_streaming:
+                voice_options.update(decoding_quirks.REFERENCE_STREAMING)
+            self.token2wav = load_voice(
+                token2wav_train_config, token2wav_model_file, device, model.llm.ids, **voice_options
             )
 
     @classmethod
@@ -336,9 +330,10 @@ class Speech2Response:
             ids, parts = self._prompt(task, think, instruction, r, a, i, interleaved)
             embeds.append(embed_prompt(self.model.llm, ids, parts))
         batch = pack(embeds, padding_side="left")
-        options = default_options(
-            task, think, self.quirks.reference_decoding_defaults
-        ).updated(overrides)
+        options = default_options(task, think)
+        if self.quirks.reference_decoding_defaults:
+            options = decoding_quirks.reference_options(options, task, think)
+        options = options.updated(overrides)
         kind = "joint" if interleaved else task if task in SPEECH_TASKS else "text"
         llm = self.model.llm
         plan = build_plan(
@@ -600,6 +595,18 @@ class Speech2Response:
                 user_text=request.text,
             )
         )
+
+
+def _instructions(prompt_config: Optional[Union[str, Path]]) -> dict:
+    """Each understanding task's instruction: the first entry of its tag in
+    ``prompt_config``, else ``settings.DEFAULT_INSTRUCTIONS``."""
+    prompts = load_prompt_config(prompt_config)
+    instructions = dict(DEFAULT_INSTRUCTIONS)
+    for task in UNDERSTANDING_TASKS:
+        tag = TASKS[task].tag
+        if tag in prompts:
+            instructions[task] = prompts[tag][0]
+    return instructions
 
 
 def _trained_prompt_config(args) -> Optional[str]:

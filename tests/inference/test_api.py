@@ -260,6 +260,27 @@ def test_instructions_from_a_prompt_config(converted_dir, fixed_s2r):
     assert ids[-8 - len(instruction) :] == instruction + [BOS, AUDIO_PLACEHOLDER, EOS] + P2
 
 
+def test_trained_prompt_config_unless_reference_instructions(converted_dir, tmp_path):
+    """The training config's prompt_config gives the instructions; the
+    ``reference_instructions`` switch (alone) keeps the reference's built-in ones."""
+    import yaml
+
+    from espnet2_echat.data.quirks import ReferenceQuirks
+    from espnet2_echat.inference import Speech2Response
+
+    config = yaml.safe_load((converted_dir / "config.yaml").read_text())
+    config["preprocessor_conf"] = {"prompt_config": str(REPO_ROOT / "conf" / "prompt_config.yaml")}
+    (tmp_path / "llm").symlink_to(converted_dir / "llm")  # the config's relative LLM path
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    model = converted_dir / "model.pth"
+    trained = Speech2Response(tmp_path / "config.yaml", model)
+    reference = Speech2Response(
+        tmp_path / "config.yaml", model, quirks=ReferenceQuirks(reference_instructions=True)
+    )
+    assert trained.instructions["asr"] == "转录如下音频。"
+    assert reference.instructions["asr"] == "将这段音频的语音内容详细记录为文字稿。"
+
+
 def test_think_outputs_are_split(fixed_s2r):
     from espnet2_echat.data.cot import build_tag_think, wrap_think
 

@@ -18,7 +18,10 @@ from espnet2_echat.inference.logits_processors import (
     TextBudgetCriteria,
     sample,
 )
+from espnet2_echat.inference.decoder import build_plan
+from espnet2_echat.inference.decoding_quirks import ReferenceSpeechEndCriteria
 from espnet2_echat.inference.parsing import parse_generation
+from espnet2_echat.inference.settings import DecodingOptions
 
 V, S = 151936, 4097  # text vocabulary, speech head size (marker 4096)
 IDS = SpeechIds.from_config(S, V)
@@ -68,13 +71,43 @@ def test_stopping_criteria():
     ids = torch.tensor(
         [[1, IM_END_ID, M, V + 5, M], [1, IM_END_ID, V + 5, V + 6, M], [1, 2, 3, 4, 5]]
     )
-    compat = SpeechEndCriteria(M, V, reference_compat=True)
+    compat = ReferenceSpeechEndCriteria(M)
     fixed = SpeechEndCriteria(M, V)
     assert compat(ids, None).tolist() == [True, False, False]
     assert fixed(ids, None).tolist() == [True, True, False]
     assert fixed(torch.tensor([[IM_END_ID, M]]), None).tolist() == [False]  # begin marker
     assert SpeechBudgetCriteria(3, V)(ids, None).tolist() == [True, True, False]
     assert TextBudgetCriteria(5, V)(ids, None).tolist() == [False, False, True]
+
+
+def test_stop_rule_switch_swaps_only_the_stop_rules():
+    """``s2s_stop_at_text_budget`` (build_plan's ``reference_compat``): S2S stops at the
+    text budget instead of forcing <|im_end|>, speech ends at the reference's marker count;
+    a caller's own processors and the other tasks' rules stay."""
+    options = DecodingOptions(max_new_tokens=7, max_new_speech_tokens=9)
+    kinds = lambda items: [type(i).__name__ for i in items]  # noqa: E731
+    fixed = build_plan("s2s", options, IDS)
+    own = ForceTextEndLogitsProcessor(3, V)
+    compat = build_plan("s2s", options, IDS, True, logits_processor=[own])
+    assert "ForceTextEndLogitsProcessor" in kinds(fixed.logits_processor)
+    assert kinds(fixed.stopping_criteria) == ["SpeechEndCriteria", "SpeechBudgetCriteria"]
+    assert list(compat.logits_processor) == [own]
+    assert sorted(kinds(compat.stopping_criteria)) == [
+        "ReferenceSpeechEndCriteria",
+        "SpeechBudgetCriteria",
+        "TextBudgetCriteria",
+    ]
+    budget = next(c for c in compat.stopping_criteria if isinstance(c, TextBudgetCriteria))
+    assert budget.max_text_tokens == 7
+    assert kinds(build_plan("joint", options, IDS, True).stopping_criteria) == [
+        "TextBudgetCriteria",
+        "ReferenceSpeechEndCriteria",
+        "SpeechBudgetCriteria",
+    ]
+    for kind in ("text", "tts"):
+        assert kinds(build_plan(kind, options, IDS, True).stopping_criteria) == kinds(
+            build_plan(kind, options, IDS).stopping_criteria
+        )
 
 
 def test_parse_s2s_fixed_and_compat():

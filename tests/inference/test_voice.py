@@ -10,6 +10,7 @@ import yaml
 from espnet2.fileio.read_text import read_2columns_text
 
 from espnet2_echat.inference import Speech2Response
+from espnet2_echat.inference.speech2response import FIRST_HOP_LEN
 from espnet2_echat.inference.batch_decode import decode_data_dir
 from espnet2_echat.tasks.token2wav import Token2WavTask
 
@@ -108,6 +109,8 @@ def test_reference_compat_reaches_the_token2wav(voiced, converted_dir, t2w_dir):
         token2wav_model_file=t2w_dir / "model.pth",
     )
     assert compat.token2wav.reference_compat and not voiced.token2wav.reference_compat
+    assert compat.token2wav.first_token_hop_len is None  # the reference's first hop (50)
+    assert voiced.token2wav.first_token_hop_len == FIRST_HOP_LEN
     assert compat.quirks.all_on and not voiced.quirks.token2wav_reference_streaming
 
 
