@@ -44,7 +44,7 @@ extras_require = {
     # CosyVoice S3 speech tokens (needs a local speech_tokenizer_v1.onnx); not installed
     # by `make setup`, the embedded corpus uses the stand-in tokenizer.
     "s3": ["s3tokenizer==0.3.0"],
-    # onnx builds the stand-in CAM++ / S3-tokenizer graphs of tests/token2wav; onnxruntime
+    # onnx builds the stand-in CAM++ / S3-tokenizer graphs of tests/models/token2wav; onnxruntime
     # (also required by faster-whisper) runs campplus.onnx / speech_tokenizer_v1.onnx.
     # openai-whisper: the reference encoder the real Whisper-base weights are tested against
     "dev": ["pytest==9.2.0", "onnx==1.23.2", "onnxruntime==1.32.0", "openai-whisper==20250625",

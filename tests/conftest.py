@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import reference_fixtures_dir
+from tests.helpers import load_wav, reference_fixtures_dir
 
 
 def _require(name: str) -> Path:
@@ -67,6 +67,30 @@ def tiny_model(converted_dir):
         converted_dir / "config.yaml", converted_dir / "model.pth"
     )
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def compat_s2r(converted_dir):
+    """Speech2Response in reference_compat mode (the fixture's prompts and parsing)."""
+    from espnet2_echat.inference import Speech2Response
+
+    return Speech2Response(
+        converted_dir / "config.yaml", converted_dir / "model.pth", reference_compat=True
+    )
+
+
+@pytest.fixture(scope="session")
+def fixed_s2r(converted_dir):
+    """Speech2Response with the reference's bugs fixed (the default)."""
+    from espnet2_echat.inference import Speech2Response
+
+    return Speech2Response(converted_dir / "config.yaml", converted_dir / "model.pth")
+
+
+@pytest.fixture(scope="session")
+def wavs(osum_tiny_dir, expected):
+    """The golden set's utterances as float32 16 kHz tensors."""
+    return [load_wav(osum_tiny_dir, utt) for utt in expected["utterances"]]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -34,8 +34,9 @@ from espnet2_echat.models.token2wav.prompt_frontend import (
     whisper_log_mel,
 )
 from espnet2_echat.tasks.token2wav import Token2WavTask
+from tests.helpers import REPO_ROOT
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "token2wav" / "train_tiny.yaml"
+CONF = REPO_ROOT / "conf" / "token2wav" / "train_tiny.yaml"
 N_TOKENS = 64  # stand-in S3 codebook (the real one has 4096)
 STACK = 4  # 100 Hz mel frames per 25 Hz token
 FS = 22050  # the tiny model's mel rate; the prompt wav is written at it

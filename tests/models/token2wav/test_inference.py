@@ -8,13 +8,14 @@ import pytest
 import soundfile
 import torch
 import yaml
-from .toy_corpus import tone_wav
 
 from espnet2_echat.bin import token2wav_inference
 from espnet2_echat.inference.token2wav import Token2WavInference, read_speech_token_file
 from espnet2_echat.tasks.token2wav import Token2WavTask
+from tests.helpers import REPO_ROOT
+from tests.models.token2wav.toy_corpus import tone_wav
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "token2wav" / "train_tiny.yaml"
+CONF = REPO_ROOT / "conf" / "token2wav" / "train_tiny.yaml"
 PROMPT_TOKENS = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 0, 0, 1, 2, 3, 4]
 
 

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from .toy_corpus import make_toy_datadir, tone_wav
 
 from espnet2_echat.bin import token2wav_train
 from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel
@@ -20,8 +19,10 @@ from espnet2_echat.tasks.token2wav import (
     Token2WavTask,
     token2wav_task_for,
 )
+from tests.helpers import REPO_ROOT
+from tests.models.token2wav.toy_corpus import make_toy_datadir, tone_wav
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "token2wav"
+CONF = REPO_ROOT / "conf" / "token2wav"
 
 
 def _model_conf(name: str) -> dict:
