@@ -1,13 +1,18 @@
 """Where one small_real training step spends its time (issue #13): frontend + encoder,
-adapter, LLM forward + loss, backward, optimiser, per torch thread count.
+adapter, LLM forward + loss, backward, optimiser, per torch thread count, with the frozen
+prefix's key/values reused (``--reuse_frozen_prefix``, the default) and without.
 
-Usage (from the recipe's dump of the mini corpus)::
+Usage (from the recipe's dump of the mini corpus, or any data dir the mini corpus makes)::
 
     python benchmarks/small_real_step.py --data_dir egs2/echat/echat1/dump/train_asr \
         --config conf/small_real/train_stage1_understanding.yaml --batch 8 --threads 1 2
 
-Prints one line per thread count and part: median and spread (min-max) of wall and process
-CPU time over ``--repeats`` steps (the first, warm-up step dropped).
+Each repeat runs one step of every (threads, prefix reuse) variant back to back, in an order
+that alternates between repeats, so that the variants share the machine's load. Prints per
+variant and part the median and spread (min-max) of wall and process CPU time over
+``--repeats`` steps (a first, warm-up round dropped: it also fills the prefix cache), then per
+variant the median (min-max) of its step time divided by the first variant's in the same
+repeat.
 """
 
 import argparse
@@ -45,6 +50,32 @@ def load_batch(args, data_dir: Path, n: int, pre, collate):
     return collate(samples)[1]
 
 
+PARTS = ("encoder", "adapter", "llm_fwd_loss", "backward", "optim", "step")
+
+
+def one_step(model, batch, optim) -> Dict[str, List[float]]:
+    """One training step on ``batch``, timed per part."""
+    t: Dict[str, List[float]] = {}
+    with timed(t, "step"):
+        with timed(t, "encoder"):
+            ids = [i[: int(n)] for i, n in zip(batch["input_ids"], batch["input_ids_lengths"])]
+            tg = [i[: int(n)] for i, n in zip(batch["target"], batch["target_lengths"])]
+            feats, flen = model.frontend(batch["speech"], batch["speech_lengths"])
+            enc, elen = model.encoder(feats, flen)
+        with timed(t, "adapter"):
+            emb, elen2 = model.adapter(enc, elen)
+        with timed(t, "llm_fwd_loss"):
+            audio = [e[: int(n)] for e, n in zip(emb, elen2)]
+            hidden, target = model.supervised_hidden(ids, tg, audio)
+            loss, _ = model.loss(hidden, target)
+        with timed(t, "backward"):
+            optim.zero_grad()
+            loss.backward()
+        with timed(t, "optim"):
+            optim.step()
+    return t
+
+
 def profile(args) -> None:
     from espnet2_echat.tasks.echat import EChatTask
 
@@ -62,39 +93,32 @@ def profile(args) -> None:
           f" of {sum(p.numel() for p in model.parameters())/1e6:.1f} M")
     optim = torch.optim.AdamW(params, lr=1e-4)
     model.train()
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        times: Dict[str, List[float]] = {}
-        for step in range(args.repeats + 1):
-            t: Dict[str, List[float]] = {}
-            with timed(t, "step"):
-                with timed(t, "encoder"):
-                    ids = [i[: int(n)] for i, n in zip(batch["input_ids"], batch["input_ids_lengths"])]
-                    tg = [i[: int(n)] for i, n in zip(batch["target"], batch["target_lengths"])]
-                    feats, flen = model.frontend(batch["speech"], batch["speech_lengths"])
-                    enc, elen = model.encoder(feats, flen)
-                with timed(t, "adapter"):
-                    emb, elen2 = model.adapter(enc, elen)
-                with timed(t, "llm_fwd_loss"):
-                    audio = [e[: int(n)] for e, n in zip(emb, elen2)]
-                    packed = model.build_inputs(ids, audio, tg)
-                    hidden = model.llm.hidden_states(
-                        packed.inputs_embeds, packed.attention_mask, packed.position_ids
-                    ).last_hidden_state
-                    loss, _ = model.loss(hidden, packed.target)
-                with timed(t, "backward"):
-                    optim.zero_grad()
-                    loss.backward()
-                with timed(t, "optim"):
-                    optim.step()
-            if step:  # the first step warms up
+    variants = [(threads, reuse) for threads in args.threads for reuse in (False, True)]
+    times = {v: {} for v in variants}
+    for repeat in range(args.repeats + 1):
+        order = variants if repeat % 2 == 0 else variants[::-1]
+        for threads, reuse in order:
+            torch.set_num_threads(threads)
+            model.reuse_frozen_prefix = reuse
+            t = one_step(model, batch, optim)
+            if repeat:  # the first round warms up (and fills the prefix cache)
                 for k, v in t.items():
-                    times.setdefault(k, []).extend(v)
-        for part in ("encoder", "adapter", "llm_fwd_loss", "backward", "optim", "step"):
-            w, c = times[part + "_wall"], times[part + "_cpu"]
-            print(f"threads {threads} {part:13s} wall {statistics.median(w):6.2f} s "
-                  f"({min(w):.2f}-{max(w):.2f})  cpu {statistics.median(c):6.2f} s "
-                  f"({min(c):.2f}-{max(c):.2f})")
+                    times[threads, reuse].setdefault(k, []).extend(v)
+    cache = model.prefix_cache
+    print(f"prefix cache: {len(cache.entries)} prefixes, {cache.bytes / 2**20:.1f} MiB, "
+          f"{cache.hits} hits, {cache.misses} misses")
+    for (threads, reuse), parts in times.items():
+        for part in PARTS:
+            w, c = parts[part + "_wall"], parts[part + "_cpu"]
+            print(f"threads {threads} reuse {int(reuse)} {part:13s} wall "
+                  f"{statistics.median(w):6.2f} s ({min(w):.2f}-{max(w):.2f})  cpu "
+                  f"{statistics.median(c):6.2f} s ({min(c):.2f}-{max(c):.2f})")
+    base = times[variants[0]]
+    for v in variants[1:]:
+        for kind in ("wall", "cpu"):
+            r = [a / b for a, b in zip(times[v]["step_" + kind], base["step_" + kind])]
+            print(f"threads {v[0]} reuse {int(v[1])} step {kind} / threads {variants[0][0]} "
+                  f"reuse 0: {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})")
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """The OSUM-EChat speech LLM as an ESPnet model: returns (loss, stats, weight) (docs/model.md#loss)."""
 
+import logging
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -9,6 +10,12 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from torch import nn
 
 from espnet2_echat.data.templates import AUDIO_PLACEHOLDER, IGNORE_ID
+from espnet2_echat.models.frozen_prefix import (
+    FrozenPrefixCache,
+    frozen_prefix_blocker,
+    frozen_prefix_length,
+    hidden_after_frozen_prefix,
+)
 from espnet2_echat.models.splice import PackedBatch, pack, splice_sample, unpad
 from espnet2_echat.models.speech_llm import SpeechLLM
 
@@ -29,6 +36,10 @@ class EChatModel(AbsESPnetModel):
     for text-only samples. Logits are computed on supervised rows only. The returned
     ``weight`` is the number of supervised positions (the loss's normaliser), so that ESPnet's
     weighted average over DDP ranks gives the same loss and gradient as one process.
+
+    With ``reuse_frozen_prefix`` and a frozen LLM, each sample's leading text ids (system
+    prompt, instruction) go through the LLM once per distinct prefix, not at every step
+    (``espnet2_echat.models.frozen_prefix``; same loss and gradients up to round-off).
     """
 
     def __init__(
@@ -37,12 +48,16 @@ class EChatModel(AbsESPnetModel):
         encoder: nn.Module,
         adapter: nn.Module,
         llm: SpeechLLM,
+        reuse_frozen_prefix: bool = True,
     ):
         super().__init__()
         self.frontend = frontend
         self.encoder = encoder
         self.adapter = adapter
         self.llm = llm
+        self.reuse_frozen_prefix = reuse_frozen_prefix
+        self.prefix_cache = FrozenPrefixCache()
+        self._prefix_blocker_reported: Optional[str] = None
 
     def encode_speech(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
@@ -126,13 +141,55 @@ class EChatModel(AbsESPnetModel):
         padding_side: str = "right",
     ) -> PackedBatch:
         """Splice audio into each sample and pack the batch."""
+        embeds, targets = self.splice(input_ids, audio, target)
+        return pack(embeds, targets, padding_side)
+
+    def splice(
+        self,
+        input_ids: List[torch.Tensor],
+        audio: List[Union[None, torch.Tensor, List[torch.Tensor]]],
+        target: Optional[List[torch.Tensor]] = None,
+    ) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]]]:
+        """Per sample: embeddings (L_i, H) with the audio spliced in, and targets (L_i,)."""
         spliced = [
             splice_sample(self.llm.embed, ids, a, None if target is None else target[i])
             for i, (ids, a) in enumerate(zip(input_ids, audio))
         ]
         embeds = [e for e, _ in spliced]
-        targets = None if target is None else [t for _, t in spliced]
-        return pack(embeds, targets, padding_side)
+        return embeds, None if target is None else [t for _, t in spliced]
+
+    def supervised_hidden(
+        self,
+        input_ids: List[torch.Tensor],
+        target: List[torch.Tensor],
+        audio: List[Union[None, torch.Tensor, List[torch.Tensor]]],
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The LLM's last hidden states (B, T, H) and aligned targets (B, T) for the loss.
+
+        The full sequences, or (frozen LLM, ``reuse_frozen_prefix``) the positions after
+        each sample's frozen prefix, whose key/values come from ``self.prefix_cache``.
+        """
+        embeds, targets = self.splice(input_ids, audio, target)
+        lengths = [0] * len(input_ids)
+        if self.reuse_frozen_prefix and self._prefix_reusable():
+            vocab = self.llm.text_vocab_size
+            lengths = [frozen_prefix_length(i, t, vocab) for i, t in zip(input_ids, target)]
+        if not any(lengths):
+            batch = pack(embeds, targets)
+            hidden = self.llm.hidden_states(
+                batch.inputs_embeds, batch.attention_mask, batch.position_ids
+            ).last_hidden_state
+            return hidden, batch.target
+        prefixes = [ids[:n] for ids, n in zip(input_ids, lengths)]
+        return hidden_after_frozen_prefix(self.llm, self.prefix_cache, prefixes, embeds, targets)
+
+    def _prefix_reusable(self) -> bool:
+        """Whether prefix reuse is exact now; the reason it is not is logged once."""
+        blocker = frozen_prefix_blocker(self.llm)
+        if blocker is not None and blocker != self._prefix_blocker_reported:
+            logging.info("frozen-prefix reuse off, the full sequence runs: %s", blocker)
+            self._prefix_blocker_reported = blocker
+        return blocker is None
 
     def forward(
         self,
@@ -160,16 +217,13 @@ class EChatModel(AbsESPnetModel):
         audio = self.audio_per_sample(
             ids, speech, speech_lengths, history, speech_enc, speech_enc_lengths
         )
-        batch = self.build_inputs(ids, audio, tgts)
-        hidden = self.llm.hidden_states(
-            batch.inputs_embeds, batch.attention_mask, batch.position_ids
-        ).last_hidden_state
-        loss, stats = self.loss(hidden, batch.target)
+        hidden, target = self.supervised_hidden(ids, tgts, audio)
+        loss, stats = self.loss(hidden, target)
         stats["loss"] = loss.detach().clone()  # ESPnet divides loss in place (accum_grad)
         # The weight is the loss's normaliser, the number of supervised tokens: ESPnet
         # averages rank (and DataParallel replica) losses weighted by it, which then equals
         # the token mean over the whole batch, as one process computes it.
-        weight = (batch.target[:, 1:] != IGNORE_ID).sum()
+        weight = (target[:, 1:] != IGNORE_ID).sum()
         return force_gatherable((loss, stats, weight), loss.device)
 
     def loss(

@@ -106,6 +106,14 @@ class EChatTask(AbsTask):
             "(python -m espnet2_echat.bin.dump_encoder_outputs; espnet2_echat.train."
             "encoder_cache) instead of encoding the audio at every step",
         )
+        group.add_argument(
+            "--reuse_frozen_prefix",
+            type=str2bool,
+            default=True,
+            help="With the LLM frozen, compute the key/values of each sample's leading text "
+            "ids (system prompt, instruction) once per distinct prefix instead of at every "
+            "step (espnet2_echat.models.frozen_prefix; same loss and gradients)",
+        )
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--use_preprocessor", type=str2bool, default=True)
         group.add_argument(
@@ -327,7 +335,9 @@ class EChatTask(AbsTask):
         adapter = speech_adapter_choices.get_class(args.speech_adapter)(
             encoder_size=encoder.output_size(), llm_size=hidden, **args.speech_adapter_conf
         )
-        model = EChatModel(frontend, encoder, adapter, llm)
+        model = EChatModel(
+            frontend, encoder, adapter, llm, getattr(args, "reuse_frozen_prefix", True)
+        )
         if args.gradient_checkpointing:
             encoder.gradient_checkpointing = True
             causal_lm.gradient_checkpointing_enable()
