@@ -95,14 +95,16 @@ def main(cmd=None) -> int:
     args = vars(get_parser().parse_args(cmd))
     # imported after parsing, not at the top: --help must not import torch/transformers
     from espnet2_echat.inference.batch_decode import inference
+    from espnet2_echat.progress import Tally
 
     logging.basicConfig(
         level=args.pop("log_level"),
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
     set_nthreads(args.pop("nthreads"))
-    summary = inference(**args)
-    print(f"echat_inference: {summary.line()}", file=sys.stderr)
+    tally = Tally()
+    summary = inference(**args, tally=tally)
+    print(f"{tally.summary('echat_inference')}; {summary.line()}", file=sys.stderr)
     return 1 if summary.num_errors else 0
 
 

@@ -11,7 +11,6 @@ and re-run ends with each utterance exactly once.
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -22,7 +21,7 @@ from espnet2.fileio.sound_scp import SoundScpReader
 
 from espnet2_echat.data.task_registry import DECODE_FILES, SPEECH_TASKS, check_task
 from espnet2_echat.inference.conversation import Turn
-from espnet2_echat.progress import progress_bar, summary_line
+from espnet2_echat.progress import Tally
 from espnet2_echat.inference.speech2response import Request, Response, Speech2Response
 from espnet2_echat.safety.atomic import atomic_write, atomic_write_text
 from espnet2_echat.safety.names import child_path, name_problem
@@ -148,6 +147,7 @@ def decode_data_dir(
     prompt: Optional[str] = None,
     key_file: Optional[str] = None,
     batch_size: int = 1,
+    tally: Optional[Tally] = None,
     **overrides,
 ) -> Path:
     """Decode every utterance of ``key_file`` (default: the first input's keys).
@@ -157,7 +157,9 @@ def decode_data_dir(
     utterance (missing or unreadable audio, bad history, refused by the model) does
     not stop the run or lose the good ones of its batch: it is written to ``errors``
     (``uttid reason``) and retried on a re-run. The dir records task, think and model
-    (``decode_info.json``); a re-run with other settings is refused.
+    (``decode_info.json``); a re-run with other settings is refused. ``tally`` (a
+    progress bar and the done/skipped/failed counts of the run's summary line) is made
+    here when not given.
     """
     inputs = parse_data_triplets(data_path_and_name_and_type)
     if batch_size < 1:
@@ -187,11 +189,13 @@ def decode_data_dir(
         if problem:
             errors[key] = f"utterance id {problem}; expected a plain name"
     todo = [k for k in todo if k not in errors]
+    tally = Tally() if tally is None else tally
+    tally.add("skipped", len(done & set(keys)))
+    tally.add("failed", len(errors))
     if batch_size > 1:  # similar lengths share a batch: less padding, no long row idling
         lengths = {k: _input_length(k, main, speech, texts) for k in todo}
         todo.sort(key=lambda k: -lengths[k])  # stable: equal lengths keep their order
-    started = time.perf_counter()
-    bar = progress_bar(len(todo), f"decoding {task}")
+    tally.begin(len(todo), f"decoding {task}")
     for start in range(0, len(todo), batch_size):
         chunk, requests = [], []
         for key in todo[start : start + batch_size]:
@@ -200,19 +204,17 @@ def decode_data_dir(
                 chunk.append(key)
             except (ValueError, KeyError, OSError, RuntimeError) as e:
                 errors[key] = _reason(e)
-        bar.update(len(todo[start : start + batch_size]))
-        if not chunk:
-            continue
-        decoded = _decode_batch(s2r, chunk, requests, task, think, prompt, overrides, errors)
+        decoded = []
+        if chunk:
+            decoded = _decode_batch(s2r, chunk, requests, task, think, prompt, overrides, errors)
         if decoded:
             _append(out, [k for k, _ in decoded], [r for _, r in decoded], task, think)
-        for key in chunk:
+        for key in todo[start : start + batch_size]:
             if key in errors:
                 logging.error(f"{key}: {errors[key]}")
-    bar.close()
-    skipped = len(done & set(keys))
-    failed_here = len(errors.keys() & set(todo))
-    logging.info(summary_line(str(out), len(todo) - failed_here, skipped, len(errors), started))
+        tally.add("done", len(decoded))
+        tally.add("failed", len(todo[start : start + batch_size]) - len(decoded))
+    tally.end()
     _sort_outputs(out)
     atomic_write_text(
         out / "errors", "".join(f"{k} {_one_line(v)}\n" for k, v in sorted(errors.items()))
@@ -241,6 +243,7 @@ def inference(
     prompt_config: Optional[str] = None,
     cachedir: Optional[str] = None,
     random_init: bool = False,
+    tally: Optional[Tally] = None,
     **decoding_options,
 ) -> DecodeSummary:
     """Build a :class:`Speech2Response` (from files or ``model_tag``) and decode a data dir."""
@@ -267,6 +270,7 @@ def inference(
         prompt,
         key_file,
         batch_size,
+        tally,
         **decoding_options,
     )
     return DecodeSummary.read(out)

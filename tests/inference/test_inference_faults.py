@@ -118,13 +118,19 @@ def test_decode_keeps_good_utterances_and_lists_bad_ones(fixed_s2r, data, tmp_pa
 def test_cli_exits_1_with_a_summary_line(converted_dir, data, tmp_path, capsys):
     from espnet2_echat.bin.echat_inference import main
 
-    rc = main(["--train_config", str(converted_dir / "config.yaml"), "--model_file",
-               str(converted_dir / "model.pth"), "--task", "asr", "--do_sample", "false",
-               "--max_new_tokens", "2", "--data_path_and_name_and_type",
-               f"{data}/wav.scp,speech,sound", "--output_dir", str(tmp_path / "o")])
+    args = ["--train_config", str(converted_dir / "config.yaml"), "--model_file",
+            str(converted_dir / "model.pth"), "--task", "asr", "--do_sample", "false",
+            "--max_new_tokens", "2", "--data_path_and_name_and_type",
+            f"{data}/wav.scp,speech,sound", "--output_dir", str(tmp_path / "o")]
+    rc = main(args)
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert rc == 1
-    assert last.startswith("echat_inference:") and "3 of 5 utterances decoded, 2 failed" in last
+    assert last.startswith("echat_inference: done 3, skipped 0, failed 2 in ")
+    assert "3 of 5 utterances decoded, 2 failed" in last
+    # a re-run skips the decoded utterances and tries the failed ones again
+    assert main(args) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("echat_inference: done 0, skipped 3, failed 2 in ")
 
 
 def test_unsafe_id_is_listed_not_written(fixed_s2r, data, tmp_path):
