@@ -7,7 +7,8 @@ recipe does) and ``$AISHELL/data_aishell/transcript/aishell_transcript_v0.8.txt`
 (``<utt> <words>``, words separated by spaces); ``$AISHELL`` may also be ``data_aishell``
 itself. Writes ``<out_dir>/aishell_{train,dev,test}`` (the splits on disk); the spaces
 between Chinese words are removed (the reference's normalisation would remove them too,
-docs/labels.md#text-normalisation). Utterances without a transcript are left out, as in Kaldi's recipe, and counted.
+docs/labels.md#text-normalisation). Utterances without a transcript are left out, as in Kaldi's
+recipe, and counted.
 """
 
 from pathlib import Path

@@ -3,9 +3,9 @@
 
 The reference README releases OSUM-EChat data in its own formats: raw JSONL
 (``data.list``), shards (``shards_list.txt`` of WeNet-style tars) or the combine type
-(``combines_list.txt`` + ``combines_tar_root.txt``), see docs/data_pipeline.md#osum-formats. This script
-converts such lists under ``$ECHAT`` with :func:`osum_to_datadir`; samples with problems
-are reported (file and line, or tar and member) and left out, and the exit status is 1.
+(``combines_list.txt`` + ``combines_tar_root.txt``), see docs/data_pipeline.md#osum-formats.
+This script converts such lists under ``$ECHAT`` with :func:`osum_to_datadir`; samples with
+problems are reported (file and line, or tar and member) and left out, and the exit status is 1.
 
 Without ``--input`` every ``data.list`` (raw) and ``shards_list.txt`` (shard) under the
 root (up to three folders deep) is converted into ``echat_<its folder path with _>``; a

@@ -18,9 +18,9 @@ What it makes (all deterministic, 16 kHz 16-bit mono, no network):
   band-passed noise bursts with a sharp attack; ``<SIGH>`` is a slow, low-passed breath
   noise; ``<LAUGHTER>`` is the speaker's own voice saying "ha ha ha ha" fast and high.
   Turns without one are ``<OTHER>``.
-* Replies: templated by the user's emotion (-> reply emotion, docs/labels.md#tag-think) and age group,
-  spoken by one assistant voice with the reply emotion's prosody; they are the targets
-  of S2S (speech tokens come later from ``extract_speech_tokens``) and the TTS set.
+* Replies: templated by the user's emotion (-> reply emotion, docs/labels.md#tag-think) and age
+  group, spoken by one assistant voice with the reply emotion's prosody; they are the targets of
+  S2S (speech tokens come later from ``extract_speech_tokens``) and the TTS set.
 * Data dirs ``{train,dev,test}_{asr,emotion,gender,age,event,tts,s2t,s2t_tag_think,
   s2t_language_think,s2s,s2s_tag_think,s2s_language_think,t2t,multiturn}``, and
   ``test_asterisk_asr``: real recorded English prompts (``local/asterisk.py``).

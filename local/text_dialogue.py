@@ -9,8 +9,9 @@ Two common on-disk layouts are read from ``$TEXT_DIALOGUE/<file>`` (``--file``):
   "human"|"gpt", "value"}, ...]}``; every human turn followed by a gpt turn becomes one
   sample (multi-turn context is dropped).
 
-Newlines become spaces (the reference does the same before tokenising, docs/labels.md#text-normalisation). The
-data dir is a training set (``--role``); pairs with an empty side are counted and left out.
+Newlines become spaces (the reference does the same before tokenising,
+docs/labels.md#text-normalisation). The data dir is a training set (``--role``); pairs with an
+empty side are counted and left out.
 """
 
 import json

@@ -320,7 +320,8 @@ def text_dialogue(root: Path) -> Dict[str, Expected]:
 
 
 def echat(root: Path) -> Dict[str, Expected]:
-    """OSUM-EChat raw lists (docs/data_pipeline.md#osum-formats): ``EChat-1500H/train/data.list`` and an eval list."""
+    """OSUM-EChat raw lists (docs/data_pipeline.md#osum-formats):
+    ``EChat-1500H/train/data.list`` and an eval list."""
     out = {}
     for folder, role, name in (("EChat-1500H/train", "train", "echat_echat_1500h_train"),
                                ("EChat-eval", "test", "echat_echat_eval")):

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Score one decoded set: ``python -m espnet2_echat.bin.echat_score --data_dir DIR --decode_dir DIR --out_dir DIR``.
+"""Score one decoded set:
+``python -m espnet2_echat.bin.echat_score --data_dir DIR --decode_dir DIR --out_dir DIR``.
 
 Writes ``results.json`` and ``results.md`` (and sclite folders, confusion matrices, judge
 answers) into ``--out_dir``; see :mod:`espnet2_echat.scoring.score_decode`.

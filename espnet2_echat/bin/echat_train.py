@@ -1,4 +1,6 @@
-"""Train the OSUM-EChat speech LLM with ESPnet's trainer (`python -m espnet2_echat.bin.echat_train`).
+"""Train the OSUM-EChat speech LLM with ESPnet's trainer.
+
+``python -m espnet2_echat.bin.echat_train``: the ESPnet task CLI of ``EChatTask``.
 
 ``--help`` alone prints the parser's stored text (``espnet2_echat.task_help``) without
 importing ESPnet's trainer; everything else goes to ``EChatTask.main``.

@@ -39,7 +39,8 @@ THINK_END = "<think end>"
 # and the common HF one); only the parser accepts them.
 THINK_END_VARIANTS: Tuple[str, ...] = (THINK_END, "</think end>", "</think>")
 
-# Probability that missing tag-think fields become <&&> rather than defaults (docs/labels.md#tag-think).
+# Probability that missing tag-think fields become <&&> rather than defaults
+# (docs/labels.md#tag-think).
 UNKNOWN_FILL_PROB = 0.85
 
 _TAG_THINK_FIELDS: Tuple[Tuple[str, str], ...] = (
@@ -55,7 +56,8 @@ _RE_TAG = re.compile(r"\s*(<[^<>]*>)")
 
 
 def draw_use_unknown(rng: random.Random, prob: float = UNKNOWN_FILL_PROB) -> bool:
-    """One coin flip per sample: True -> missing fields become ``<&&>`` (docs/labels.md#tag-think)."""
+    """One coin flip per sample: True -> missing fields become ``<&&>``
+    (docs/labels.md#tag-think)."""
     return rng.random() < prob
 
 

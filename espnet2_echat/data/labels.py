@@ -1,8 +1,9 @@
 """Paralinguistic label sets and target-text normalisation of OSUM-EChat.
 
-Label spellings follow the reference (docs/labels.md#tag-think, docs/labels.md#label-sets); ``normalize_text`` is the
-reference's ``process_text2`` (docs/labels.md#text-normalisation). Everything here is pure string handling, so
-the preprocessor, the data-dir validator and the corpus preparation scripts share it.
+Label spellings follow the reference (docs/labels.md#tag-think, docs/labels.md#label-sets);
+``normalize_text`` is the reference's ``process_text2`` (docs/labels.md#text-normalisation).
+Everything here is pure string handling, so the preprocessor, the data-dir validator and the
+corpus preparation scripts share it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ EMOTION_LABELS: Tuple[str, ...] = (
 EMOTION_ALIASES: Dict[str, str] = {"<ANGER>": "<ANGRY>"}
 
 # Sound events (VED / <CAPTION>): the eight classes of the reference's demo. The exact
-# upper-case spellings are not in the reference code (docs/labels.md#label-sets), these are the plugin's.
+# upper-case spellings are not in the reference code (docs/labels.md#label-sets), these are the
+# plugin's.
 EVENT_LABELS: Tuple[str, ...] = (
     "<LAUGHTER>",
     "<COUGH>",
@@ -175,7 +177,8 @@ def is_label(kind: str, value: str) -> bool:
 
 
 def normalize_text(txt: str, task: str) -> str:
-    """Normalise a target text as the reference's ``process_text2`` does (docs/labels.md#text-normalisation).
+    """Normalise a target text as the reference's ``process_text2`` does
+    (docs/labels.md#text-normalisation).
 
     Newlines become spaces; whitespace around CJK characters is removed; the text is
     lower-cased only when ``task`` is exactly ``<TRANSCRIBE>``; whitespace around ``<``
@@ -201,9 +204,9 @@ def split_leading_tag(text: str) -> Tuple[str, str]:
 def ensure_reply_emotion(reply: str) -> Tuple[str, str]:
     """Return ``(reply_emotion, reply_without_tag)`` as the tag-think processor does.
 
-    A reply is expected to start with a reply-emotion tag (docs/labels.md#tag-think). Without one, or
-    with a tag outside the allowed set, the emotion is ``<中立>``; an unknown leading
-    tag is dropped from the reply.
+    A reply is expected to start with a reply-emotion tag (docs/labels.md#tag-think). Without
+    one, or with a tag outside the allowed set, the emotion is ``<中立>``; an unknown leading tag
+    is dropped from the reply.
     """
     tag, rest = split_leading_tag(reply)
     if not tag:

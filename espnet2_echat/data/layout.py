@@ -6,8 +6,8 @@ encoded user audio is spliced in (one per audio segment, in order: the past user
 multi-turn sample, then the current one). ``target`` has the same length as ``input_ids`` and
 holds the id to emit at each position (``IGNORE_ID`` where unsupervised); the model shifts it.
 
-Past turns (docs/data_pipeline.md#history, docs/decoding.md#multi-turn) are laid out by :meth:`LayoutBuilder.history` for training and
-inference alike.
+Past turns (docs/data_pipeline.md#history, docs/decoding.md#multi-turn) are laid out by
+:meth:`LayoutBuilder.history` for training and inference alike.
 """
 
 from dataclasses import dataclass, field
@@ -175,8 +175,9 @@ class LayoutBuilder:
     def history(self, turns: Sequence[Turn]) -> Tuple[List[int], List[Any]]:
         """Ids of past turns (an ``AUDIO_PLACEHOLDER`` per audio turn) and their audio, in order.
 
-        Default (the training layout of ``speech2text_token_history``, docs/data_pipeline.md#history; it follows
-        ``P1``, which ends with the user start), per turn::
+        Default (the training layout of ``speech2text_token_history``,
+        docs/data_pipeline.md#history; it follows ``P1``, which ends with the user start), per
+        turn::
 
             <user audio> <|im_end|>\\n <|im_end|>\\n<|im_start|>assistant\\n <reply ids>
             [marker speech... marker] <|im_end|>\\n <|im_start|>user\\n
@@ -257,7 +258,8 @@ class LayoutBuilder:
         """(input_ids, target) of one training sample.
 
         The "&&" id (7672 in Qwen2.5, from ``<&&>``) in a text label is never supervised and
-        enters the input as id 0 (docs/model.md#loss). TTS supervises speech only; its text is the user input.
+        enters the input as id 0 (docs/model.md#loss). TTS supervises speech only; its text is
+        the user input.
         """
         prompt = self.prompt(output_type, instruction, text_input, inference=False)
         answer_in: List[int] = []

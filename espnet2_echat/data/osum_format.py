@@ -1,7 +1,9 @@
-"""OSUM-EChat's raw / shard / combine data formats <-> Kaldi-style data dirs (docs/data_pipeline.md#osum-formats).
+"""OSUM-EChat's raw / shard / combine data formats <-> Kaldi-style data dirs
+(docs/data_pipeline.md#osum-formats).
 
 An OSUM sample is ``{"key", "wav", "txt", "task", "extra"}``. What ``txt`` holds depends
-on the task (docs/tasks.md#layouts, docs/data_pipeline.md#osum-formats); the mapping to data-dir files is:
+on the task (docs/tasks.md#layouts, docs/data_pipeline.md#osum-formats); the mapping to data-dir
+files is:
 
 ============================  ==================================================
 OSUM                          data dir
@@ -474,8 +476,9 @@ def read_shard_list(list_path: Path, audio_dir: Path, errors: List[str]) -> Iter
     """Samples of the tars named in a shard or combine list.
 
     Accepted lines: a tar path (``shards_list.txt``), ``-|TAR`` or ``JSONL|TAR`` (the
-    reference's internal manifest, docs/data_pipeline.md#osum-formats). A file named ``combines_list.txt`` lists
-    JSONL files whose tars sit in the folder named by ``combines_tar_root.txt``.
+    reference's internal manifest, docs/data_pipeline.md#osum-formats). A file named
+    ``combines_list.txt`` lists JSONL files whose tars sit in the folder named by
+    ``combines_tar_root.txt``.
     """
     list_path = Path(list_path)
     for meta_path, tar_path in _manifest(list_path):
@@ -582,7 +585,8 @@ def osum_to_datadir(
 
 
 def _wav_bytes(path: str) -> bytes:
-    """16 kHz 16-bit mono WAV bytes of an audio file (resampled at packing, docs/data_pipeline.md#osum-formats)."""
+    """16 kHz 16-bit mono WAV bytes of an audio file (resampled at packing,
+    docs/data_pipeline.md#osum-formats)."""
     buf = io.BytesIO()
     write_pcm16(buf, load_audio(path, 16000), 16000)
     return buf.getvalue()

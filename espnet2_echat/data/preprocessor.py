@@ -3,8 +3,9 @@
 The sample is a dict of a data dir (docs/data_dir.md): ``task`` plus whichever of
 ``speech text question reply think speech_token history utt2gender utt2age utt2emotion
 utt2event utt2style reply_emotion`` the utterance has. The reference does this in its
-``processor.py::tokenize`` (docs/tasks.md#layouts, docs/data_pipeline.md#augmentation); this module keeps its task logic and strings
-and builds the id layouts with :class:`espnet2_echat.data.layout.LayoutBuilder`.
+``processor.py::tokenize`` (docs/tasks.md#layouts, docs/data_pipeline.md#augmentation); this
+module keeps its task logic and strings and builds the id layouts with
+:class:`espnet2_echat.data.layout.LayoutBuilder`.
 
 Random choices (prompt per sample, X-only conversion, ``<&&>`` fill, streaming
 conversion) use numpy's global RNG, which ESPnet's trainer seeds at every epoch and its
@@ -70,7 +71,8 @@ X_ONLY_TASKS = {
 }
 SENTINEL_TEXTS = ("None_in_extract_answer", "None_in_extract_X")
 NONE_LABELS = ("<NONE>", "<None>", "<none>")
-# The reference's self-identity filter (docs/labels.md#text-normalisation), as far as the reference's list is known.
+# The reference's self-identity filter (docs/labels.md#text-normalisation), as far as the
+# reference's list is known.
 IDENTITY_NAMES = (
     "MOSS Assistant", "MOSS助手", "QWEN", "QWEN Assistant", "QWEN助手", "ChatGPT", "chatgpt",
     "chatbot", "Helper", "helper", "AI Agent", "语言模型", "大型语言模型",
@@ -81,7 +83,8 @@ STREAM_SPEECH_BLOCK = 18
 
 @dataclass
 class FilterConf:
-    """Sample filters of docs/data_pipeline.md#filters (reference values); frames are 10 ms feature frames."""
+    """Sample filters of docs/data_pipeline.md#filters (reference values); frames are 10 ms
+    feature frames."""
 
     min_frames: int = 20
     max_frames: int = 20000
@@ -130,7 +133,8 @@ def load_prompt_config(path: Optional[Union[str, Path]]) -> Dict[str, List[str]]
 
 
 def interleave(text_ids: Sequence[int], speech_ids: Sequence[int]) -> List[int]:
-    """The reference's streaming target: 6 text ids, 18 speech ids, repeated (docs/tasks.md#layouts)."""
+    """The reference's streaming target: 6 text ids, 18 speech ids, repeated
+    (docs/tasks.md#layouts)."""
     out: List[int] = []
     s = 0
     for t in range(0, len(text_ids), STREAM_TEXT_BLOCK):
@@ -154,18 +158,19 @@ class EChatPreprocessor:
         text_vocab_size: V, rows of the LLM's output embedding.
         prompt_config: yaml of understanding-task instructions (``conf/prompt_config.yaml``).
         think_mode: how think tasks get their CoT: ``data`` (the ``think`` file as is),
-            ``tag`` (label CoT built from the label files, docs/labels.md#tag-think; replies of chat tasks
-            start with a reply-emotion tag) or ``language`` (the ``think`` file as the
-            natural-language CoT, docs/labels.md#language-think; leading tags of replies are removed).
+            ``tag`` (label CoT built from the label files, docs/labels.md#tag-think; replies of
+            chat tasks start with a reply-emotion tag) or ``language`` (the ``think`` file as
+            the natural-language CoT, docs/labels.md#language-think; leading tags of replies are
+            removed).
         x_only_prob: probability that a single-label ASR+X sample becomes X-only (training).
         unknown_fill_prob: tag CoT: probability that missing labels become ``<&&>``.
         streaming_prob: probability that an S2S / TTS sample is trained in the interleaved
             6-text/18-speech format (docs/tasks.md#layouts); the ``<STREAMING>`` tags always are.
         history_max_turns: most recent history turns kept (0: all).
         history_as_audio: past user turns with a ``user_wav`` enter as audio, in the layout
-            that inference uses (docs/data_pipeline.md#history; :meth:`LayoutBuilder.history`): the samples
-            then also carry ``history_speech`` / ``history_speech_splits``. False: every
-            past user turn enters as its transcript (``user_text``).
+            that inference uses (docs/data_pipeline.md#history; :meth:`LayoutBuilder.history`):
+            the samples then also carry ``history_speech`` / ``history_speech_splits``. False:
+            every past user turn enters as its transcript (``user_text``).
         use_question_as_instruction: understanding tasks use the ``question`` file as the
             instruction when present (the reference's behaviour for ``extra.question``).
             Off by default: in this plugin's data dirs ``question`` may hold a transcript.
@@ -263,7 +268,8 @@ class EChatPreprocessor:
                 f"{uid}: history audio {turn} (user_wav) {path} is {rate} Hz, "
                 f"expected {self.fs} Hz"
             )
-        if wav.ndim == 2:  # multi-channel audio is averaged to mono (docs/data_pipeline.md#osum-formats)
+        # multi-channel audio is averaged to mono (docs/data_pipeline.md#osum-formats)
+        if wav.ndim == 2:
             wav = wav.mean(axis=1)
         return wav
 
@@ -401,7 +407,7 @@ class EChatPreprocessor:
             return build_language_think(think, reply)
         return wrap_think(think, reply)
 
-    # -- history (docs/data_pipeline.md#history) ----------------------------------------------------------------
+    # -- history (docs/data_pipeline.md#history) -------------------------------------------
     def _history_turns(self, uid: str, data: Mapping) -> List[dict]:
         raw = data.get("history")
         if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -445,7 +451,7 @@ class EChatPreprocessor:
             ids += b.text(TURN_END) + b.text(USER_START)
         return ids
 
-    # -- filters (docs/data_pipeline.md#filters) -----------------------------------------------------------------
+    # -- filters (docs/data_pipeline.md#filters) -------------------------------------------
     def filter_reason(self, uid: str, data: Mapping, num_samples: Optional[int]) -> Optional[str]:
         """Why the sample must be dropped from training, or None to keep it.
 

@@ -1,8 +1,8 @@
 """Speech-token targets at 25 Hz: CosyVoice S3 tokens, or a STAND-IN k-means tokenizer.
 
-OSUM-EChat's speech targets are CosyVoice-300M-25Hz S3 tokens (0..4095, docs/data_pipeline.md#speech-tokens). Their
-ONNX weights are not available offline, so two tokenizers share one interface
-(``encode(wav, fs) -> list of ids``):
+OSUM-EChat's speech targets are CosyVoice-300M-25Hz S3 tokens (0..4095,
+docs/data_pipeline.md#speech-tokens). Their ONNX weights are not available offline, so two
+tokenizers share one interface (``encode(wav, fs) -> list of ids``):
 
 * :class:`S3SpeechTokenizer`: the real one, through the optional ``s3tokenizer`` package
   (``pip install s3tokenizer==0.3.0``) and a ``speech_tokenizer_v1.onnx`` file the user

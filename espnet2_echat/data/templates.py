@@ -1,4 +1,5 @@
-"""Chat template and system prompts of OSUM-EChat (task tags: ``data.task_registry``; docs/tasks.md#layouts, docs/tasks.md#system-prompts).
+"""Chat template and system prompts of OSUM-EChat (task tags: ``data.task_registry``;
+docs/tasks.md#layouts, docs/tasks.md#system-prompts).
 
 Everything here is data: exact strings and ids of the reference. The preprocessor turns
 them into id sequences; the model never reads this module.
@@ -13,7 +14,8 @@ IM_END = "<|im_end|>"
 ENDOFTEXT_ID = 151643
 IM_START_ID = 151644
 IM_END_ID = 151645
-# "&&", the middle of the unknown tag "<&&>" = [27, 7672, 29]: never supervised (docs/model.md#loss).
+# "&&", the middle of the unknown tag "<&&>" = [27, 7672, 29]: never supervised
+# (docs/model.md#loss).
 UNKNOWN_ID = 7672
 IGNORE_ID = -100
 # Where the encoded user audio is spliced into a sequence of unified ids.
@@ -56,8 +58,9 @@ SYSTEM_PROMPTS: Dict[str, str] = {
         "You are OSUM-chat, an audio understanding assistant by ASLP Lab. You can transcribe "
         "speech accurately and analyze paralinguistic cues to provide precise text responses."
     ),
-    # The reference's generate() uses this typo'd variant at inference (docs/tasks.md#system-prompts, docs/differences.md); kept
-    # only for reference_compat decoding.
+    # The reference's generate() uses this typo'd variant at inference
+    # (docs/tasks.md#system-prompts, docs/differences.md); kept only for reference_compat
+    # decoding.
     "understand_infer_compat": (
         "You are OSUM-chat, an audio understanding. You can transcribe speech accurately and "
         "anaosum_echat2e paralinguistic cues to provide precise text responses."

@@ -8,13 +8,14 @@ and nobody waits for the slowest member of a fixed batch.
 
 Why this is written here rather than taken from a serving framework: vLLM, TGI and
 transformers' continuous-batching ``generate_batch`` schedule plain causal LMs, while a row
-of this model switches output head and input table mid-reply (text -> speech, docs/decoding.md#two-phase-decoding),
-runs per-task logits processors and stopping rules (:class:`~espnet2_echat.inference.decoder.
-DecodePlan`), and decodes with this project's lean KV cache. What this module adds is the
-bookkeeping of rows joining and leaving; every step reuses the decoder's own pieces
-(``head_scores``, ``greedy_ids``, ``sample``, ``embed_step``, the plan's processors and
-criteria), so a row decodes exactly as :func:`~espnet2_echat.inference.decoder.iter_generate`
-would decode it alone (tested in ``tests/inference/test_server.py``).
+of this model switches output head and input table mid-reply (text -> speech,
+docs/decoding.md#two-phase-decoding), runs per-task logits processors and stopping rules
+(:class:`~espnet2_echat.inference.decoder.DecodePlan`), and decodes with this project's lean
+KV cache. What this module adds is the bookkeeping of rows joining and leaving; every step
+reuses the decoder's own pieces (``head_scores``, ``greedy_ids``, ``sample``, ``embed_step``,
+the plan's processors and criteria), so a row decodes exactly as
+:func:`~espnet2_echat.inference.decoder.iter_generate` would decode it alone (tested in
+``tests/inference/test_server.py``).
 
 Cache layout: one :class:`~espnet2_echat.models.lean_decoder.LeanKVCache` holds every active
 row *right-aligned* (each row's positions end at the shared column ``cache.length``; the

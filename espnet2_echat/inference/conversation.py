@@ -1,4 +1,5 @@
-"""Multi-turn conversation state and its prompt layouts (docs/data_pipeline.md#history, docs/decoding.md#multi-turn).
+"""Multi-turn conversation state and its prompt layouts (docs/data_pipeline.md#history,
+docs/decoding.md#multi-turn).
 
 A prompt is a list of unified ids in which ``AUDIO_PLACEHOLDER`` entries mark, in order,
 where encoded audio goes (:func:`embed_prompt`). The layouts of past turns (the default

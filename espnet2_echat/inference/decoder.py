@@ -1,4 +1,5 @@
-"""KV-cached incremental decoding with text/speech head switching (docs/decoding.md#two-phase-decoding).
+"""KV-cached incremental decoding with text/speech head switching
+(docs/decoding.md#two-phase-decoding).
 
 Each row of a batch is in one phase:
 

@@ -1,4 +1,5 @@
-"""Logits processors and stopping criteria of OSUM-EChat decoding (docs/decoding.md#logits-processors).
+"""Logits processors and stopping criteria of OSUM-EChat decoding
+(docs/decoding.md#logits-processors).
 
 All of them follow the transformers interfaces (``LogitsProcessor`` /
 ``StoppingCriteria``) and see the decoder's *unified* ids: text ids ``< V``, speech ids
@@ -20,7 +21,8 @@ from transformers.generation.stopping_criteria import StoppingCriteria
 
 from espnet2_echat.data.templates import IM_END_ID
 
-# "年龄为:<" and the ids allowed after it: CHILD, AD(ULT), OLD (docs/labels.md#tag-think, docs/decoding.md#logits-processors).
+# "年龄为:<" and the ids allowed after it: CHILD, AD(ULT), OLD (docs/labels.md#tag-think,
+# docs/decoding.md#logits-processors).
 AGE_TRIGGER_IDS: Tuple[int, ...] = (102185, 17714, 31252)
 AGE_ALLOWED_IDS: Tuple[int, ...] = (99119, 1808, 7863)
 

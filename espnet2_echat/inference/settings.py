@@ -11,9 +11,10 @@ from typing import Dict, Mapping, Optional
 from espnet2_echat.data.task_registry import UNDERSTANDING_TASKS, check_task
 
 # Default instruction of each understanding task: the first Chinese entry of the
-# reference's prompt_config.yaml for the tag (docs/labels.md#instructions); ASR uses the instruction of the
-# reference's batch/runtime inference (infer_runtime.py, infer_with_shards_or_raw.py).
-# Gender and age entries of the reference are not known; these follow the same pattern.
+# reference's prompt_config.yaml for the tag (docs/labels.md#instructions); ASR uses the
+# instruction of the reference's batch/runtime inference (infer_runtime.py,
+# infer_with_shards_or_raw.py). Gender and age entries of the reference are not known; these
+# follow the same pattern.
 DEFAULT_INSTRUCTIONS: Dict[str, str] = {
     "asr": "将这段音频的语音内容详细记录为文字稿。",
     "emotion": "请辨认以下音频中发言者的情感，并用<>括住情感标签。",
@@ -36,7 +37,8 @@ class DecodingOptions:
         max_new_speech_tokens: budget of speech-phase ids (TTS, S2S).
         min_new_tokens: the stop id is banned before this many ids (the reference's
             ``generate``-family passes ``min_length=1``).
-        age_forcing: the tag-CoT age constraint after ``年龄为:<`` (docs/decoding.md#logits-processors).
+        age_forcing: the tag-CoT age constraint after ``年龄为:<``
+            (docs/decoding.md#logits-processors).
         speech_ngram_blocking: ban over-repeated speech ids (the reference's no-op blocker,
             made to work).
         seed: seed of the sampling generator (None: torch's global RNG).

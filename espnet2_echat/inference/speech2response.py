@@ -210,8 +210,9 @@ class Speech2Response:
         """Build from a model directory (``config.yaml`` + ``model.pth``), a packed archive,
         an ``http(s)://`` URL of one (``URL#sha256=HEX`` checks its hash), an ESPnet
         model-zoo table name (espnet_model_zoo's ``table.csv`` or
-        ``$ECHAT_MODEL_ZOO_TABLE``) or a Hugging Face repo name, unpacked with every path checked (``safety.archive``) into ``cachedir``
-        (default ``$ECHAT_CACHE_DIR`` or ``~/.cache/espnet_echat``, never the venv).
+        ``$ECHAT_MODEL_ZOO_TABLE``) or a Hugging Face repo name, unpacked with every path
+        checked (``safety.archive``) into ``cachedir`` (default ``$ECHAT_CACHE_DIR`` or
+        ``~/.cache/espnet_echat``, never the venv).
 
         Keyword arguments override the packed ones (e.g. ``device``, ``dtype``).
         """
@@ -560,7 +561,8 @@ class Speech2Response:
         if think != "none":
             full = text
             cot, text = split_think(full)
-            if think == "tag":  # the reply starts with its reply-emotion tag (docs/labels.md#tag-think)
+            # tag think: the reply starts with its reply-emotion tag (docs/labels.md#tag-think)
+            if think == "tag":
                 tag, rest = split_leading_tag(text.lstrip())
                 if tag in REPLY_EMOTION_LABELS:
                     reply_emotion, text = tag, rest

@@ -47,10 +47,10 @@ class AdapterTransformer(nn.Module):
 
     Linear + LayerNorm input layer, output scaled by sqrt(d) plus the interleaved sinusoid
     (ESPnet ``PositionalEncoding``'s, held as a persistent buffer so that a converted
-    checkpoint's stored table is the one computed with), pre-LN blocks with ReLU feed-forward and key bias, and a
-    final LayerNorm. Built from ESPnet's layers; their LayerNorm eps (1e-12) is set to the
-    reference's 1e-5. ESPnet's ``TransformerEncoder`` is not used as a whole because its
-    ``linear`` input layer adds a ReLU that the reference does not have.
+    checkpoint's stored table is the one computed with), pre-LN blocks with ReLU feed-forward
+    and key bias, and a final LayerNorm. Built from ESPnet's layers; their LayerNorm eps (1e-12)
+    is set to the reference's 1e-5. ESPnet's ``TransformerEncoder`` is not used as a whole
+    because its ``linear`` input layer adds a ReLU that the reference does not have.
     """
 
     def __init__(

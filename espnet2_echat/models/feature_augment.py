@@ -1,4 +1,5 @@
-"""SpecAugment + SpecSub on the Whisper log-mel features, training only (docs/data_pipeline.md#augmentation).
+"""SpecAugment + SpecSub on the Whisper log-mel features, training only
+(docs/data_pipeline.md#augmentation).
 
 The reference augments features in its data pipeline: 2 time masks of <= 50 frames and
 2 frequency masks of <= 10 bins set to 0 (SpecAugment), then 3 substitutions of <= 30

@@ -5,8 +5,8 @@ A sample is one sequence of unified ids (text < V, speech-table >= V) in which e
 multi-turn sample has one per past user turn with audio, then its own speech). Each sample is
 packed contiguously and padded at one side. The reference instead pads every template
 segment separately, leaving holes inside sequences and shifting the loss across them
-(docs/model.md#loss, docs/differences.md); batches of one are identical in both layouts, and contiguous packing is what
-a clean implementation should train with.
+(docs/model.md#loss, docs/differences.md); batches of one are identical in both layouts, and
+contiguous packing is what a clean implementation should train with.
 """
 
 from typing import List, NamedTuple, Optional, Sequence, Union

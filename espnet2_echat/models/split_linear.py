@@ -2,10 +2,11 @@
 
 A decode step multiplies a few hidden vectors by every weight of the model. On CPU, BLAS
 runs such a product with few rows on a single thread (see ``benchmarks/README.md``: the
-151936 x 512 text head takes the same time with one thread as with two), so each weight is read at one core's bandwidth. Viewing the weight's
-columns as ``parts`` blocks and multiplying them with one batched product (``bmm``, which
-torch parallelises over the batch) reads it with every core, through torch's own thread
-pool. Neither torch nor transformers does this for matrix-vector products, hence this module.
+151936 x 512 text head takes the same time with one thread as with two), so each weight is read
+at one core's bandwidth. Viewing the weight's columns as ``parts`` blocks and multiplying them
+with one batched product (``bmm``, which torch parallelises over the batch) reads it with every
+core, through torch's own thread pool. Neither torch nor transformers does this for
+matrix-vector products, hence this module.
 
 Small weights are not split: below ~1 MB the batched product's overhead outweighs the gain.
 """

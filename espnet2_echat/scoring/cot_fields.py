@@ -1,4 +1,5 @@
-"""Per-field accuracy of the label-based CoT ("tag think", docs/labels.md#tag-think) a model generated.
+"""Per-field accuracy of the label-based CoT ("tag think", docs/labels.md#tag-think) a model
+generated.
 
 The ``think`` output of a decode dir is parsed with
 :func:`espnet2_echat.data.cot.parse_tag_think` (the data side's parser, so both sides

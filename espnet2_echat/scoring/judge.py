@@ -160,7 +160,8 @@ class OpenAICompatibleJudge:
 
     @classmethod
     def from_env(cls, **kwargs) -> "OpenAICompatibleJudge":
-        """Build from ``$ECHAT_JUDGE_BASE_URL``, ``$ECHAT_JUDGE_MODEL``, ``$ECHAT_JUDGE_API_KEY``."""
+        """Build from ``$ECHAT_JUDGE_BASE_URL``, ``$ECHAT_JUDGE_MODEL``,
+        ``$ECHAT_JUDGE_API_KEY``."""
         for var in (ENV_BASE_URL, ENV_MODEL):
             if not os.environ.get(var):
                 raise JudgeError(

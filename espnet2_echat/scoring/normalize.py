@@ -3,9 +3,10 @@
 English goes through Whisper's ``EnglishTextNormalizer`` (transformers' port; its British
 -> American spelling table is vendored from openai/whisper, MIT, because transformers
 only ships the class and the hub tokenizers carry the table). Chinese follows the
-reference: its target normalisation (docs/labels.md#text-normalisation: no whitespace around CJK characters), and
-Arabic numbers written as Chinese numerals with ``cn2an`` as its ASR scorer does (spec
-8.1); punctuation is removed and Latin letters lower-cased.
+reference: its target normalisation (docs/labels.md#text-normalisation: no whitespace
+around CJK characters), and Arabic numbers written as Chinese numerals with ``cn2an`` as its
+ASR scorer does (docs/scoring.md#text-normalisation); punctuation is removed and Latin
+letters lower-cased.
 
 Units: WER counts words, where each CJK character is a word (a mixed Chinese/English
 text "今天 hello world" has the units ``今 天 hello world``); CER counts characters,

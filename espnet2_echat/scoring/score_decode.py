@@ -193,7 +193,8 @@ def score_decode_dir(
             metrics.update({f"reply_{k}": v for k, v in rates.items()})
         leading = {u: split_leading_tag(hyp_text.get(u, ""))[0] for u in utts}
         # Only a model trained with the tag-think processor starts replies with a reply
-        # emotion (docs/labels.md#tag-think); without any such tag the accuracy would only say "no tags".
+        # emotion (docs/labels.md#tag-think); without any such tag the accuracy would only say
+        # "no tags".
         if "reply_emotion" in data and any(
             t in REPLY_EMOTION_LABELS for t in leading.values()
         ):

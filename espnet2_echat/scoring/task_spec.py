@@ -30,7 +30,8 @@ CLI_TASKS: Mapping[str, TaskSpec] = {
 
 
 def spec_from_tag(tag: str) -> TaskSpec:
-    """Map a reference task tag string (docs/tasks.md#decoding-tasks), e.g. ``<S2TCHAT> <TEXT2TOKEN> <THINK>``."""
+    """Map a reference task tag string (docs/tasks.md#decoding-tasks), e.g.
+    ``<S2TCHAT> <TEXT2TOKEN> <THINK>``."""
     scored = scored_as(tag)
     if scored.task != "understanding":
         return CLI_TASKS[scored.task]

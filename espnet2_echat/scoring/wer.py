@@ -229,6 +229,7 @@ def _parse_pra(text: str) -> Dict[str, ErrorCounts]:
 
 
 def summary_lines(result_txt: Path) -> List[str]:
-    """The ``SPKR`` header and ``Sum/Avg`` line of ``result.txt`` (what ESPnet's RESULTS.md shows)."""
+    """The ``SPKR`` header and ``Sum/Avg`` line of ``result.txt`` (what ESPnet's RESULTS.md
+    shows)."""
     lines = Path(result_txt).read_text(encoding="utf-8").splitlines()
     return [ln for ln in lines if "SPKR" in ln or "Sum/Avg" in ln][:2]

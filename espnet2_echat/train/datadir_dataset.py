@@ -102,7 +102,8 @@ class DataDirDataset(AbsDataset):
                 raise ValueError(
                     f"{self.dirs[set_name]}/wav.scp: {utt} is {rate} Hz, expected {self.fs} Hz"
                 )
-            if wav.ndim == 2:  # multi-channel audio is averaged to mono (docs/data_pipeline.md#osum-formats)
+            # multi-channel audio is averaged to mono (docs/data_pipeline.md#osum-formats)
+            if wav.ndim == 2:
                 wav = wav.mean(axis=1)
             data["speech"] = wav
         return data

@@ -44,7 +44,8 @@ def build_multi_task_iter_factory(
     num_iters_per_epoch=None,
     distributed: bool = False,
 ) -> SequenceIterFactory:
-    """Validate the dirs, filter samples (docs/data_pipeline.md#filters), bucket by tokens, mix by weight."""
+    """Validate the dirs, filter samples (docs/data_pipeline.md#filters), bucket by tokens, mix
+    by weight."""
     if not isinstance(preprocess, EChatPreprocessor):
         raise ValueError("--train_data_dir / --valid_data_dir need --use_preprocessor true")
     sets: Dict[str, Path] = {}

@@ -1,4 +1,5 @@
-"""Token-budget batches per task, mixed across tasks with per-task weights (docs/data_pipeline.md#batching).
+"""Token-budget batches per task, mixed across tasks with per-task weights
+(docs/data_pipeline.md#batching).
 
 The reference keeps one dynamic batcher per output type (so every batch holds one type),
 flushes a buffer when ``longest x (n + 1)`` estimated LLM tokens exceed 3700 (scaled per

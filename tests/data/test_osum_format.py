@@ -103,7 +103,8 @@ def _audio(path: str) -> np.ndarray:
 def test_raw_round_trip_is_exact(data_dir: Path, tmp_path: Path):
     list_file = datadir_to_osum([data_dir], "raw", tmp_path / "raw")
     samples = {json.loads(l)["key"]: json.loads(l) for l in list_file.read_text().splitlines()}
-    # the reference's conventions (docs/tasks.md#layouts, docs/labels.md#tag-think, docs/data_pipeline.md#osum-formats)
+    # the reference's conventions (docs/tasks.md#layouts, docs/labels.md#tag-think,
+    # docs/data_pipeline.md#osum-formats)
     assert samples["a-ag"]["txt"] == "nice day<CHILD><MALE>"
     assert samples["a-emo"]["txt"] == "<HAPPY>" and samples["a-emo"]["extra"]["q_txt"] == "i won"
     assert samples["a-sttc"]["txt"] == "how are you<开始回答>Fine."

@@ -1,5 +1,6 @@
 """The full-size config (Whisper-medium + Qwen2.5-3B geometry) builds on the meta device with
-the parameter count of docs/checkpoints.md#parameter-count, and the released checkpoint's key layout maps one to one."""
+the parameter count of docs/checkpoints.md#parameter-count, and the released checkpoint's key
+layout maps one to one."""
 
 import argparse
 import re
@@ -55,7 +56,8 @@ def test_parameter_count(full_model):
 
 
 def released_keys():
-    """The released key layout (docs/checkpoints.md#released-checkpoint) grown from the tiny fixture's keys.
+    """The released key layout (docs/checkpoints.md#released-checkpoint) grown from the tiny
+    fixture's keys.
 
     Layer indices are expanded to the full depth (24 encoder blocks, 36 Qwen layers); every
     other name is the same at any size.

@@ -52,8 +52,8 @@ def encoded(tiny_model, osum_tiny_dir, expected):
 def test_features(encoded, osum_tiny_dir, expected, i):
     ref = load_npy(osum_tiny_dir, expected["utterances"][i]["feats"])
     assert encoded[i]["feats"].shape == ref.shape
-    # the fixture README: features <= 1e-4 relative (float32 STFT/mel differ in the last bits between
-    # torch builds: 1.7e-5 absolute on torch 2.11 vs the fixture's 2.13)
+    # the fixture README: features <= 1e-4 relative (float32 STFT/mel differ in the last bits
+    # between torch builds: 1.7e-5 absolute on torch 2.11 vs the fixture's 2.13)
     assert rel_err(encoded[i]["feats"], ref) <= 1e-4
 
 

@@ -43,7 +43,8 @@ def test_stage_config_parses(config, tmp_path):
     assert args.preprocessor_conf["prompt_config"] == "conf/prompt_config.yaml"
     if "stage3" in config.stem:
         assert args.preprocessor_conf["think_mode"] == config.stem.rsplit("_", 1)[1]
-    if config.parent.name == "full":  # the reference's optimiser and schedule (docs/training.md#optimiser)
+    # full size: the reference's optimiser and schedule (docs/training.md#optimiser)
+    if config.parent.name == "full":
         assert args.optim == "adamw" and args.scheduler == "warmuplr"
         assert args.scheduler_conf == {"warmup_steps": 2000}
         assert (args.accum_grad, args.grad_clip) == (8, 5.0)

@@ -1,6 +1,7 @@
-"""Multi-turn training with past user turns as audio (docs/data_pipeline.md#history): the training layout is the
-inference prompt of the same conversation, each past turn's audio is spliced at its
-placeholder, and a multi-turn batch trains the encoder through the history audio."""
+"""Multi-turn training with past user turns as audio (docs/data_pipeline.md#history): the
+training layout is the inference prompt of the same conversation, each past turn's audio is
+spliced at its placeholder, and a multi-turn batch trains the encoder through the history
+audio."""
 
 import json
 from pathlib import Path
