@@ -18,11 +18,16 @@ OUTSIDE = re.compile(r"\bspec\s+(#\s*)?\d+(\.\d+)*|" + "DES" + "IGN")  # split: 
 CITED = re.compile(r"docs/([A-Za-z0-9_]+\.md)(#[a-z0-9-]+)?")
 
 
+PAGES = ("README.md", "SECURITY.md")  # the repository's own pages, and docs/*.md
+
+
 def _files():
     for top in SCANNED:
         for path in sorted((REPO_ROOT / top).rglob("*")):
             if path.suffix in SUFFIXES and path.is_file() and ".venv" not in path.parts:
                 yield path
+    yield from (REPO_ROOT / page for page in PAGES)
+    yield from sorted((REPO_ROOT / "docs").glob("*.md"))
 
 
 def github_anchor(heading: str) -> str:
