@@ -54,6 +54,7 @@ from espnet2_echat.data.cot import build_tag_think, parse_tag_think
 from espnet2_echat.data.datadir import load_data_dir, validate_data_dir, write_data_dir
 from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, normalize_label, split_leading_tag
 from espnet2_echat.data.task_registry import (
+    LABEL_BY_KIND,
     LABEL_FILES,
     OSUM_LABEL_KEYS,
     STTC_SEPARATOR,
@@ -257,14 +258,8 @@ def _think_from_extra(
         return None
     if not q_txt:
         raise SampleError(f"task {task} needs extra.think_str or extra.q_txt/question")
-    return build_tag_think(
-        str(q_txt),
-        rec.get("utt2age"),
-        rec.get("utt2gender"),
-        rec.get("utt2emotion"),
-        rec.get("utt2event"),
-        rec.get("reply_emotion"),
-    )
+    kinds = ("age", "gender", "emotion", "event", "reply_emotion")  # build_tag_think's args
+    return build_tag_think(str(q_txt), **{k: rec.get(LABEL_BY_KIND[k].file) for k in kinds})
 
 
 def _history(sample: OsumSample) -> List[Dict[str, object]]:

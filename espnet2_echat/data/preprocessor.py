@@ -50,6 +50,7 @@ from espnet2_echat.data.templates import (
     ASSISTANT_START,
 )
 from espnet2_echat.data.task_registry import (
+    LABEL_BY_KIND,
     LABEL_FILES,
     STTC_SEPARATOR,
     TAG_LABEL_FILE,
@@ -395,10 +396,10 @@ class EChatPreprocessor:
             return build_tag_think_target(
                 normalize_text(str(q_txt), ""),
                 rest,
-                age=data.get("utt2age"),
-                gender=data.get("utt2gender"),
-                emotion=data.get("utt2emotion"),
-                event=data.get("utt2event"),
+                **{
+                    kind: data.get(LABEL_BY_KIND[kind].file)
+                    for kind in ("age", "gender", "emotion", "event")
+                },
                 reply_emotion=tag,
                 use_unknown=use_unknown,
             )

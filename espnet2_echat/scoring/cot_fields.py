@@ -27,16 +27,14 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from espnet2_echat.data.cot import parse_tag_think
 from espnet2_echat.data.labels import UNKNOWN_LABEL, normalize_label
+from espnet2_echat.data.task_registry import LABEL_BY_KIND
 from espnet2_echat.scoring.classification import NO_LABEL, classify
 from espnet2_echat.scoring.text_metrics import error_rates
 
 # CoT field -> (label kind, data-dir reference file)
 LABEL_FIELDS: Dict[str, Tuple[str, str]] = {
-    "age": ("age", "utt2age"),
-    "gender": ("gender", "utt2gender"),
-    "emotion": ("emotion", "utt2emotion"),
-    "event": ("event", "utt2event"),
-    "reply_emotion": ("reply_emotion", "reply_emotion"),
+    kind: (kind, LABEL_BY_KIND[kind].file)
+    for kind in ("age", "gender", "emotion", "event", "reply_emotion")
 }
 _ALL_FIELDS = ("q_txt",) + tuple(LABEL_FIELDS)
 
