@@ -17,6 +17,18 @@ def test_quiet_without_a_terminal_or_info(monkeypatch):
         logging.getLogger().setLevel(logging.INFO)
 
 
+def test_shown_on_a_terminal_with_info(monkeypatch, capsys):
+    """On a terminal with INFO logged, the bar is on and shows count, rate and ETA."""
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    logging.getLogger().setLevel(logging.INFO)
+    bar = progress_bar(4, "decoding asr")
+    assert not bar.disable
+    bar.update(2)
+    bar.close()
+    text = capsys.readouterr().err
+    assert "decoding asr" in text and "2/4" in text and "utt/s" in text and "<" in text
+
+
 def test_summary_line():
     assert summary_line("decode", 5, 2, 1, started=10.0, end=12.5) == (
         "decode: done 5, skipped 2, failed 1 in 2.5 s"
