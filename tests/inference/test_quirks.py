@@ -45,3 +45,17 @@ def test_old_names_are_aliases():
     assert named.subsample_lengths(lengths, 238).tolist() == [119, 112]
     assert off.subsample_lengths(lengths, 238).tolist() == [119, 113]
     assert ReferenceQuirks.coerce(True).all_on and ReferenceQuirks.coerce(None) == ReferenceQuirks()
+
+
+def test_every_switch_is_documented():
+    """docs/differences.md names each switch, and so does the table of data/quirks.py."""
+    from dataclasses import fields
+
+    from espnet2_echat.data import quirks
+    from tests.helpers import REPO_ROOT
+
+    page = (REPO_ROOT / "docs" / "differences.md").read_text(encoding="utf-8")
+    names = [f.name for f in fields(ReferenceQuirks)]
+    assert len(names) == 10
+    assert [n for n in names if f"`{n}`" not in page] == []
+    assert [n for n in names if f"``{n}``" not in quirks.__doc__] == []
