@@ -56,6 +56,6 @@ def test_every_switch_is_documented():
 
     page = (REPO_ROOT / "docs" / "differences.md").read_text(encoding="utf-8")
     names = [f.name for f in fields(ReferenceQuirks)]
-    assert len(names) == 10
+    assert "s2s_stop_at_text_budget" in names  # the list is read, not empty
     assert [n for n in names if f"`{n}`" not in page] == []
     assert [n for n in names if f"``{n}``" not in quirks.__doc__] == []
