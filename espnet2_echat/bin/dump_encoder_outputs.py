@@ -14,6 +14,8 @@ import argparse
 import logging
 from typing import List, Optional
 
+from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
+
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -24,6 +26,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store_dir", required=True, help="where the .npy outputs go")
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"],
                         help="storage dtype of the outputs (float16 halves the disk use)")
+    add_nthreads_argument(parser)
     parser.add_argument("--log_level", default="INFO")
     return parser
 
@@ -31,6 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    set_nthreads(args.nthreads)
     import torch
 
     from espnet2_echat.tasks.echat import EChatTask

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
 from espnet2_echat.progress import Tally
 from espnet2_echat.scoring.judge import DIMENSIONS
 from espnet2_echat.scoring.score_decode import (
@@ -92,6 +93,7 @@ def get_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="predict the MOS of generated wavs with DNSMOS (speechmos wheel, offline)",
     )
+    add_nthreads_argument(parser)  # the ASR, DNSMOS and local judge models run on torch
     parser.add_argument("--log_level", default="INFO")
     return parser
 
@@ -104,6 +106,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=args.log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
+    set_nthreads(args.nthreads)
     opts = ScoreOptions(
         task=args.task,
         think=args.think,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from espnet2_echat.data.speech_tokenizer import extract_speech_tokens, load_speech_tokenizer
+from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
 from espnet2_echat.progress import Tally
 from espnet2_echat.safety.atomic import atomic_write_text
 
@@ -29,6 +30,7 @@ def get_parser() -> argparse.ArgumentParser:
         default="speech_tokenizer_v1_25hz",
         help="s3tokenizer architecture name (OSUM-EChat: speech_tokenizer_v1_25hz)",
     )
+    add_nthreads_argument(parser)
     parser.add_argument("--log_level", default="INFO", help="WARNING: no progress bar")
     return parser
 
@@ -38,6 +40,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     in ``speech_token_errors``; every other utterance gets its tokens)."""
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    set_nthreads(args.nthreads)
     tokenizer = load_speech_tokenizer(args.tokenizer, args.model_file, args.s3_name)
     failed, tally = 0, Tally()
     for data_dir in args.data_dir:

@@ -17,6 +17,7 @@ MODEL_OPTIONS = (
     "token2wav_model_file",
     "token2wav_matmul_dtype",
     "token2wav_estimator",
+    "synthesis_nthreads",
     "device",
     "dtype",
     "reference_compat",
@@ -35,6 +36,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     add_nthreads_argument(parser)
+    parser.add_argument(
+        "--synthesis_nthreads",
+        type=int,
+        default=None,
+        help="torch threads of a streamed reply's token2wav synthesis, beside decoding on "
+        "the rest of --nthreads; 0: decoding pauses while a chunk is synthesised "
+        "(default: half of --nthreads, 0 with one thread)",
+    )
     parser.add_argument("--reference_compat", type=str2bool, default=False)
     parser.add_argument("--cachedir", type=str_or_none, help="where --model_tag unpacks")
 

@@ -39,6 +39,7 @@ from espnet2_echat.data.task_registry import (
     check_task,
 )
 from espnet2_echat.inference.settings import DEFAULT_INSTRUCTIONS, default_options
+from espnet2_echat.inference.threads import split_threads, with_threads
 from espnet2_echat.inference.voice import BackgroundVoice, load_voice
 from espnet2_echat.models.splice import pack
 
@@ -124,6 +125,10 @@ class Speech2Response:
         token2wav_estimator: ``torch`` or ``onnx`` (``Token2WavInference.estimator_backend``).
         token2wav_first_hop_len: tokens the first streamed audio chunk advances
             (``FIRST_HOP_LEN``; None or ``reference_compat``: the reference's 50).
+        synthesis_nthreads: torch threads of a streamed reply's token2wav synthesis, which
+            runs beside decoding on its own thread; decoding keeps the rest of the caller's
+            threads meanwhile (``threads.split_threads``). 0: no overlap (decoding pauses
+            while a chunk is synthesised). Default: half the caller's threads, 0 on one.
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class Speech2Response:
         token2wav_first_hop_len: Optional[int] = FIRST_HOP_LEN,
         token2wav_estimator: str = "torch",
         quirks: Optional[ReferenceQuirks] = None,
+        synthesis_nthreads: Optional[int] = None,
     ):
         from espnet2_echat.tasks.echat import EChatTask
 
@@ -190,6 +196,8 @@ class Speech2Response:
             self.instructions = decoding_quirks.reference_instructions()
         else:
             self.instructions = _instructions(prompt_config or _trained_prompt_config(args))
+        split_threads(1, synthesis_nthreads)  # checks the number
+        self.synthesis_nthreads = synthesis_nthreads
         self.token2wav = None
         if token2wav_train_config or token2wav_model_file:
             voice_options = dict(
@@ -453,15 +461,18 @@ class Speech2Response:
         logits_processor: Optional[Sequence] = None,
         stopping_criteria: Optional[Sequence] = None,
         interleaved: bool = False,
+        synthesis_nthreads: Optional[int] = None,
         **overrides,
     ) -> Iterator[StreamChunk]:
         """Yield the reply as it is generated: text pieces and speech tokens in chunks of
         ``speech_chunk``, waveform chunks as soon as the attached token2wav's streaming
-        synthesis can make them (it is fed each chunk as it comes), and finally a chunk whose
-        ``final`` holds the whole :class:`Response`.
+        synthesis can make them (it is fed each chunk as it comes, and synthesises beside
+        decoding: ``synthesis_nthreads``, default the constructor's), and finally a chunk
+        whose ``final`` holds the whole :class:`Response`.
 
         Streamed text is the raw text (a CoT included); ``final`` splits it. Text comes before
-        speech, or interleaved with it for ``interleaved`` models.
+        speech, or interleaved with it for ``interleaved`` models. Closing the generator early
+        stops the synthesiser and waits for its thread (at most the chunk in progress).
         """
         request = Request(speech, fs, text, history)
         batch, plan, kind, generator, audios = self._prepare(
@@ -483,7 +494,9 @@ class Speech2Response:
             generator=generator,
         )
         tokens = (int(step.ids[0]) for step in steps)
-        yield from self.stream_tokens(tokens, request, kind, think, audios[0], speech_chunk)
+        yield from self.stream_tokens(
+            tokens, request, kind, think, audios[0], speech_chunk, synthesis_nthreads
+        )
 
     def stream_tokens(
         self,
@@ -493,11 +506,20 @@ class Speech2Response:
         think: str,
         audio: Optional[torch.Tensor],
         speech_chunk: int = 18,
+        synthesis_nthreads: Optional[int] = None,
     ) -> Iterator[StreamChunk]:
         """The chunks of :meth:`stream` for generated unified ids ``tokens`` decoded elsewhere
         (a server's batch): ``kind``, ``audio`` as :meth:`_prepare` made them for ``request``."""
         ids: List[int] = []
-        voice = BackgroundVoice(self.token2wav) if self.token2wav is not None else None
+        voice = None
+        if self.token2wav is not None:
+            total = torch.get_num_threads()
+            if synthesis_nthreads is None:
+                synthesis_nthreads = self.synthesis_nthreads
+            decoding, synthesis = split_threads(total, synthesis_nthreads)
+            voice = BackgroundVoice(self.token2wav, synthesis, total)
+            if voice.overlap:
+                tokens = with_threads(tokens, decoding)
         wavs: List[np.ndarray] = []
         try:
             yield from self._stream_steps(tokens, voice, speech_chunk, wavs, ids)

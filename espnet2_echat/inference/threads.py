@@ -9,7 +9,9 @@ process may run on (its affinity mask, which container limits and ``taskset`` sh
 
 import argparse
 import os
-from typing import Optional
+from typing import Iterable, Iterator, Optional, Tuple, TypeVar
+
+T = TypeVar("T")
 
 
 def default_nthreads() -> int:
@@ -47,3 +49,53 @@ def add_nthreads_argument(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the CPUs this "
         "process may use)",
     )
+
+
+def use_threads(nthreads: int) -> None:
+    """Set torch's intra-op threads of the *calling* thread to ``nthreads``.
+
+    torch keeps the number per OS thread, but a thread takes the last number set anywhere in
+    the process at its first parallel op; reading the number first fixes this thread's own
+    before it is changed, so a concurrent set elsewhere cannot overwrite it later.
+    """
+    import torch
+
+    if nthreads < 1:
+        raise ValueError(f"nthreads must be >= 1, got {nthreads}")
+    torch.get_num_threads()  # this thread's lazy initialisation, before setting
+    torch.set_num_threads(nthreads)
+
+
+def split_threads(total: int, synthesis: Optional[int] = None) -> Tuple[int, int]:
+    """``(decoding, synthesis)`` threads for streaming synthesis beside decoding.
+
+    ``synthesis`` None: half of ``total`` (rounded down), 0 when ``total`` is 1 (one core
+    cannot run both at once without oversubscribing); 0 means no overlap (synthesis runs
+    in the pauses of decoding, with all ``total`` threads).
+    """
+    if total < 1:
+        raise ValueError(f"total threads must be >= 1, got {total}")
+    if synthesis is None:
+        synthesis = total // 2
+    if synthesis < 0:
+        raise ValueError(f"synthesis threads must be >= 0, got {synthesis}")
+    return max(1, total - synthesis), synthesis
+
+
+def with_threads(items: Iterable[T], nthreads: int) -> Iterator[T]:
+    """Iterate ``items`` with ``nthreads`` torch threads in the thread that pulls each item
+    (set before and restored after every pull, so the consumer's code between items and
+    whichever thread pulls the next one keep their own number)."""
+    import torch
+
+    iterator = iter(items)
+    while True:
+        before = torch.get_num_threads()
+        torch.set_num_threads(nthreads)
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            torch.set_num_threads(before)
+        yield item

@@ -2,9 +2,17 @@
 
 ``Token2WavInference.stream`` *pulls* token pieces from an iterable, while the decoder
 *pushes* pieces as it generates them; :class:`BackgroundVoice` joins the two with a
-thread and two queues. Each push waits until the synthesiser has used the piece (and made
-whatever audio it allows), so audio comes out as early as the token2wav permits, before the
-reply is finished, in the same place of the stream on every run.
+thread and two queues. Two ways to share the CPU:
+
+* overlapped (``synthesis_nthreads`` > 0): ``push`` returns at once; the synthesiser works on
+  its own thread with its own torch thread budget while decoding goes on with the rest, and
+  takes every thread of the caller once decoding has ended. Audio is the same as without
+  overlap (the same chunks of the same tokens); only where its chunks appear among the
+  stream's events depends on timing.
+* paused (``synthesis_nthreads`` = 0): each push waits until the synthesiser has used the
+  piece (and made whatever audio it allows), so decoding pauses while a chunk is
+  synthesised with all the threads, and audio appears in the same place of the stream on
+  every run.
 """
 
 import queue
@@ -13,8 +21,10 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
+import torch
 
 from espnet2_echat.data.speech_ids import SpeechIds
+from espnet2_echat.inference.threads import use_threads
 from espnet2_echat.inference.token2wav import Token2WavInference
 
 
@@ -42,41 +52,84 @@ def load_voice(
     return voice
 
 
-class BackgroundVoice:
-    """Streams audio for speech-token pieces pushed from the decoding loop."""
+class _Cancelled(Exception):
+    """The stream was closed before the reply ended."""
 
-    def __init__(self, voice: Token2WavInference):
+
+class BackgroundVoice:
+    """Streams audio for speech-token pieces pushed from the decoding loop.
+
+    Args:
+        voice: The token2wav.
+        synthesis_nthreads: torch threads of the synthesiser while decoding runs beside it;
+            0: no overlap (``push`` waits, the synthesiser uses ``nthreads``).
+        nthreads: The caller's torch threads: the synthesiser's once decoding has ended
+            (or always, without overlap). Default: the creating thread's number.
+    """
+
+    def __init__(
+        self,
+        voice: Token2WavInference,
+        synthesis_nthreads: int = 0,
+        nthreads: Optional[int] = None,
+    ):
+        if synthesis_nthreads < 0:
+            raise ValueError(f"synthesis_nthreads must be >= 0, got {synthesis_nthreads}")
+        self.overlap = synthesis_nthreads > 0
+        self._nthreads = nthreads or torch.get_num_threads()
         self._pieces: "queue.Queue[Optional[List[int]]]" = queue.Queue()
         self._audio: "queue.Queue[Union[np.ndarray, BaseException]]" = queue.Queue()
         self._idle = threading.Event()  # the synthesiser waits for the next piece
-        self._thread = threading.Thread(target=self._run, args=(voice,), daemon=True)
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(voice, synthesis_nthreads if self.overlap else self._nthreads),
+            name="echat-voice",
+            daemon=True,
+        )
         self._thread.start()
 
     def _source(self) -> Iterator[List[int]]:
         while True:
             self._idle.set()
             piece = self._pieces.get()
+            if self._cancelled.is_set():
+                raise _Cancelled  # not `return`: that would synthesise a final chunk
             if piece is None:
+                use_threads(self._nthreads)  # decoding has ended: every thread for the rest
                 return
             yield piece
 
-    def _run(self, voice: Token2WavInference) -> None:
+    def _run(self, voice: Token2WavInference, nthreads: int) -> None:
+        use_threads(nthreads)
         try:
             for chunk in voice.stream(self._source()):
+                if self._cancelled.is_set():
+                    return
                 self._audio.put(chunk)
+        except _Cancelled:
+            pass
         except BaseException as e:  # handed to the consumer, raised there
             self._audio.put(e)
         finally:
             self._idle.set()
+            torch.set_num_threads(self._nthreads)  # threads started later default to it
 
     def push(self, tokens: Sequence[int]) -> None:
-        """Hand a piece to the synthesiser and wait until it asks for the next one."""
+        """Hand a piece to the synthesiser; without overlap, wait until it asks for the next."""
         self._idle.clear()
         self._pieces.put(list(tokens))
+        if self.overlap:
+            if not self._thread.is_alive():
+                self._stopped()
+            return
         while not self._idle.wait(0.05):
             if not self._thread.is_alive():
-                self.ready()  # raises the synthesiser's error
-                raise RuntimeError("the token2wav synthesiser stopped before the reply ended")
+                self._stopped()
+
+    def _stopped(self) -> None:
+        self.ready()  # raises the synthesiser's error
+        raise RuntimeError("the token2wav synthesiser stopped before the reply ended")
 
     def ready(self) -> List[np.ndarray]:
         """Audio chunks finished so far (does not wait)."""
@@ -89,8 +142,11 @@ class BackgroundVoice:
         return chunks
 
     def close(self) -> None:
-        """Let the synthesiser thread end without waiting for it."""
+        """Stop the synthesiser (pieces not yet synthesised are dropped) and wait for its
+        thread to end: at most the chunk in progress, so no thread outlives the stream."""
+        self._cancelled.set()
         self._pieces.put(None)
+        self._thread.join()
 
     def finish(self) -> List[np.ndarray]:
         """Close the input, wait for the synthesiser and return the remaining chunks."""

@@ -155,6 +155,7 @@ def launch(
     token2wav_model_file: Optional[str] = None,
     token2wav_matmul_dtype: str = "float32",
     token2wav_estimator: str = "torch",
+    synthesis_nthreads: Optional[int] = None,
     server_name: str = "127.0.0.1",
     server_port: int = 7860,
     share: bool = False,
@@ -175,6 +176,7 @@ def launch(
         token2wav_model_file=token2wav_model_file,
         token2wav_matmul_dtype=token2wav_matmul_dtype,
         token2wav_estimator=token2wav_estimator,
+        synthesis_nthreads=synthesis_nthreads,
     )
     if model_tag:
         s2r = Speech2Response.from_pretrained(model_tag, cachedir=cachedir, **kwargs)

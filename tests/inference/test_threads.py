@@ -51,3 +51,54 @@ def test_decoding_clis_pass_the_token2wav_matmul_dtype_on(cli):
     assert args.token2wav_matmul_dtype == "bfloat16"
     target = inference if cli is echat_inference else launch
     assert "token2wav_matmul_dtype" in inspect.signature(target).parameters
+
+
+class _Reached(Exception):
+    """Raised by the stand-in of a CLI's work, after its threads were set."""
+
+
+def _stop(*args, **kwargs):
+    raise _Reached
+
+
+# each CLI with the arguments it requires and the function its work starts with (replaced)
+_CLI_RUNS = {
+    "echat_inference": (
+        ["--data_path_and_name_and_type", "x,speech,sound", "--output_dir", "o", "--task", "asr"],
+        "espnet2_echat.inference.batch_decode.inference",
+    ),
+    "token2wav_inference": (
+        ["--speech_token", "t", "--output_dir", "o", "--train_config", "c", "--model_file", "m"],
+        "espnet2_echat.inference.token2wav.synthesize_speech_token_file",
+    ),
+    "echat_server": ([], "espnet2_echat.bin.echat_server.load_model"),
+    "echat_web_demo": ([], "espnet2_echat.inference.web_demo.launch"),
+    "echat_score": (
+        ["--data_dir", "d", "--decode_dir", "e", "--out_dir", "o"],
+        "espnet2_echat.bin.echat_score.score_decode_dir",
+    ),
+    "extract_speech_tokens": (
+        ["--data_dir", "d", "--tokenizer", "standin", "--model_file", "m.npz"],
+        "espnet2_echat.bin.extract_speech_tokens.load_speech_tokenizer",
+    ),
+    "dump_encoder_outputs": (
+        ["--config", "c.yaml", "--data_dir", "d", "--store_dir", "s"],
+        "espnet2_echat.tasks.echat.EChatTask.get_parser",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_CLI_RUNS))
+def test_nthreads_reaches_torch(name, monkeypatch):
+    """``--nthreads 3`` of every CLI where torch runs ends in ``torch.set_num_threads(3)``
+    before the CLI's work starts."""
+    import importlib
+
+    cli = importlib.import_module(f"espnet2_echat.bin.{name}")
+    required, work = _CLI_RUNS[name]
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(work, _stop)
+    with pytest.raises(_Reached):
+        cli.main(required + ["--nthreads", "3"])
+    assert calls == [3]

@@ -1,5 +1,6 @@
 """A token2wav attached to Speech2Response: whole replies, streamed replies, the CLI."""
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +66,16 @@ def test_reply_is_voiced(voiced, wavs):
 
 
 def test_streamed_audio_starts_before_the_reply_ends(voiced, wavs):
+    """Without overlap decoding pauses for each chunk, so audio comes before the last tokens
+    on every run (with overlap where it comes depends on timing: see the next test)."""
     chunks = list(
-        voiced.stream(speech=wavs[1].numpy(), task="s2s", max_new_speech_tokens=90, **DECODE)
+        voiced.stream(
+            speech=wavs[1].numpy(),
+            task="s2s",
+            max_new_speech_tokens=90,
+            synthesis_nthreads=0,
+            **DECODE,
+        )
     )
     kinds = [
         "wav" if c.wav is not None else "speech" if c.speech_token else "other" for c in chunks
@@ -135,3 +144,79 @@ def test_streamed_audio_equals_the_unstreamed_audio(voiced, wavs):
     chunked = np.concatenate(list(voiced.token2wav.stream([final.speech_token])))
     np.testing.assert_array_equal(final.wav, chunked)
     assert abs(len(final.wav) - len(offline.wav)) < 4 * 256
+
+
+def _events(chunks):
+    """(kind, payload) of each streamed chunk."""
+    out = []
+    for c in chunks:
+        if c.wav is not None:
+            out.append(("wav", c.wav))
+        elif c.speech_token:
+            out.append(("speech", list(c.speech_token)))
+        elif c.final is not None:
+            out.append(("final", c.final))
+        else:
+            out.append(("text", c.text))
+    return out
+
+
+def test_overlapped_synthesis_streams_the_same_audio_in_order(voiced, wavs):
+    """Synthesis on its own thread beside decoding yields the same text and speech-token
+    events in the same order as the paused stream, the same audio chunks, each after the
+    speech tokens it was made from.
+
+    Both synthesise on 1 thread, so the audio is bitwise equal: with other thread counts
+    the flow's mel differs by float32 round-off, which the Griffin-Lim stand-in vocoder's
+    phase search amplifies to ~0.3 in single samples (seen: 1 vs 2 threads, both paused)."""
+    speech = wavs[1].numpy()
+    opts = dict(task="s2s", max_new_speech_tokens=110, **DECODE)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        paused = _events(voiced.stream(speech=speech, synthesis_nthreads=0, **opts))
+        overlapped = _events(voiced.stream(speech=speech, synthesis_nthreads=1, **opts))
+        assert torch.get_num_threads() == 1  # the caller's threads are left as they were
+    finally:
+        torch.set_num_threads(before)
+    assert [e for e in overlapped if e[0] in ("text", "speech")] == [
+        e for e in paused if e[0] in ("text", "speech")
+    ]
+    assert overlapped[-1][0] == "final" and paused[-1][0] == "final"
+    wav_p = [w for k, w in paused if k == "wav"]
+    wav_o = [w for k, w in overlapped if k == "wav"]
+    assert len(wav_p) == len(wav_o) >= 3
+    for a, b in zip(wav_p, wav_o):
+        np.testing.assert_array_equal(b, a)
+    np.testing.assert_array_equal(overlapped[-1][1].wav, np.concatenate(wav_o))
+
+    def speech_before_each_wav(events):
+        counts, seen = [], 0
+        for kind, payload in events:
+            seen += len(payload) if kind == "speech" else 0
+            if kind == "wav":
+                counts.append(seen)
+        return counts
+
+    # the paused stream yields each chunk as soon as its tokens exist: never earlier
+    assert all(
+        o >= p for o, p in zip(speech_before_each_wav(overlapped), speech_before_each_wav(paused))
+    )
+
+
+@pytest.mark.parametrize("synthesis_nthreads", [0, 1])
+def test_closing_the_stream_early_leaves_no_synthesiser_running(voiced, wavs, synthesis_nthreads):
+    """A client gone mid-reply: closing the generator stops the synthesis thread at once."""
+    stream = voiced.stream(
+        speech=wavs[1].numpy(),
+        task="s2s",
+        max_new_speech_tokens=110,
+        synthesis_nthreads=synthesis_nthreads,
+        **DECODE,
+    )
+    for chunk in stream:
+        if chunk.speech_token:
+            break
+    assert any(t.name == "echat-voice" for t in threading.enumerate())
+    stream.close()
+    assert not any(t.name == "echat-voice" for t in threading.enumerate())
