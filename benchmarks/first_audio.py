@@ -10,11 +10,14 @@ records the length), 10 Euler steps, ``--threads`` torch threads.
 Per repeat: the time from the call to the first waveform chunk (``first_audio_s``), to the
 final chunk (``whole_reply_s``), their ratio, and the offline path for the same input
 (``__call__``: decode, then synthesise the whole reply) as a check on the total work. The
-configurations (``--first_hops``: the first chunk's hop in tokens, 50 is the reference's)
-run interleaved, one of each per repeat, so a drift of a shared machine hits them alike.
+configurations (``--first_hops``: the first chunk's hop in tokens, 50 is the reference's;
+``--synthesis_nthreads``: the synthesiser's threads beside decoding, 0 = decoding pauses
+while a chunk is synthesised) run interleaved, one of each per repeat, so a drift of a
+shared machine hits them alike; the ratios between configurations are per repeat.
 
 Run: ``python -m benchmarks.first_audio [--speech_tokens 250] [--repeats 3]
-[--first_hops 10,50] [--threads 2] [--out benchmarks/first_audio_cpu.json]``.
+[--first_hops 10,50] [--synthesis_nthreads 0,1] [--threads 2]
+[--out benchmarks/first_audio_cpu.json]``.
 """
 
 import argparse
@@ -114,6 +117,9 @@ def main() -> None:
     parser.add_argument("--speech_tokens", type=int, default=250, help="reply length")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--first_hops", default="10,50", help="first chunk hops compared")
+    parser.add_argument(
+        "--synthesis_nthreads", default="0,1", help="synthesis threads beside decoding compared"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--matmul_dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--estimator_backend", default="torch", choices=["torch", "onnx"])
@@ -121,6 +127,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     hops = [int(h) for h in args.first_hops.split(",")]
+    synth = [int(n) for n in args.synthesis_nthreads.split(",")]
+    configs = [(h, n) for h in hops for n in synth]
     tmp = Path(tempfile.mkdtemp(prefix="first_audio_"))
     (tmp / "llm").mkdir()
     (tmp / "t2w").mkdir()
@@ -149,11 +157,13 @@ def main() -> None:
     load_before = os.getloadavg()
     with torch.no_grad():
         timed_stream(systems[hops[0]], speech, dict(decode, max_new_speech_tokens=40))  # warm-up
-        runs = {hop: [] for hop in hops}
+        runs = {c: [] for c in configs}
         offline = []
         for _ in range(args.repeats):
-            for hop, s2r in systems.items():
-                runs[hop].append(timed_stream(s2r, speech, decode))
+            for hop, n in configs:
+                runs[hop, n].append(
+                    timed_stream(systems[hop], speech, dict(decode, synthesis_nthreads=n))
+                )
             t0 = time.perf_counter()
             systems[hops[0]](speech=speech, task="s2s", **decode)
             offline.append(time.perf_counter() - t0)
@@ -166,17 +176,35 @@ def main() -> None:
         "torch": torch.__version__,
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         "offline_call_s": spread(offline),
-        "by_first_hop": {
-            str(hop): {
+        "by_config": {
+            f"hop{hop}_synth{n}": {
+                "first_hop": hop,
+                "synthesis_nthreads": n,
                 "speech_tokens": r[0]["speech_tokens"],
                 "audio_s": r[0]["audio_s"],
                 **{k: spread([x[k] for x in r]) for k in ("first_audio_s", "whole_reply_s", "ratio")},
+                **{
+                    f"{k}_vs_first_config": spread(
+                        [x[k] / b[k] for x, b in zip(r, runs[configs[0]])]
+                    )
+                    for k in ("first_audio_s", "whole_reply_s")
+                },
                 "runs": r,
             }
-            for hop, r in runs.items()
+            for (hop, n), r in runs.items()
         },
     }
     print(json.dumps(result, indent=1))
+    f = lambda s: f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})"
+    print("\n| first hop | synthesis threads | first audio s | whole reply s | first / whole "
+          "| first audio / first config | whole / first config |")
+    print("|---|---|---|---|---|---|---|")
+    for row in result["by_config"].values():
+        print(
+            f"| {row['first_hop']} | {row['synthesis_nthreads']} | {f(row['first_audio_s'])} | "
+            f"{f(row['whole_reply_s'])} | {f(row['ratio'])} | "
+            f"{f(row['first_audio_s_vs_first_config'])} | {f(row['whole_reply_s_vs_first_config'])} |"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 

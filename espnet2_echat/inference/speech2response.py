@@ -39,7 +39,7 @@ from espnet2_echat.data.task_registry import (
     check_task,
 )
 from espnet2_echat.inference.settings import DEFAULT_INSTRUCTIONS, default_options
-from espnet2_echat.inference.threads import split_threads, with_threads
+from espnet2_echat.inference.threads import synthesis_threads, with_threads
 from espnet2_echat.inference.voice import BackgroundVoice, load_voice
 from espnet2_echat.models.splice import pack
 
@@ -127,7 +127,7 @@ class Speech2Response:
             (``FIRST_HOP_LEN``; None or ``reference_compat``: the reference's 50).
         synthesis_nthreads: torch threads of a streamed reply's token2wav synthesis, which
             runs beside decoding on its own thread; decoding keeps the rest of the caller's
-            threads meanwhile (``threads.split_threads``). 0: no overlap (decoding pauses
+            threads meanwhile (``threads.synthesis_threads``). 0: no overlap (decoding pauses
             while a chunk is synthesised). Default: half the caller's threads, 0 on one.
     """
 
@@ -196,7 +196,7 @@ class Speech2Response:
             self.instructions = decoding_quirks.reference_instructions()
         else:
             self.instructions = _instructions(prompt_config or _trained_prompt_config(args))
-        split_threads(1, synthesis_nthreads)  # checks the number
+        synthesis_threads(1, synthesis_nthreads)  # checks the number
         self.synthesis_nthreads = synthesis_nthreads
         self.token2wav = None
         if token2wav_train_config or token2wav_model_file:
@@ -516,10 +516,10 @@ class Speech2Response:
             total = torch.get_num_threads()
             if synthesis_nthreads is None:
                 synthesis_nthreads = self.synthesis_nthreads
-            decoding, synthesis = split_threads(total, synthesis_nthreads)
+            synthesis = synthesis_threads(total, synthesis_nthreads)
             voice = BackgroundVoice(self.token2wav, synthesis, total)
             if voice.overlap:
-                tokens = with_threads(tokens, decoding)
+                tokens = with_threads(tokens, voice.decoding_nthreads)
         wavs: List[np.ndarray] = []
         try:
             yield from self._stream_steps(tokens, voice, speech_chunk, wavs, ids)

@@ -9,7 +9,7 @@ process may run on (its affinity mask, which container limits and ``taskset`` sh
 
 import argparse
 import os
-from typing import Iterable, Iterator, Optional, Tuple, TypeVar
+from typing import Callable, Iterable, Iterator, Optional, Tuple, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -66,12 +66,13 @@ def use_threads(nthreads: int) -> None:
     torch.set_num_threads(nthreads)
 
 
-def split_threads(total: int, synthesis: Optional[int] = None) -> Tuple[int, int]:
-    """``(decoding, synthesis)`` threads for streaming synthesis beside decoding.
+def synthesis_threads(total: int, synthesis: Optional[int] = None) -> int:
+    """Threads of streaming synthesis beside decoding, out of the caller's ``total``
+    (decoding keeps the rest, at least one).
 
-    ``synthesis`` None: half of ``total`` (rounded down), 0 when ``total`` is 1 (one core
-    cannot run both at once without oversubscribing); 0 means no overlap (synthesis runs
-    in the pauses of decoding, with all ``total`` threads).
+    ``synthesis`` None: half of ``total`` (rounded down), so 0 when ``total`` is 1 (one
+    core cannot run both at once without oversubscribing); 0 means no overlap (synthesis
+    runs in the pauses of decoding, with all ``total`` threads).
     """
     if total < 1:
         raise ValueError(f"total threads must be >= 1, got {total}")
@@ -79,19 +80,20 @@ def split_threads(total: int, synthesis: Optional[int] = None) -> Tuple[int, int
         synthesis = total // 2
     if synthesis < 0:
         raise ValueError(f"synthesis threads must be >= 0, got {synthesis}")
-    return max(1, total - synthesis), synthesis
+    return synthesis
 
 
-def with_threads(items: Iterable[T], nthreads: int) -> Iterator[T]:
-    """Iterate ``items`` with ``nthreads`` torch threads in the thread that pulls each item
-    (set before and restored after every pull, so the consumer's code between items and
-    whichever thread pulls the next one keep their own number)."""
+def with_threads(items: Iterable[T], nthreads: Union[int, Callable[[], int]]) -> Iterator[T]:
+    """Iterate ``items`` with ``nthreads`` torch threads (a number, or a function asked
+    before every item) in the thread that pulls each item: set before and restored after
+    every pull, so the consumer's code between items and whichever thread pulls the next
+    one keep their own number."""
     import torch
 
     iterator = iter(items)
     while True:
         before = torch.get_num_threads()
-        torch.set_num_threads(nthreads)
+        torch.set_num_threads(nthreads() if callable(nthreads) else nthreads)
         try:
             item = next(iterator)
         except StopIteration:

@@ -52,6 +52,9 @@ def load_voice(
     return voice
 
 
+_DONE = object()  # the synthesiser's last item
+
+
 class _Cancelled(Exception):
     """The stream was closed before the reply ended."""
 
@@ -65,6 +68,12 @@ class BackgroundVoice:
             0: no overlap (``push`` waits, the synthesiser uses ``nthreads``).
         nthreads: The caller's torch threads: the synthesiser's once decoding has ended
             (or always, without overlap). Default: the creating thread's number.
+
+    With overlap the split follows the work: the synthesiser takes every thread from its
+    next flow step on once the input is closed (a forward pre-hook on the flow estimator,
+    acting in the synthesiser's thread only), and :meth:`decoding_nthreads` tells the
+    decoder to use every thread while no chunk is being synthesised (the prompt, the text
+    and the first chunk's tokens) and the rest of them while one is.
     """
 
     def __init__(
@@ -77,10 +86,13 @@ class BackgroundVoice:
             raise ValueError(f"synthesis_nthreads must be >= 0, got {synthesis_nthreads}")
         self.overlap = synthesis_nthreads > 0
         self._nthreads = nthreads or torch.get_num_threads()
+        self._decoding_nthreads = max(1, self._nthreads - synthesis_nthreads)
+        self._input_closed = threading.Event()
         self._pieces: "queue.Queue[Optional[List[int]]]" = queue.Queue()
-        self._audio: "queue.Queue[Union[np.ndarray, BaseException]]" = queue.Queue()
+        self._audio: "queue.Queue[Union[np.ndarray, BaseException, object]]" = queue.Queue()
         self._idle = threading.Event()  # the synthesiser waits for the next piece
         self._cancelled = threading.Event()
+        self._done = False  # the consumer has seen the synthesiser's end
         self._thread = threading.Thread(
             target=self._run,
             args=(voice, synthesis_nthreads if self.overlap else self._nthreads),
@@ -100,8 +112,24 @@ class BackgroundVoice:
                 return
             yield piece
 
+    def decoding_nthreads(self) -> int:
+        """torch threads for the decoder's next step (see the class doc)."""
+        if self.overlap and not self._idle.is_set():
+            return self._decoding_nthreads
+        return self._nthreads
+
+    def _on_flow_step(self, module, args) -> None:
+        """Estimator pre-hook: every thread to the synthesiser once decoding has ended."""
+        if self._input_closed.is_set() and threading.current_thread() is self._thread:
+            if torch.get_num_threads() != self._nthreads:
+                torch.set_num_threads(self._nthreads)
+
     def _run(self, voice: Token2WavInference, nthreads: int) -> None:
         use_threads(nthreads)
+        hook = None
+        model = getattr(voice, "model", None)
+        if self.overlap and model is not None:
+            hook = model.flow.decoder.estimator.register_forward_pre_hook(self._on_flow_step)
         try:
             for chunk in voice.stream(self._source()):
                 if self._cancelled.is_set():
@@ -112,8 +140,11 @@ class BackgroundVoice:
         except BaseException as e:  # handed to the consumer, raised there
             self._audio.put(e)
         finally:
-            self._idle.set()
+            if hook is not None:
+                hook.remove()
             torch.set_num_threads(self._nthreads)  # threads started later default to it
+            self._audio.put(_DONE)
+            self._idle.set()
 
     def push(self, tokens: Sequence[int]) -> None:
         """Hand a piece to the synthesiser; without overlap, wait until it asks for the next."""
@@ -134,22 +165,34 @@ class BackgroundVoice:
     def ready(self) -> List[np.ndarray]:
         """Audio chunks finished so far (does not wait)."""
         chunks = []
-        while not self._audio.empty():
+        while not self._done and not self._audio.empty():
             item = self._audio.get()
-            if isinstance(item, BaseException):
+            if item is _DONE:
+                self._done = True
+            elif isinstance(item, BaseException):
                 raise item
-            chunks.append(item)
+            else:
+                chunks.append(item)
         return chunks
 
     def close(self) -> None:
         """Stop the synthesiser (pieces not yet synthesised are dropped) and wait for its
         thread to end: at most the chunk in progress, so no thread outlives the stream."""
         self._cancelled.set()
+        self._input_closed.set()
         self._pieces.put(None)
         self._thread.join()
 
-    def finish(self) -> List[np.ndarray]:
-        """Close the input, wait for the synthesiser and return the remaining chunks."""
+    def finish(self) -> Iterator[np.ndarray]:
+        """Close the input; yield the remaining chunks as the synthesiser makes them."""
+        self._input_closed.set()
         self._pieces.put(None)
+        while not self._done:
+            item = self._audio.get()
+            if item is _DONE:
+                self._done = True
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
         self._thread.join()
-        return self.ready()
