@@ -166,14 +166,19 @@ class BackgroundVoice:
         """Audio chunks finished so far (does not wait)."""
         chunks = []
         while not self._done and not self._audio.empty():
-            item = self._audio.get()
-            if item is _DONE:
-                self._done = True
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                chunks.append(item)
+            chunk = self._take(self._audio.get())
+            if chunk is not None:
+                chunks.append(chunk)
         return chunks
+
+    def _take(self, item) -> Optional[np.ndarray]:
+        """A chunk from the audio queue; None at the end; the synthesiser's error raised."""
+        if item is _DONE:
+            self._done = True
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
     def close(self) -> None:
         """Stop the synthesiser (pieces not yet synthesised are dropped) and wait for its
@@ -188,11 +193,7 @@ class BackgroundVoice:
         self._input_closed.set()
         self._pieces.put(None)
         while not self._done:
-            item = self._audio.get()
-            if item is _DONE:
-                self._done = True
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
+            chunk = self._take(self._audio.get())
+            if chunk is not None:
+                yield chunk
         self._thread.join()
