@@ -60,6 +60,13 @@ def get_parser() -> argparse.ArgumentParser:
         default=False,
         help="decode with random weights when no --model_file is given (tests, timing only)",
     )
+    group.add_argument(
+        "--compile_step",
+        type=str2bool,
+        default=False,
+        help="compiled LLM decode step (torch.compile; CUDA graphs on GPU): faster steps after "
+        "a one-off compile per batch size (seconds to a minute on CPU)",
+    )
     add_token2wav_arguments(group)
     group = parser.add_argument_group("Task")
     group.add_argument("--task", required=True, choices=TASK_NAMES)

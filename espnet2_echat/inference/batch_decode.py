@@ -244,6 +244,7 @@ def inference(
     cachedir: Optional[str] = None,
     random_init: bool = False,
     tally: Optional[Tally] = None,
+    compile_step: bool = False,
     **decoding_options,
 ) -> DecodeSummary:
     """Build a :class:`Speech2Response` (from files or ``model_tag``) and decode a data dir."""
@@ -256,6 +257,7 @@ def inference(
         token2wav_matmul_dtype=token2wav_matmul_dtype,
         token2wav_estimator=token2wav_estimator,
         prompt_config=prompt_config,
+        compile_step=compile_step,
     )
     if model_tag:
         s2r = Speech2Response.from_pretrained(model_tag, cachedir=cachedir, **model_kwargs)

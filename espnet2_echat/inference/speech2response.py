@@ -129,6 +129,9 @@ class Speech2Response:
             runs beside decoding on its own thread; decoding keeps the rest of the caller's
             threads meanwhile (``threads.synthesis_threads``). 0: no overlap (decoding pauses
             while a chunk is synthesised). Default: half the caller's threads, 0 on one.
+        compile_step: run the LLM's decode steps through a compiled step (``torch.compile``;
+            CUDA graphs on CUDA; ``SpeechLLM.enable_step_capture``). The first decode of a
+            batch size compiles (seconds to a minute on CPU); greedy ids equal eager ones.
     """
 
     def __init__(
@@ -149,6 +152,7 @@ class Speech2Response:
         token2wav_estimator: str = "torch",
         quirks: Optional[ReferenceQuirks] = None,
         synthesis_nthreads: Optional[int] = None,
+        compile_step: bool = False,
     ):
         from espnet2_echat.tasks.echat import EChatTask
 
@@ -175,6 +179,7 @@ class Speech2Response:
             part.to(_DTYPES[dtype])
         if torch.device(device).type == "cpu":
             model.llm.use_column_major_weights()  # ~2x faster decode steps on CPU
+        model.llm.enable_step_capture(compile_step)
         self.model = model
         self.model_file = str(model_file) if model_file is not None else None
         self.device = torch.device(device)

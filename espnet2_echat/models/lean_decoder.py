@@ -24,7 +24,7 @@ per family, is tested in ``tests/models/test_lean_decoder.py``.
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -56,12 +56,13 @@ class LeanKVCache:
     """Keys/values of every layer for ``max_len`` positions, filled left to right, and the
     RoPE cos/sin of every position."""
 
-    def __init__(self, num_layers, batch, kv_heads, head_dim, max_len, dtype, device):
+    def __init__(self, num_layers, batch, kv_heads, head_dim, max_len, dtype, device, zeroed=False):
         shape = (batch, kv_heads, max_len, head_dim)
+        new = torch.zeros if zeroed else torch.empty  # a captured step reads every column
         self.keys: List[torch.Tensor] = [
-            torch.empty(shape, dtype=dtype, device=device) for _ in range(num_layers)
+            new(shape, dtype=dtype, device=device) for _ in range(num_layers)
         ]
-        self.values = [torch.empty_like(k) for k in self.keys]
+        self.values = [new(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.length = 0
         self.max_len = max_len
         self.cos: Optional[torch.Tensor] = None  # (max_len, head_dim)
@@ -69,6 +70,8 @@ class LeanKVCache:
         self.weights: List[LayerWeights] = []
         # column blocks of the step's products (espnet2_echat.models.split_linear)
         self.parts = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
+        # runs one-position steps instead of the eager forward (a captured step), or None
+        self.step: Optional[Callable[..., torch.Tensor]] = None
 
 
 # Model types whose decoder layer is the one computed here.
@@ -108,11 +111,16 @@ def supports_lean_decoding(causal_lm) -> bool:
     return lean_decoding_blocker(causal_lm) is None
 
 
-def new_lean_cache(causal_lm, batch: int, max_len: int, dtype, device) -> LeanKVCache:
+def new_lean_cache(
+    causal_lm, batch: int, max_len: int, dtype, device, zeroed: bool = False
+) -> LeanKVCache:
+    """A cache of ``max_len`` positions; ``zeroed``: keys/values start as zeros (a captured
+    step attends over every column, masked ones included, and 0 * NaN would be NaN)."""
     config = causal_lm.config
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     cache = LeanKVCache(
-        config.num_hidden_layers, batch, config.num_key_value_heads, head_dim, max_len, dtype, device
+        config.num_hidden_layers, batch, config.num_key_value_heads, head_dim, max_len, dtype,
+        device, zeroed,
     )
     anchor = torch.empty(0, dtype=dtype, device=device)
     positions = torch.arange(max_len, device=device)[None]
@@ -211,6 +219,54 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> tor
     return torch.addcmul(x * cos, flipped, signed_sin)
 
 
+def run_layers(
+    causal_lm,
+    weights: Sequence[LayerWeights],
+    inputs_embeds: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    parts: int,
+    attend: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The decoder layers and the final norm over ``inputs_embeds`` (B, T, H).
+
+    ``cos``/``sin``: (B, T, 1, D) RoPE of the new positions. ``attend(i, q, k, v)`` stores
+    layer ``i``'s new keys/values ((B, kv_heads, T, D), RoPE applied) in its cache and returns
+    the attention output (B, heads, T, D) of the queries ``q`` (B, heads, T, D): the eager
+    forward attends over the filled part of the cache, a captured step over all of it.
+    Returns the post-norm hidden states (B, T, H).
+    """
+    body = causal_lm.model
+    batch, steps, hidden = inputs_embeds.shape
+    first = body.layers[0].self_attn
+    head_dim, heads = first.head_dim, first.config.num_attention_heads
+    kv_heads = first.config.num_key_value_heads
+    q_size, kv_size = heads * head_dim, kv_heads * head_dim
+    x = inputs_embeds.reshape(batch * steps, hidden)
+    for i, (layer, w) in enumerate(zip(body.layers, weights)):
+        h = _norm(layer.input_layernorm, x)
+        qkv = split_addmm(w.qkv_bias, h, w.qkv, parts)
+        # RoPE on q and k at once: they are adjacent columns of the fused product
+        qk = _rotate(qkv[:, : q_size + kv_size].view(batch, steps, -1, head_dim), cos, sin)
+        out = attend(
+            i,
+            qk[:, :, :heads].transpose(1, 2),
+            qk[:, :, heads:].transpose(1, 2),
+            qkv[:, q_size + kv_size :].view(batch, steps, kv_heads, head_dim).transpose(1, 2),
+        )
+        x = split_addmm(x, out.transpose(1, 2).reshape(batch * steps, q_size), w.o, parts)
+        if w.o_bias is not None:
+            x = x + w.o_bias
+        normed = _norm(layer.post_attention_layernorm, x)
+        gate_up = split_addmm(w.gate_up_bias, normed, w.gate_up, parts)
+        inner = gate_up.shape[1] // 2
+        act = layer.mlp.act_fn(gate_up[:, :inner]) * gate_up[:, inner:]
+        x = split_addmm(x, act, w.down, parts)
+        if w.down_bias is not None:
+            x = x + w.down_bias
+    return _norm(body.norm, x).view(batch, steps, hidden)
+
+
 @torch.no_grad()
 def lean_forward(
     causal_lm,
@@ -226,13 +282,18 @@ def lean_forward(
         attention_mask: (B, cache.length + T), 1 on real positions, 0 on padding; None when
             nothing is padded.
         position_ids: (B, T) RoPE positions of the new positions.
-        cache: filled up to ``cache.length``; extended by ``T``.
+        cache: filled up to ``cache.length``; extended by ``T``. A one-position step runs
+            through ``cache.step`` when the cache has one (a captured step,
+            :mod:`espnet2_echat.models.step_capture`).
     """
-    body = causal_lm.model
-    batch, steps, hidden = inputs_embeds.shape
+    batch, steps, _ = inputs_embeds.shape
     start, end = cache.length, cache.length + steps
     if end > cache.max_len:
         raise ValueError(f"KV cache of {cache.max_len} positions is full ({end} needed)")
+    if steps == 1 and cache.step is not None:
+        hidden = cache.step(causal_lm, inputs_embeds, attention_mask, position_ids, cache)
+        cache.length = end
+        return LeanOutput(hidden)
     device = inputs_embeds.device
     mask = None  # one query over all cached keys needs none
     if steps > 1 or attention_mask is not None:
@@ -243,40 +304,18 @@ def lean_forward(
         mask = mask & attention_mask[:, None, None, :end].bool()
         # A padding query attends to itself only, so that no row is fully masked (NaN).
         mask = mask | (keys_pos[None, :] == query_pos[:, None])[None, None]
-    cos = cache.cos[position_ids][:, :, None]  # (B, T, 1, D), broadcast over heads
-    sin = cache.sin[position_ids][:, :, None]
-    first = body.layers[0].self_attn
-    head_dim, heads = first.head_dim, first.config.num_attention_heads
-    kv_heads = first.config.num_key_value_heads
-    q_size, kv_size = heads * head_dim, kv_heads * head_dim
-    x = inputs_embeds.reshape(batch * steps, hidden)
-    parts = cache.parts if batch * steps <= 16 else 1  # BLAS threads larger products itself
-    for i, (layer, w) in enumerate(zip(body.layers, cache.weights)):
-        h = _norm(layer.input_layernorm, x)
-        qkv = split_addmm(w.qkv_bias, h, w.qkv, parts)
-        # RoPE on q and k at once: they are adjacent columns of the fused product
-        qk = _rotate(qkv[:, : q_size + kv_size].view(batch, steps, -1, head_dim), cos, sin)
-        q = qk[:, :, :heads].transpose(1, 2)
-        cache.keys[i][:, :, start:end] = qk[:, :, heads:].transpose(1, 2)
-        cache.values[i][:, :, start:end] = (
-            qkv[:, q_size + kv_size :].view(batch, steps, kv_heads, head_dim).transpose(1, 2)
-        )
-        out = scaled_dot_product_attention(
-            q,
-            cache.keys[i][:, :, :end],
-            cache.values[i][:, :, :end],
-            attn_mask=mask,
+
+    def attend(i, q, k, v):
+        cache.keys[i][:, :, start:end] = k
+        cache.values[i][:, :, start:end] = v
+        return scaled_dot_product_attention(
+            q, cache.keys[i][:, :, :end], cache.values[i][:, :, :end], attn_mask=mask,
             enable_gqa=True,
         )
-        x = split_addmm(x, out.transpose(1, 2).reshape(batch * steps, q_size), w.o, parts)
-        if w.o_bias is not None:
-            x = x + w.o_bias
-        normed = _norm(layer.post_attention_layernorm, x)
-        gate_up = split_addmm(w.gate_up_bias, normed, w.gate_up, parts)
-        inner = gate_up.shape[1] // 2
-        act = layer.mlp.act_fn(gate_up[:, :inner]) * gate_up[:, inner:]
-        x = split_addmm(x, act, w.down, parts)
-        if w.down_bias is not None:
-            x = x + w.down_bias
+
+    cos = cache.cos[position_ids][:, :, None]  # (B, T, 1, D), broadcast over heads
+    sin = cache.sin[position_ids][:, :, None]
+    parts = cache.parts if batch * steps <= 16 else 1  # BLAS threads larger products itself
+    hidden = run_layers(causal_lm, cache.weights, inputs_embeds, cos, sin, parts, attend)
     cache.length = end
-    return LeanOutput(_norm(body.norm, x).view(batch, steps, hidden))
+    return LeanOutput(hidden)

@@ -11,6 +11,7 @@ from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.models.causal_lm import text_vocab_size
 from espnet2_echat.models.packed_linear import PackedWeight, packing_available
 from espnet2_echat.models.split_linear import split_linear
+from espnet2_echat.models.step_capture import StepCapture, captured_length
 from espnet2_echat.models.lean_decoder import (
     LeanKVCache,
     lean_forward,
@@ -45,6 +46,8 @@ class SpeechLLM(nn.Module):
         self.head_parts = 1  # set by use_column_major_weights on CPU
         self.packed_head: Optional[PackedWeight] = None  # idem: the batch-step layout
         self._fallback_reported = False
+        self.capture_step = False  # see enable_step_capture
+        self._captures = {}  # device type -> StepCapture
 
     @property
     def speech_token_num(self) -> int:
@@ -85,6 +88,14 @@ class SpeechLLM(nn.Module):
         if torch.is_grad_enabled():
             return DynamicCache()
         blocker = lean_decoding_blocker(self.causal_lm)
+        if blocker is None and self.capture_step:
+            device_type = torch.device(device).type
+            capture = self._captures.setdefault(device_type, StepCapture(device_type))
+            cache = new_lean_cache(
+                self.causal_lm, batch, captured_length(max_len), dtype, device, zeroed=True
+            )
+            capture.prepare(cache)
+            return cache
         if blocker is None:
             return new_lean_cache(self.causal_lm, batch, max_len, dtype, device)
         if not self._fallback_reported:
@@ -95,6 +106,14 @@ class SpeechLLM(nn.Module):
             )
             self._fallback_reported = True
         return DynamicCache()
+
+    def enable_step_capture(self, enable: bool = True) -> None:
+        """Run decode steps through a compiled step (``torch.compile``; CUDA graphs on CUDA),
+        :mod:`espnet2_echat.models.step_capture`. The first step of each (batch size, cache
+        length bucket) compiles, which takes seconds to tens of seconds on CPU; later steps
+        and decodes of the same shapes reuse it. LLMs the lean decoder cannot run are not
+        affected (they decode through transformers' forward)."""
+        self.capture_step = enable
 
     def hidden_states(
         self,
