@@ -107,3 +107,20 @@ def test_captured_cache_is_zeroed_and_bucketed(llm):
     assert all(not k.any() for k in cache.keys + cache.values)
     with torch.no_grad():
         assert llm.new_cache(1, 300, torch.float32, "cpu").step is None  # capture off
+
+
+@pytest.mark.reference
+def test_the_flag_reaches_the_llm(converted_dir):
+    """``--compile_step true`` of echat_inference reaches ``Speech2Response`` and the LLM."""
+    from espnet2_echat.bin.echat_inference import get_parser
+    from espnet2_echat.inference import Speech2Response
+
+    args = get_parser().parse_args(
+        ["--data_path_and_name_and_type", "x,speech,sound", "--output_dir", "o", "--task",
+         "asr", "--compile_step", "true"]
+    )
+    assert args.compile_step is True
+    s2r = Speech2Response(
+        converted_dir / "config.yaml", converted_dir / "model.pth", compile_step=True
+    )
+    assert s2r.model.llm.capture_step
