@@ -1,13 +1,15 @@
 """Where one small_real training step spends its time (issue #13): frontend + encoder,
-adapter, LLM forward + loss, backward, optimiser, per torch thread count, with the frozen
-prefix's key/values reused (``--reuse_frozen_prefix``, the default) and without.
+adapter, LLM forward + loss, backward, optimiser, per torch thread count, for three paths:
+the full sequence in float32 (``reuse 0 float32``), the frozen prefix's key/values reused
+(``--reuse_frozen_prefix``, the default: ``reuse 1 float32``) and that with the LLM body under
+bfloat16 autocast (``--llm_compute_dtype bfloat16``: ``reuse 1 bfloat16``).
 
 Usage (from the recipe's dump of the mini corpus, or any data dir the mini corpus makes)::
 
     python benchmarks/small_real_step.py --data_dir egs2/echat/echat1/dump/train_asr \
         --config conf/small_real/train_stage1_understanding.yaml --batch 8 --threads 1 2
 
-Each repeat runs one step of every (threads, prefix reuse) variant back to back, in an order
+Each repeat runs one step of every (threads, path) variant back to back, in an order
 that alternates between repeats, so that the variants share the machine's load. Prints per
 variant and part the median and spread (min-max) of wall and process CPU time over
 ``--repeats`` steps (a first, warm-up round dropped: it also fills the prefix cache), then per
@@ -77,6 +79,7 @@ def one_step(model, batch, optim) -> Dict[str, List[float]]:
 
 
 def profile(args) -> None:
+    from espnet2_echat.models.frozen_prefix import FrozenPrefixCache
     from espnet2_echat.tasks.echat import EChatTask
 
     targs = EChatTask.get_parser().parse_args(
@@ -93,32 +96,40 @@ def profile(args) -> None:
           f" of {sum(p.numel() for p in model.parameters())/1e6:.1f} M")
     optim = torch.optim.AdamW(params, lr=1e-4)
     model.train()
-    variants = [(threads, reuse) for threads in args.threads for reuse in (False, True)]
+    paths = [(False, "float32"), (True, "float32"), (True, "bfloat16")]
+    variants = [(threads, *path) for threads in args.threads for path in paths]
     times = {v: {} for v in variants}
+    # one prefix cache per variant: a cache is emptied when the autocast dtype changes
+    caches = {v: FrozenPrefixCache() for v in variants}
     for repeat in range(args.repeats + 1):
         order = variants if repeat % 2 == 0 else variants[::-1]
-        for threads, reuse in order:
+        for variant in order:
+            threads, model.reuse_frozen_prefix, model.llm_compute_dtype = variant
+            model.prefix_cache = caches[variant]
             torch.set_num_threads(threads)
-            model.reuse_frozen_prefix = reuse
             t = one_step(model, batch, optim)
             if repeat:  # the first round warms up (and fills the prefix cache)
                 for k, v in t.items():
-                    times[threads, reuse].setdefault(k, []).extend(v)
-    cache = model.prefix_cache
-    print(f"prefix cache: {len(cache.entries)} prefixes, {cache.bytes / 2**20:.1f} MiB, "
-          f"{cache.hits} hits, {cache.misses} misses")
-    for (threads, reuse), parts in times.items():
+                    times[variant].setdefault(k, []).extend(v)
+    for variant, cache in caches.items():
+        if variant[1]:
+            print(f"prefix cache {variant}: {len(cache.entries)} prefixes, "
+                  f"{cache.bytes / 2**20:.1f} MiB, {cache.hits} hits, {cache.misses} misses")
+    def name(variant):
+        return f"threads {variant[0]} reuse {int(variant[1])} {variant[2]}"
+
+    for variant, parts in times.items():
         for part in PARTS:
             w, c = parts[part + "_wall"], parts[part + "_cpu"]
-            print(f"threads {threads} reuse {int(reuse)} {part:13s} wall "
+            print(f"{name(variant)} {part:13s} wall "
                   f"{statistics.median(w):6.2f} s ({min(w):.2f}-{max(w):.2f})  cpu "
                   f"{statistics.median(c):6.2f} s ({min(c):.2f}-{max(c):.2f})")
     base = times[variants[0]]
     for v in variants[1:]:
         for kind in ("wall", "cpu"):
             r = [a / b for a, b in zip(times[v]["step_" + kind], base["step_" + kind])]
-            print(f"threads {v[0]} reuse {int(v[1])} step {kind} / threads {variants[0][0]} "
-                  f"reuse 0: {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})")
+            print(f"{name(v)} step {kind} / {name(variants[0])}: "
+                  f"{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})")
 
 
 def main() -> None:

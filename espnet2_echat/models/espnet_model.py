@@ -10,6 +10,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from torch import nn
 
 from espnet2_echat.data.templates import AUDIO_PLACEHOLDER, IGNORE_ID
+from espnet2_echat.models.compute_dtype import autocast_dtype
 from espnet2_echat.models.frozen_prefix import (
     FrozenPrefixCache,
     frozen_prefix_blocker,
@@ -40,6 +41,12 @@ class EChatModel(AbsESPnetModel):
     With ``reuse_frozen_prefix`` and a frozen LLM, each sample's leading text ids (system
     prompt, instruction) go through the LLM once per distinct prefix, not at every step
     (``espnet2_echat.models.frozen_prefix``; same loss and gradients up to round-off).
+
+    ``llm_compute_dtype="bfloat16"`` runs the LLM body's products under
+    ``torch.autocast`` in bfloat16 (weights stay float32; the heads and the loss stay
+    float32); ``"auto"`` does so where the device multiplies bfloat16 natively
+    (``espnet2_echat.models.compute_dtype``). On a CPU with AMX that is several times faster
+    than float32 (``benchmarks/small_real_step.py``); the numbers change at bfloat16 precision.
     """
 
     def __init__(
@@ -49,6 +56,7 @@ class EChatModel(AbsESPnetModel):
         adapter: nn.Module,
         llm: SpeechLLM,
         reuse_frozen_prefix: bool = True,
+        llm_compute_dtype: str = "float32",
     ):
         super().__init__()
         self.frontend = frontend
@@ -56,6 +64,8 @@ class EChatModel(AbsESPnetModel):
         self.adapter = adapter
         self.llm = llm
         self.reuse_frozen_prefix = reuse_frozen_prefix
+        autocast_dtype(llm_compute_dtype, "cpu")  # refuses an unknown name now
+        self.llm_compute_dtype = llm_compute_dtype
         self.prefix_cache = FrozenPrefixCache()
         self._prefix_blocker_reported: Optional[str] = None
 
@@ -170,6 +180,21 @@ class EChatModel(AbsESPnetModel):
         each sample's frozen prefix, whose key/values come from ``self.prefix_cache``.
         """
         embeds, targets = self.splice(input_ids, audio, target)
+        dtype = autocast_dtype(self.llm_compute_dtype, embeds[0].device.type)
+        if dtype is None:  # (an outer autocast, ESPnet's --use_amp on CUDA, still applies)
+            return self._hidden_and_target(input_ids, target, embeds, targets)
+        with torch.autocast(embeds[0].device.type, dtype=dtype):
+            hidden, target = self._hidden_and_target(input_ids, target, embeds, targets)
+        return hidden.to(embeds[0].dtype), target
+
+    def _hidden_and_target(
+        self,
+        input_ids: List[torch.Tensor],
+        target: List[torch.Tensor],
+        embeds: List[torch.Tensor],
+        targets: List[torch.Tensor],
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`supervised_hidden` after splicing (``embeds``, ``targets``)."""
         lengths = [0] * len(input_ids)
         if self.reuse_frozen_prefix and self._prefix_reusable():
             vocab = self.llm.text_vocab_size

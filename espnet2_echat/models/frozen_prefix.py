@@ -81,7 +81,8 @@ class FrozenPrefixCache:
     """Keys and values of the frozen LLM's prefixes, computed once per distinct prefix.
 
     Entries are keyed by the prefix's ids and dropped when the LLM's weights change
-    (:func:`weights_key`); the least recently used go beyond ``max_bytes``.
+    (:func:`weights_key`) or the autocast dtype it runs under does; the least recently used
+    go beyond ``max_bytes``.
     """
 
     def __init__(self, max_bytes: int = 256 * 2**20):
@@ -100,7 +101,9 @@ class FrozenPrefixCache:
     def key_values(self, llm: SpeechLLM, ids: torch.Tensor) -> KeyValues:
         """Per layer (heads, P, d) keys and values of the text ids ``ids`` (P,) at positions
         0..P-1, from the cache or computed now without gradient."""
-        weights = weights_key(llm.causal_lm)
+        device = ids.device.type
+        autocast = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device)
+        weights = (weights_key(llm.causal_lm), autocast)
         if weights != self.weights:
             self.clear()
             self.weights = weights

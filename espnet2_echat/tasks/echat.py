@@ -17,6 +17,7 @@ from espnet2_echat.data.templates import IGNORE_ID
 from espnet2_echat.models.adapter import EChatAdapter
 from espnet2_echat.data.layout import load_tokenizer, text_vocab_rows
 from espnet2_echat.models.causal_lm import HFCausalLM, grow_vocabulary
+from espnet2_echat.models.compute_dtype import LLM_COMPUTE_DTYPES
 from espnet2_echat.models.espnet_model import EChatModel
 from espnet2_echat.models.feature_augment import AugmentedWhisperLogMel
 from espnet2_echat.models.frontend import WhisperLogMel
@@ -113,6 +114,17 @@ class EChatTask(AbsTask):
             help="With the LLM frozen, compute the key/values of each sample's leading text "
             "ids (system prompt, instruction) once per distinct prefix instead of at every "
             "step (espnet2_echat.models.frozen_prefix; same loss and gradients)",
+        )
+        group.add_argument(
+            "--llm_compute_dtype",
+            type=str,
+            default="float32",
+            choices=list(LLM_COMPUTE_DTYPES),
+            help="Run the LLM body's products in training under torch.autocast in this dtype "
+            "(weights, heads and loss stay float32): bfloat16 is several times faster on CPUs "
+            "with AMX/AVX512-BF16; auto: bfloat16 where the device multiplies it natively, "
+            "else float32 (espnet2_echat.models.compute_dtype); ESPnet's --use_amp autocasts "
+            "on CUDA only",
         )
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--use_preprocessor", type=str2bool, default=True)
@@ -336,7 +348,12 @@ class EChatTask(AbsTask):
             encoder_size=encoder.output_size(), llm_size=hidden, **args.speech_adapter_conf
         )
         model = EChatModel(
-            frontend, encoder, adapter, llm, getattr(args, "reuse_frozen_prefix", True)
+            frontend,
+            encoder,
+            adapter,
+            llm,
+            reuse_frozen_prefix=getattr(args, "reuse_frozen_prefix", True),
+            llm_compute_dtype=getattr(args, "llm_compute_dtype", "float32"),
         )
         if args.gradient_checkpointing:
             encoder.gradient_checkpointing = True

@@ -6,6 +6,9 @@
   (``reuse_frozen_prefix=False``), for a tiny Llama-family and a tiny Qwen2 LLM: loss,
   accuracies and gradients of every trainable parameter, on first use (cache filled) and on
   reuse, after the LLM's weights change, and the fall-back when the LLM trains.
+* ``llm_compute_dtype="bfloat16"`` (autocast of the LLM body) vs float32: close at bfloat16
+  precision, not equal (the products did run in bfloat16), and prefix key/values made under
+  one dtype never serve the other.
 """
 
 import copy
@@ -227,3 +230,47 @@ def test_dropout_and_checkpointing_block_reuse():
     model.llm.causal_lm.config.attention_dropout = 0.0
     model.llm.causal_lm.gradient_checkpointing_enable()
     assert "checkpointing" in frozen_prefix_blocker(model.llm)
+
+
+def _cosine(a, b):
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_bfloat16_compute_is_close_to_float32(reuse):
+    fp32 = _model("llama_tied")
+    bf16 = copy.deepcopy(fp32)
+    bf16.llm_compute_dtype = "bfloat16"
+    fp32.reuse_frozen_prefix = bf16.reuse_frozen_prefix = reuse
+    batch = _half_right(fp32, _batch())
+    loss16, stats16, _, grads16 = _run(bf16, batch)
+    loss32, _, _, grads32 = _run(fp32, batch)
+    assert loss16.dtype == torch.float32
+    assert float(loss16) != float(loss32)  # the body did run in bfloat16
+    torch.testing.assert_close(loss16, loss32, rtol=2e-2, atol=0)
+    flat16 = torch.cat([grads16[n].flatten() for n in sorted(grads32)])
+    flat32 = torch.cat([grads32[n].flatten() for n in sorted(grads32)])
+    assert _cosine(flat16, flat32) > 0.99
+    if reuse:
+        assert bf16.prefix_cache.misses == 3
+        # the same cache under float32 now: bfloat16 key/values must not be reused
+        bf16.llm_compute_dtype = "float32"
+        _assert_same(_run(bf16, batch), _run(fp32, batch))
+        assert bf16.prefix_cache.misses == 6
+
+
+def test_unknown_compute_dtype_is_refused():
+    model = _model("qwen2")
+    with pytest.raises(ValueError, match="llm_compute_dtype"):
+        EChatModel(model.frontend, model.encoder, model.adapter, model.llm,
+                   llm_compute_dtype="float16")
+
+
+def test_auto_compute_dtype_follows_the_cpu(monkeypatch):
+    from espnet2_echat.models import compute_dtype
+
+    for native, expected in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(compute_dtype, "cpu_has_native_bf16", lambda: native)
+        assert compute_dtype.autocast_dtype("auto", "cpu") is expected
+    assert compute_dtype.autocast_dtype("bfloat16", "cpu") is torch.bfloat16
+    assert compute_dtype.autocast_dtype("float32", "cuda") is None
