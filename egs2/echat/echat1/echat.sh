@@ -58,6 +58,7 @@ stage2_config=conf/train_stage2_generation.yaml     # stage-2 training config
 think=tag                   # tag | language: the stage-3 CoT style
 stage3_config=""            # default: conf/train_stage3_empathy_${think}.yaml
 train_args=""               # extra echat_train options for all three stages
+train_nthreads=""           # torch threads of each training process (OMP_NUM_THREADS; default: path.sh's, 1)
 pretrained_model=""         # a model.pth (converted or from the zoo) the first trained stage starts from
 use_lora=false              # LoRA on the LLM in every training stage
 encoder_cache=false         # frozen encoder: dump its outputs once per utterance and train on them
@@ -305,6 +306,7 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
     if [ -n "${host}" ]; then launch_opts+=(--host "${host}"); else launch_opts+=(--num_nodes "${num_nodes}"); fi
     log "  training ${exp} (${num_nodes} node(s) x ${ngpu} GPU(s); log: ${exp}/train.log)"
     # shellcheck disable=SC2086
+    OMP_NUM_THREADS=${train_nthreads:-${OMP_NUM_THREADS:-1}} \
     ${python} -m espnet2.bin.launch "${launch_opts[@]}" -- \
         ${python} -m espnet2_echat.bin.echat_train --config "${config}" --output_dir "${exp}" \
         --resume true "${args[@]}" ${train_args}
