@@ -126,7 +126,14 @@ def main() -> None:
     )
     load_before = os.getloadavg()
     with torch.no_grad():
+        # the batch of every estimator call in the warm-up's fp32 synthesis: classifier-free
+        # guidance runs the conditional and unconditional rows in one call (steps x batch 2)
+        cfg_batches = []
+        hook = variants["fp32"].register_forward_pre_hook(
+            lambda module, inputs: cfg_batches.append(inputs[0].shape[0])
+        )
         outputs = {name: run(est) for name, est in variants.items()}  # warm-up
+        hook.remove()
         times = {name: [] for name in variants}
         for _ in range(args.repeats):
             for name, est in variants.items():
@@ -168,6 +175,7 @@ def main() -> None:
         "audio_s": audio_s,
         "prompt_frames": prompt[1].shape[1],
         "mel_std_fp32": float(ref_mel.std()),
+        "estimator_call_batches": cfg_batches,
         "load_average_before_after": [load_before[0], load_after[0]],
         "torch": torch.__version__,
         "rows": rows,

@@ -41,8 +41,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="torch threads of a streamed reply's token2wav synthesis, beside decoding on "
-        "the rest of --nthreads; 0: decoding pauses while a chunk is synthesised "
-        "(default: half of --nthreads, 0 with one thread)",
+        "the rest of --nthreads; 0 (default): decoding pauses while a chunk is synthesised "
+        "with every thread (faster where synthesis dominates; see benchmarks/README.md)",
     )
     parser.add_argument("--reference_compat", type=str2bool, default=False)
     parser.add_argument("--cachedir", type=str_or_none, help="where --model_tag unpacks")

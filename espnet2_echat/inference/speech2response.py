@@ -127,8 +127,9 @@ class Speech2Response:
             (``FIRST_HOP_LEN``; None or ``reference_compat``: the reference's 50).
         synthesis_nthreads: torch threads of a streamed reply's token2wav synthesis, which
             runs beside decoding on its own thread; decoding keeps the rest of the caller's
-            threads meanwhile (``threads.synthesis_threads``). 0: no overlap (decoding pauses
-            while a chunk is synthesised). Default: half the caller's threads, 0 on one.
+            threads meanwhile (``threads.synthesis_threads``). 0 (the default, as measured
+            at the small size: ``benchmarks/README.md``): no overlap, decoding pauses while
+            a chunk is synthesised with every thread.
         compile_step: run the LLM's decode steps through a compiled step (``torch.compile``;
             CUDA graphs on CUDA; ``SpeechLLM.enable_step_capture``). The first decode of a
             batch size compiles (seconds to a minute on CPU); greedy ids equal eager ones.

@@ -68,16 +68,18 @@ def use_threads(nthreads: int) -> None:
 
 def synthesis_threads(total: int, synthesis: Optional[int] = None) -> int:
     """Threads of streaming synthesis beside decoding, out of the caller's ``total``
-    (decoding keeps the rest, at least one).
+    (decoding keeps the rest, at least one); 0 means no overlap: decoding pauses while a
+    chunk is synthesised with all ``total`` threads.
 
-    ``synthesis`` None: half of ``total`` (rounded down), so 0 when ``total`` is 1 (one
-    core cannot run both at once without oversubscribing); 0 means no overlap (synthesis
-    runs in the pauses of decoding, with all ``total`` threads).
+    ``synthesis`` None: 0. Measured with the small LLM and the real-size token2wav on 2
+    threads (``benchmarks/README.md``, first audio), synthesis is ~90 % of a streamed
+    reply's work, and overlapping it with decoding (1 + 1 threads) made both the first
+    audio and the whole reply later; overlap pays where decoding is a large share (a large
+    LLM on CPU) and is chosen with ``synthesis_nthreads``.
     """
     if total < 1:
         raise ValueError(f"total threads must be >= 1, got {total}")
-    if synthesis is None:
-        synthesis = total // 2
+    synthesis = 0 if synthesis is None else synthesis
     if synthesis < 0:
         raise ValueError(f"synthesis threads must be >= 0, got {synthesis}")
     return synthesis
