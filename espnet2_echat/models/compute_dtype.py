@@ -7,9 +7,10 @@ times faster than float32: ``benchmarks/small_real_step.py``) and float32 elsewh
 without those instructions emulates bfloat16 products, slower than float32).
 """
 
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -42,3 +43,41 @@ def autocast_dtype(name: str, device_type: str) -> Optional[torch.dtype]:
             native = device_type == "cpu" and cpu_has_native_bf16()
         name = "bfloat16" if native else "float32"
     return torch.bfloat16 if name == "bfloat16" else None
+
+
+FLOAT32_SDPA = "echat_sdpa_float32"
+
+
+def _sdpa_in_float32(module, query, key, value, attention_mask, **kwargs):
+    """transformers' SDPA attention with query, key and value in float32, outside autocast.
+
+    On CPU, bfloat16 SDPA's backward runs several times slower than float32's (measured in
+    ``benchmarks/small_real_step.py``), while the attention products are a small share of the
+    step; the projections around it keep running in bfloat16."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    with torch.autocast(query.device.type, enabled=False):
+        out, weights = sdpa_attention_forward(
+            module, query.float(), key.float(), value.float(), attention_mask, **kwargs
+        )
+    return out.to(query.dtype), weights
+
+
+@contextmanager
+def float32_attention(causal_lm) -> Iterator[None]:
+    """Run ``causal_lm``'s attention as :func:`_sdpa_in_float32` inside the block (a model
+    that uses SDPA; others are left as they are), through transformers' attention registry."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    config = causal_lm.config
+    if config._attn_implementation != "sdpa":
+        yield
+        return
+    AttentionInterface.register(FLOAT32_SDPA, _sdpa_in_float32)
+    AttentionMaskInterface.register(FLOAT32_SDPA, sdpa_mask)
+    config._attn_implementation = FLOAT32_SDPA
+    try:
+        yield
+    finally:
+        config._attn_implementation = "sdpa"

@@ -1,6 +1,7 @@
 """The OSUM-EChat speech LLM as an ESPnet model: returns (loss, stats, weight) (docs/model.md#loss)."""
 
 import logging
+from contextlib import nullcontext
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -10,7 +11,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from torch import nn
 
 from espnet2_echat.data.templates import AUDIO_PLACEHOLDER, IGNORE_ID
-from espnet2_echat.models.compute_dtype import autocast_dtype
+from espnet2_echat.models.compute_dtype import autocast_dtype, float32_attention
 from espnet2_echat.models.frozen_prefix import (
     FrozenPrefixCache,
     frozen_prefix_blocker,
@@ -183,9 +184,15 @@ class EChatModel(AbsESPnetModel):
         dtype = autocast_dtype(self.llm_compute_dtype, embeds[0].device.type)
         if dtype is None:  # (an outer autocast, ESPnet's --use_amp on CUDA, still applies)
             return self._hidden_and_target(input_ids, target, embeds, targets)
-        with torch.autocast(embeds[0].device.type, dtype=dtype):
+        device = embeds[0].device.type
+        with torch.autocast(device, dtype=dtype), self._attention_for(device):
             hidden, target = self._hidden_and_target(input_ids, target, embeds, targets)
         return hidden.to(embeds[0].dtype), target
+
+    def _attention_for(self, device: str):
+        """On CPU, attention in float32 around bfloat16 projections (its bfloat16 backward
+        is the slower one there); elsewhere as the LLM runs it."""
+        return float32_attention(self.llm.causal_lm) if device == "cpu" else nullcontext()
 
     def _hidden_and_target(
         self,

@@ -274,3 +274,25 @@ def test_auto_compute_dtype_follows_the_cpu(monkeypatch):
         assert compute_dtype.autocast_dtype("auto", "cpu") is expected
     assert compute_dtype.autocast_dtype("bfloat16", "cpu") is torch.bfloat16
     assert compute_dtype.autocast_dtype("float32", "cuda") is None
+
+
+def test_bfloat16_training_attends_in_float32_on_cpu(monkeypatch):
+    model = _model("qwen2")
+    model.llm_compute_dtype = "bfloat16"
+    seen = []
+    sdpa = nn.functional.scaled_dot_product_attention
+
+    def spy(query, key, value, *args, **kwargs):
+        seen.append((query.dtype, key.dtype, value.dtype))
+        return sdpa(query, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(nn.functional, "scaled_dot_product_attention", spy)
+    projections = []
+    hook = model.llm.causal_lm.model.layers[0].self_attn.q_proj.register_forward_hook(
+        lambda m, i, out: projections.append(out.dtype)
+    )
+    _run(model, _batch())
+    hook.remove()
+    assert seen and all(d == (torch.float32,) * 3 for d in seen), seen
+    assert projections and all(d == torch.bfloat16 for d in projections)  # still autocast
+    assert model.llm.causal_lm.config._attn_implementation == "sdpa"  # restored
