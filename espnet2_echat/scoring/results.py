@@ -198,10 +198,43 @@ def _group_name(exp_dir: Path, results_json: Path, info: dict) -> str:
     return exp_dir.name if rel == Path(".") else str(rel)
 
 
+@dataclass
+class ResultsExtras:
+    """What RESULTS.md shows beyond the metric tables (``scoring/results_sections.py``)."""
+
+    train_dirs: Sequence[Path] = ()  # training exp dirs: validation loss per epoch, curves
+    before_root: Optional[Path] = None  # decodes of the untrained model
+    data_root: Optional[Path] = None  # the data dirs of the references (before/after)
+    images_dir: Optional[Path] = None  # where the pictures go (default: beside RESULTS.md)
+    examples_per_set: int = 2
+
+
+def _extra_sections(
+    exp_dir: Path, out: Path, rows: List[Tuple[Path, dict]], extras: ResultsExtras
+) -> List[str]:
+    from espnet2_echat.scoring import results_sections as sec
+
+    out_dir = Path(out).resolve().parent
+    images = Path(extras.images_dir or out_dir / "images")
+    lines = sec.chance_section([r for _, r in rows])
+    lines += [""] + sec.confusion_section(rows, images, out_dir)
+    lines += [""] + sec.training_section(extras.train_dirs, images, out_dir)
+    if extras.before_root is not None and extras.data_root is not None:
+        lines += [""] + sec.examples_section(
+            extras.before_root, exp_dir, extras.data_root, extras.examples_per_set
+        )
+    return [""] + lines
+
+
 def write_results_md(
-    exp_dir: Path, out: Path, model_info: Optional[Dict[str, str]] = None
+    exp_dir: Path,
+    out: Path,
+    model_info: Optional[Dict[str, str]] = None,
+    extras: Optional[ResultsExtras] = None,
 ) -> int:
-    """Collect every ``results.json`` under ``exp_dir`` into ESPnet-style ``RESULTS.md``.
+    """Collect every ``results.json`` under ``exp_dir`` into ESPnet-style ``RESULTS.md``,
+    with the sections of ``extras`` (labels against chance, confusion matrices, training
+    curves, hypotheses before and after training) when given.
 
     Returns the number of result files found (0 is an error for the recipe).
     """
@@ -212,10 +245,12 @@ def write_results_md(
             f"no results.json under {exp_dir}; run echat_score first"
         )
     by_model: Dict[str, Dict[str, List[dict]]] = {}
+    rows_read: List[Tuple[Path, dict]] = []
     for path in files:
         with open(path, encoding="utf-8") as f:
             res = json.load(f)
         res.setdefault("info", {}).setdefault("test_set", path.parent.name)
+        rows_read.append((path, res))
         model = _group_name(exp_dir, path, res["info"])
         by_model.setdefault(model, {}).setdefault(res["task"], []).append(res)
     lines = [
@@ -237,6 +272,8 @@ def write_results_md(
                     comparison.append(
                         f"|{model}|{r['info']['test_set']}|{p.benchmark}|{p.metric}|{_fmt(ours)}|{_fmt(p.value)}|{p.table}|"
                     )
+    if extras is not None:
+        lines += _extra_sections(exp_dir, out, rows_read, extras)
     lines += ["", "## Comparison with the paper (OSUM-EChat)", ""]
     if comparison:
         lines += [

@@ -99,7 +99,10 @@ def _score_labels(
     data: Mapping[str, Mapping[str, str]],
     outputs: Mapping[str, str],
     out_dir: Path,
+    confusions: Dict[str, dict],
 ) -> Dict[str, float]:
+    """Accuracy and macro-F1 of each label kind; its confusion matrix goes into
+    ``confusions`` (``{kind: {"labels", "columns", "matrix"}}``) and a PNG."""
     metrics: Dict[str, float] = {}
     for kind in kinds:
         ref_file = "reply_emotion" if kind == "reply_emotion" else f"utt2{kind}"
@@ -112,6 +115,11 @@ def _score_labels(
         if result is None:
             continue
         metrics.update(classification.as_metrics(result))
+        confusions[kind] = {
+            "labels": result.labels,
+            "columns": result.columns,
+            "matrix": result.confusion,
+        }
         # Reply emotions are Chinese: their tick labels need CJK fonts; numbers suffice.
         if kind != "reply_emotion":
             classification.plot_confusion(result, out_dir / f"confusion_{kind}.png")
@@ -170,6 +178,7 @@ def score_decode_dir(
         )
     metrics: Dict[str, Optional[float]] = {"missing_outputs": float(len(missing))}
     errors: Dict[str, str] = {}
+    confusions: Dict[str, dict] = {}
     info = {
         "test_set": data_dir.name,
         "data_dir": str(data_dir),
@@ -182,7 +191,9 @@ def score_decode_dir(
             metrics.update(
                 error_rates(refs, hyp_text, opts.language, out_dir, data.get("utt2spk"))
             )
-        metrics.update(_score_labels(spec.labels, utts, data, hyp_text, out_dir))
+        metrics.update(
+            _score_labels(spec.labels, utts, data, hyp_text, out_dir, confusions)
+        )
     if spec.kind in CHAT_KINDS:
         replies = {u: _strip_reply_tag(hyp_text.get(u, "")) for u in utts}
         if "reply" in data:
@@ -199,7 +210,9 @@ def score_decode_dir(
             t in REPLY_EMOTION_LABELS for t in leading.values()
         ):
             metrics.update(
-                _score_labels(["reply_emotion"], utts, data, leading, out_dir)
+                _score_labels(
+                    ["reply_emotion"], utts, data, leading, out_dir, confusions
+                )
             )
         think = dec.get("think", {})
         mode = _think_mode(opts.think, think)
@@ -255,6 +268,8 @@ def score_decode_dir(
         "metrics": metrics,
         "info": info,
     }
+    if confusions:
+        results["confusion"] = confusions
     atomic_write_text(
         out_dir / "errors", "".join(f"{u} {' '.join(r.split())}\n" for u, r in sorted(errors.items()))
     )

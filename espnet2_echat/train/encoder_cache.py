@@ -6,8 +6,9 @@ collect-stats/dump stages) and trains the adapter and the LLM on the stored outp
 
 * :func:`dump_encoder_outputs` runs the frontend (log-mel, no SpecAugment) and the encoder on
   every ``wav.scp`` entry of the given data dirs, one utterance at a time (no padding), and
-  stores each output (frames x encoder width) as a ``.npy`` named by a hash of the wav path
-  under one store dir (an utterance shared by several task dirs is encoded once); each data
+  stores each output (frames x encoder width) as a ``.npy`` named by a hash of the wav file's
+  bytes under one store dir (the same audio in several task dirs, e.g. one user turn copied
+  into the ASR, gender and S2T dirs by the format stage, is encoded once); each data
   dir gets ``encoder_out.scp`` (``uttid path.npy``) and ``encoder_out.json`` (the
   fingerprint of the encoder that made it).
 * :class:`espnet2_echat.train.datadir_dataset.DataDirDataset` then yields ``speech_enc``
@@ -85,7 +86,7 @@ def dump_encoder_outputs(
         lines = []
         for line in (d / "wav.scp").read_text(encoding="utf-8").splitlines():
             utt, path = line.split(maxsplit=1)
-            out = store_dir / (hashlib.sha1(path.encode()).hexdigest() + ".npy")
+            out = store_dir / (audio_digest(path) + ".npy")
             if not out.is_file():
                 np.save(out, encode_wav(frontend, encoder, path, utt, d).astype(dtype))
             lines.append(f"{utt} {out.resolve()}\n")
@@ -94,6 +95,15 @@ def dump_encoder_outputs(
         done[str(d)] = len(lines)
         logging.info(f"{d}: {len(lines)} encoder outputs -> {store_dir}")
     return done
+
+
+def audio_digest(path: str) -> str:
+    """SHA-1 of a wav file's bytes: the cache key of its encoder output."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def encode_wav(frontend, encoder, path: str, utt: str, data_dir: Path) -> np.ndarray:

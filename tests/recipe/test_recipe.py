@@ -21,13 +21,13 @@ pytestmark = pytest.mark.slow
 
 def recipe_cmd(work: Path, *args: str) -> list:
     return [
-        "./run.sh", "--datadir", str(work / "data"), "--dumpdir", str(work / "dump"),
+        "./run.sh", "--size", "tiny", "--datadir", str(work / "data"), "--dumpdir", str(work / "dump"),
         "--expdir", str(work / "exp"), "--mini_corpus_opts", "--num_per_task 2",
         "--standin_vocab_size", "16", "--train_args", SMALL_TRAIN,
         "--token2wav_config", "conf/token2wav/train_tiny.yaml",
         "--test_sets", "test_asr test_s2s_tag_think test_tts", "--max_decode_utts", "2",
         "--inference_args", "--do_sample false --max_new_tokens 4 --max_new_speech_tokens 8",
-        "--score_args", "", *args,
+        "--score_args", "", "--before_decode_utts", "1", *args,
     ]
 
 
@@ -95,7 +95,14 @@ def test_remaining_stages(work):
     assert len(wavs) == 2 and all(Path(line.split(maxsplit=1)[1]).exists() for line in wavs)
     results = json.loads((decode / "test_asr" / "score" / "results.json").read_text())
     assert results["task"] == "asr" and results["num_utts"] == 2 and "wer" in results["metrics"]
-    assert "test_asr" in (final / "RESULTS.md").read_text()
+    md = (final / "RESULTS.md").read_text()
+    assert "test_asr" in md
+    # each stage's validation loss, and the untrained model's hypotheses beside the final's
+    assert "### echat_stage1_understanding (" in md and "### token2wav (" in md
+    assert (final / "images" / "echat_stage2_generation_loss.png").exists()
+    before = final / "decode_before_training" / "test_asr" / "text"
+    assert len(before.read_text().splitlines()) == 1
+    assert "## Hypotheses before and after training" in md
     packed = list(final.glob("*.zip"))
     assert len(packed) == 1
     assert (final / "hf_upload" / "README.md").exists()

@@ -2,7 +2,9 @@
 encoding the audio at every step, a stale or missing cache is refused, and echat_train trains
 on it (tiny size)."""
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from espnet2.train.distributed_utils import DistributedOption
 from espnet2_echat.tasks.echat import EChatTask
 from espnet2_echat.train.encoder_cache import (
     CACHE_INFO,
+    CACHE_SCP,
     dump_encoder_outputs,
     encoder_fingerprint,
 )
@@ -60,8 +63,22 @@ def test_cached_outputs_give_the_same_loss(corpus, tmp_path):
     done = dump_encoder_outputs(model.frontend, model.encoder, dirs, tmp_path / "store", fp,
                                 "float32")
     assert set(done) == {str(corpus["valid_asr"]), str(corpus["train_asr"])}  # t2t: no audio
-    # one file per distinct wav
-    assert len(list((tmp_path / "store").glob("*.npy"))) == sum(done.values())
+    # one file per distinct audio content (md5 here, not the cache's own key)
+    contents = {hashlib.md5(Path(line.split(maxsplit=1)[1]).read_bytes()).hexdigest()
+                for d in dirs[:2] for line in (d / "wav.scp").read_text().splitlines()}
+    assert len(list((tmp_path / "store").glob("*.npy"))) == len(contents) > 1
+    # the same audio at another path (a task dir copy of the format stage) is not re-encoded
+    copy = tmp_path / "copy_asr"
+    copy.mkdir()
+    lines = []
+    for line in (corpus["valid_asr"] / "wav.scp").read_text().splitlines():
+        utt, path = line.split(maxsplit=1)
+        shutil.copyfile(path, copy / f"{utt}.wav")
+        lines.append(f"{utt} {copy / f'{utt}.wav'}\n")
+    (copy / "wav.scp").write_text("".join(lines))
+    dump_encoder_outputs(model.frontend, model.encoder, [copy], tmp_path / "store", fp, "float32")
+    assert len(list((tmp_path / "store").glob("*.npy"))) == len(contents)
+    assert (copy / CACHE_SCP).read_text() == (corpus["valid_asr"] / CACHE_SCP).read_text()
 
     direct = valid_losses(model, args)
     cached_args = EChatTask.get_parser().parse_args(cmd_of(corpus, tmp_path, "--encoder_cache", "true"))

