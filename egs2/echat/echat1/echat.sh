@@ -398,8 +398,9 @@ decode_root=${final_exp}/decode_$(basename "${final_model%.*}")
 
 before_root=${final_exp}/decode_before_training   # the untrained model's decodings
 
-decode_one() {  # decode_one <out dir> <set> <task> <think> <max utts> <model options...>
-    local out=$1 set=$2 task=$3 set_think=$4 nutts=$5; shift 5
+decode_one() {  # decode_one <out dir> <set> <task> <think> <max utts> <keys from> <model options...>
+    # <keys from>: "" (the set's utterances) or a keys file whose first <max utts> to take
+    local out=$1 set=$2 task=$3 set_think=$4 nutts=$5 keys_from=$6; shift 6
     [ -f "${out}/.done" ] && { log "  ${out#"${final_exp}"/} already decoded"; return; }
     mkdir -p "${out}/logdir"
     echo "${set} ${task} ${set_think}" > "${out}/decode_info"
@@ -407,7 +408,12 @@ decode_one() {  # decode_one <out dir> <set> <task> <think> <max utts> <model op
     # the task's input file (+ history when the dir has one), from the task registry
     while read -r triple; do data+=(--data_path_and_name_and_type "${triple}"); done \
         < <(${python} -m espnet2_echat.bin.task_registry inputs "${task}" "${d}")
-    head -n "${nutts}" "${d}/task" | cut -d' ' -f1 > "${out}/keys"
+    if [ -n "${keys_from}" ]; then
+        head -n "${nutts}" "${keys_from}" > "${out}/keys"
+    else  # spread evenly over the set (sorted by speaker: every speaker, and label, gets its share)
+        awk -v n="${nutts}" -v t="$(wc -l < "${d}/task")" \
+            't <= n || int((NR - 1) * n / t) < int(NR * n / t) {print $1}' "${d}/task" > "${out}/keys"
+    fi
     for j in $(seq "${inference_nj}"); do
         awk -v n="${inference_nj}" -v j="${j}" '(NR - 1) % n == j - 1' "${out}/keys" > "${out}/logdir/keys.${j}"
     done
@@ -442,12 +448,12 @@ if run_stage 9; then
             name=${set}; [ "${ntasks}" -gt 1 ] && name=${set}.${task}
             nutts=${max_decode_utts}
             for cap in ${decode_utts_per_task}; do [ "${cap%%=*}" = "${task}" ] && nutts=${cap#*=}; done
-            decode_one "${decode_root}/${name}" "${set}" "${task}" "${set_think}" "${nutts}" \
+            decode_one "${decode_root}/${name}" "${set}" "${task}" "${set_think}" "${nutts}" "" \
                 --train_config "${final_config}" --model_file "${final_model}" "${t2w_args[@]}"
             if [ "${before_decode_utts}" -gt 0 ] && ! ${skip_train} \
                 && [[ " ${before_decode_tasks} " == *" ${task} "* ]]; then  # the untrained model
                 decode_one "${before_root}/${name}" "${set}" "${task}" "${set_think}" \
-                    "${before_decode_utts}" "${before_args[@]}"
+                    "${before_decode_utts}" "${decode_root}/${name}/keys" "${before_args[@]}"
             fi
         done
     done 3< <(set_info ${test_sets})
