@@ -99,11 +99,8 @@ def dump_encoder_outputs(
 
 def audio_digest(path: str) -> str:
     """SHA-1 of a wav file's bytes: the cache key of its encoder output."""
-    digest = hashlib.sha1()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 def encode_wav(frontend, encoder, path: str, utt: str, data_dir: Path) -> np.ndarray:
