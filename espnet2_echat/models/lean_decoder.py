@@ -72,8 +72,6 @@ class LeanKVCache:
         self.parts = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
         # runs one-position steps instead of the eager forward (a captured step), or None
         self.step: Optional[Callable[..., torch.Tensor]] = None
-        # ``product(add, x, weight_t)`` of steps of 2..16 rows (packed weights), or None
-        self.batch_product: Optional[Callable[..., torch.Tensor]] = None
 
 
 # Model types whose decoder layer is the one computed here.
@@ -229,7 +227,6 @@ def run_layers(
     sin: torch.Tensor,
     parts: int,
     attend: Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-    product: Optional[Callable[..., torch.Tensor]] = None,
 ) -> torch.Tensor:
     """The decoder layers and the final norm over ``inputs_embeds`` (B, T, H).
 
@@ -237,13 +234,8 @@ def run_layers(
     layer ``i``'s new keys/values ((B, kv_heads, T, D), RoPE applied) in its cache and returns
     the attention output (B, heads, T, D) of the queries ``q`` (B, heads, T, D): the eager
     forward attends over the filled part of the cache, a captured step over all of it.
-    ``product(add, x, weight_t)``: ``add + x @ weight_t`` (default: ``split_addmm`` with
-    ``parts`` column blocks). Returns the post-norm hidden states (B, T, H).
+    Returns the post-norm hidden states (B, T, H).
     """
-    if product is None:
-        def product(add, x, weight_t):
-            return split_addmm(add, x, weight_t, parts)
-
     body = causal_lm.model
     batch, steps, hidden = inputs_embeds.shape
     first = body.layers[0].self_attn
@@ -253,7 +245,7 @@ def run_layers(
     x = inputs_embeds.reshape(batch * steps, hidden)
     for i, (layer, w) in enumerate(zip(body.layers, weights)):
         h = _norm(layer.input_layernorm, x)
-        qkv = product(w.qkv_bias, h, w.qkv)
+        qkv = split_addmm(w.qkv_bias, h, w.qkv, parts)
         # RoPE on q and k at once: they are adjacent columns of the fused product
         qk = _rotate(qkv[:, : q_size + kv_size].view(batch, steps, -1, head_dim), cos, sin)
         out = attend(
@@ -262,14 +254,14 @@ def run_layers(
             qk[:, :, heads:].transpose(1, 2),
             qkv[:, q_size + kv_size :].view(batch, steps, kv_heads, head_dim).transpose(1, 2),
         )
-        x = product(x, out.transpose(1, 2).reshape(batch * steps, q_size), w.o)
+        x = split_addmm(x, out.transpose(1, 2).reshape(batch * steps, q_size), w.o, parts)
         if w.o_bias is not None:
             x = x + w.o_bias
         normed = _norm(layer.post_attention_layernorm, x)
-        gate_up = product(w.gate_up_bias, normed, w.gate_up)
+        gate_up = split_addmm(w.gate_up_bias, normed, w.gate_up, parts)
         inner = gate_up.shape[1] // 2
         act = layer.mlp.act_fn(gate_up[:, :inner]) * gate_up[:, inner:]
-        x = product(x, act, w.down)
+        x = split_addmm(x, act, w.down, parts)
         if w.down_bias is not None:
             x = x + w.down_bias
     return _norm(body.norm, x).view(batch, steps, hidden)
@@ -324,7 +316,6 @@ def lean_forward(
     cos = cache.cos[position_ids][:, :, None]  # (B, T, 1, D), broadcast over heads
     sin = cache.sin[position_ids][:, :, None]
     parts = cache.parts if batch * steps <= 16 else 1  # BLAS threads larger products itself
-    product = cache.batch_product if 2 <= batch * steps <= 16 else None
-    hidden = run_layers(causal_lm, cache.weights, inputs_embeds, cos, sin, parts, attend, product)
+    hidden = run_layers(causal_lm, cache.weights, inputs_embeds, cos, sin, parts, attend)
     cache.length = end
     return LeanOutput(hidden)

@@ -47,19 +47,3 @@ class PackedWeight:
     def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """``F.linear(x, weight)`` through the packed copy (x: (rows, in), float32 on CPU)."""
         return torch.ops.mkldnn._linear_pointwise(x, self.get(weight), None, "none", [], "")
-
-
-class PackedProducts:
-    """``add + x @ weight_t`` through packed copies of decode-layout weights (``weight_t``:
-    (in, out), the lean decoder's layout), one :class:`PackedWeight` per weight, made at its
-    first product; ``add``: None, a bias (out,) or a residual (rows, out)."""
-
-    def __init__(self):
-        self._packed = {}
-
-    def __call__(
-        self, add: Optional[torch.Tensor], x: torch.Tensor, weight_t: torch.Tensor
-    ) -> torch.Tensor:
-        packed = self._packed.setdefault(weight_t.data_ptr(), PackedWeight())
-        y = packed.linear(x, weight_t.t())
-        return y if add is None else y + add

@@ -9,7 +9,7 @@ from transformers import DynamicCache, PreTrainedModel
 
 from espnet2_echat.data.speech_ids import SpeechIds
 from espnet2_echat.models.causal_lm import text_vocab_size
-from espnet2_echat.models.packed_linear import PackedProducts, PackedWeight, packing_available
+from espnet2_echat.models.packed_linear import PackedWeight, packing_available
 from espnet2_echat.models.split_linear import split_linear
 from espnet2_echat.models.step_capture import StepCapture, captured_length
 from espnet2_echat.models.lean_decoder import (
@@ -45,7 +45,6 @@ class SpeechLLM(nn.Module):
         self.speech_head = nn.Linear(hidden, self.ids.speech_token_num, dtype=dtype)
         self.head_parts = 1  # set by use_column_major_weights on CPU
         self.packed_head: Optional[PackedWeight] = None  # idem: the batch-step layout
-        self.packed_body: Optional[PackedProducts] = None  # idem, the body's weights
         self._fallback_reported = False
         self.capture_step = False  # see enable_step_capture
         self._captures = {}  # device type -> StepCapture
@@ -98,10 +97,7 @@ class SpeechLLM(nn.Module):
             capture.prepare(cache)
             return cache
         if blocker is None:
-            cache = new_lean_cache(self.causal_lm, batch, max_len, dtype, device)
-            if dtype == torch.float32 and torch.device(device).type == "cpu":
-                cache.batch_product = self.packed_body
-            return cache
+            return new_lean_cache(self.causal_lm, batch, max_len, dtype, device)
         if not self._fallback_reported:
             logging.warning(
                 "%s decodes with transformers' forward, not the lean decoder: %s",
@@ -168,8 +164,7 @@ class SpeechLLM(nn.Module):
         step reads, is also split into ``torch.get_num_threads()`` column blocks computed in
         parallel (``espnet2_echat.models.split_linear``; the lean decoder does the same for
         the body's weights). Steps of 2..16 rows read the text head through a copy packed for
-        oneDNN instead (``espnet2_echat.models.packed_linear``), made at the first such step;
-        so do the body's products (``packed_body``: +the body's weight memory).
+        oneDNN instead (``espnet2_echat.models.packed_linear``), made at the first such step.
         """
         for module in [*self.causal_lm.modules(), self.speech_head]:
             if isinstance(module, nn.Linear) and module.weight.is_contiguous():
@@ -177,7 +172,6 @@ class SpeechLLM(nn.Module):
         self.head_parts = torch.get_num_threads()
         if packing_available() and self.packed_head is None:
             self.packed_head = PackedWeight()
-            self.packed_body = PackedProducts()
 
     def speech_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.speech_head(hidden)
