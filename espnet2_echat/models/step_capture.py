@@ -94,8 +94,14 @@ class StepCapture:
 
     def __init__(self, device_type: str):
         self.device_type = device_type
-        mode = "reduce-overhead" if device_type == "cuda" else None
-        self.compiled = torch.compile(static_step, dynamic=False, fullgraph=True, mode=mode)
+        if device_type == "cuda":
+            settings = dict(mode="reduce-overhead")
+        else:
+            # the generated C++ fixes its OpenMP thread count; naming it keeps a program
+            # compiled for another count out of inductor's on-disk cache (one compiled for 2
+            # threads ran 15x slower under 1 in benchmarks/step_capture.py)
+            settings = dict(options={"cpp.threads": torch.get_num_threads()})
+        self.compiled = torch.compile(static_step, dynamic=False, fullgraph=True, **settings)
 
     def prepare(self, cache: LeanKVCache) -> None:
         """Make ``cache`` run its one-position steps through the compiled step."""
