@@ -17,6 +17,7 @@ from espnet2_echat.models.lean_decoder import (
     new_lean_cache,
     supports_lean_decoding,
 )
+from espnet2_echat.models.packed_linear import packing_available
 from espnet2_echat.models.speech_llm import SpeechLLM
 
 FAMILIES = {
@@ -136,8 +137,11 @@ def test_other_rope_types_fall_back():
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_greedy_ids_equal_transformers_generate(family):
-    """The decoder's lean text decode (left-padded batch) picks transformers' greedy ids."""
+@pytest.mark.parametrize("column_major", [False, True])
+def test_greedy_ids_equal_transformers_generate(family, column_major):
+    """The decoder's lean text decode (left-padded batch) picks transformers' greedy ids,
+    also in the CPU decode layout, where batch steps read the text head through a copy
+    packed for oneDNN (``packed_linear``)."""
     causal_lm = _model(family, seed=4)
     llm = SpeechLLM(causal_lm, speech_token_num=9).eval()
     batch, prompt, n = 2, 6, 12
@@ -153,10 +157,14 @@ def test_greedy_ids_equal_transformers_generate(family):
         )
     options = DecodingOptions(do_sample=False, max_new_tokens=n, max_new_speech_tokens=0)
     plan = build_plan("text", options, llm.ids)
+    if column_major:
+        llm.use_column_major_weights()
     with torch.no_grad():
         assert supports_lean_decoding(causal_lm)
         ours = generate(llm, embeds, mask, positions, plan)
     assert [row[:n] for row in ours.ids] == expected.tolist()
+    if column_major and packing_available():
+        assert llm.packed_head._packed is not None  # the batch steps used the packed copy
 
 
 def test_unsupported_lm_falls_back_with_a_warning(caplog):
