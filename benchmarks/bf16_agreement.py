@@ -7,13 +7,20 @@ sequences are equal, the first position where they differ, and the logit error o
 steps before it (max |bf16 - fp32| and the same divided by max |fp32|, per step's raw head
 logits). Timing is not part of this script (see ``decode_speed.py``).
 
+``--variant int8_heads`` compares instead an fp32 model whose text and speech heads are
+fbgemm's dynamic int8 Linear (``torch.ao.quantization.quantize_dynamic``: int8 weights per
+output channel, activations quantised per call), the int8 candidate of
+``int8_products.py`` (not a decoding option yet).
+
     python -m benchmarks.bf16_agreement --out benchmarks/bf16_agreement_tiny.json
+    python -m benchmarks.bf16_agreement --variant int8_heads --out benchmarks/int8_heads_agreement_tiny.json
 """
 
 import argparse
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +31,23 @@ TASKS = [("asr", "none"), ("s2t_chat", "none"), ("s2s", "none"), ("s2s", "tag"),
          ("t2t", "none")]
 
 
+def _int8(linear: torch.nn.Linear) -> torch.nn.Module:
+    """``linear`` as fbgemm's dynamic int8 Linear (weights per output channel)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = torch.nn.Sequential(torch.nn.Linear(linear.in_features, linear.out_features,
+                                                      bias=linear.bias is not None))
+        wrapped[0].load_state_dict(linear.state_dict())
+        return torch.ao.quantization.quantize_dynamic(
+            wrapped, {torch.nn.Linear}, dtype=torch.qint8)[0]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fixtures", default=os.environ.get("ECHAT_REF_FIXTURES", "../shared/fixtures"))
     parser.add_argument("--max_tokens", type=int, default=20)
     parser.add_argument("--max_speech_tokens", type=int, default=30)
+    parser.add_argument("--variant", default="bfloat16", choices=["bfloat16", "int8_heads"])
     parser.add_argument("--out")
     args = parser.parse_args()
     from espnet2_echat.convert.osum_echat import convert_osum_echat
@@ -38,8 +57,13 @@ def main():
     tmp = tempfile.TemporaryDirectory()
     model = Path(tmp.name)
     convert_osum_echat(str(fixtures / "model.pt"), str(fixtures / "config.yaml"), str(fixtures / "llm"), str(model))
-    models = {d: Speech2Response(model / "config.yaml", model / "model.pth", dtype=d)
-              for d in ("float32", "bfloat16")}
+    models = {d: Speech2Response(model / "config.yaml", model / "model.pth",
+                                 dtype="float32" if d != "bfloat16" else d)
+              for d in ("float32", args.variant)}
+    if args.variant == "int8_heads":
+        llm = models["int8_heads"].model.llm
+        llm.causal_lm.lm_head = _int8(llm.causal_lm.lm_head)
+        llm.speech_head = _int8(llm.speech_head)
     utts = json.loads((fixtures / "expected.json").read_text())["utterances"]
     greedy = dict(do_sample=False, max_new_tokens=args.max_tokens,
                   max_new_speech_tokens=args.max_speech_tokens, output_scores=True)
@@ -50,7 +74,7 @@ def main():
         for task, think in TASKS:
             kw = dict(text=utt["text"]) if task in ("tts", "t2t") else dict(speech=wav)
             out = {d: m(task=task, think=think, **kw, **greedy) for d, m in models.items()}
-            a, b = out["float32"], out["bfloat16"]
+            a, b = out["float32"], out[args.variant]
             first = next((i for i, (x, y) in enumerate(zip(a.ids, b.ids)) if x != y),
                          None if len(a.ids) == len(b.ids) else min(len(a.ids), len(b.ids)))
             upto = len(a.ids) if first is None else first + 1  # logits up to the first difference
@@ -64,7 +88,7 @@ def main():
                           "max_abs_logit_error": max(e[0] for e in errs),
                           "max_rel_logit_error": max(e[1] for e in errs)})
             print(json.dumps(cases[-1]))
-    res = {"command": "python -m benchmarks.bf16_agreement " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out" and v is not None),
+    res = {"variant": args.variant, "command": "python -m benchmarks.bf16_agreement " + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "out" and v is not None),
            "model": "golden set tiny (converted)", "cases": len(cases),
            "equal": sum(c["equal"] for c in cases),
            "max_abs_logit_error": max(c["max_abs_logit_error"] for c in cases),
