@@ -9,8 +9,7 @@ logits). Timing is not part of this script (see ``decode_speed.py``).
 
 ``--variant int8_heads`` compares instead an fp32 model whose text and speech heads are
 fbgemm's dynamic int8 Linear (``torch.ao.quantization.quantize_dynamic``: int8 weights per
-output channel, activations quantised per call), the int8 candidate of
-``int8_products.py`` (not a decoding option yet).
+output channel, activations quantised per call): ``--int8_heads true`` of echat_inference.
 
     python -m benchmarks.bf16_agreement --out benchmarks/bf16_agreement_tiny.json
     python -m benchmarks.bf16_agreement --variant int8_heads --out benchmarks/int8_heads_agreement_tiny.json
@@ -20,7 +19,6 @@ import argparse
 import json
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +27,6 @@ import torch
 
 TASKS = [("asr", "none"), ("s2t_chat", "none"), ("s2s", "none"), ("s2s", "tag"), ("tts", "none"),
          ("t2t", "none")]
-
-
-def _int8(linear: torch.nn.Linear) -> torch.nn.Module:
-    """``linear`` as fbgemm's dynamic int8 Linear (weights per output channel)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        wrapped = torch.nn.Sequential(torch.nn.Linear(linear.in_features, linear.out_features,
-                                                      bias=linear.bias is not None))
-        wrapped[0].load_state_dict(linear.state_dict())
-        return torch.ao.quantization.quantize_dynamic(
-            wrapped, {torch.nn.Linear}, dtype=torch.qint8)[0]
 
 
 def main():
@@ -52,6 +39,7 @@ def main():
     args = parser.parse_args()
     from espnet2_echat.convert.osum_echat import convert_osum_echat
     from espnet2_echat.inference import Speech2Response
+    from espnet2_echat.models.int8_heads import use_int8_heads
 
     fixtures = Path(args.fixtures) / "osum_echat_tiny"
     tmp = tempfile.TemporaryDirectory()
@@ -61,9 +49,7 @@ def main():
                                  dtype="float32" if d != "bfloat16" else d)
               for d in ("float32", args.variant)}
     if args.variant == "int8_heads":
-        llm = models["int8_heads"].model.llm
-        llm.causal_lm.lm_head = _int8(llm.causal_lm.lm_head)
-        llm.speech_head = _int8(llm.speech_head)
+        use_int8_heads(models["int8_heads"].model.llm)
     utts = json.loads((fixtures / "expected.json").read_text())["utterances"]
     greedy = dict(do_sample=False, max_new_tokens=args.max_tokens,
                   max_new_speech_tokens=args.max_speech_tokens, output_scores=True)

@@ -245,6 +245,7 @@ def inference(
     random_init: bool = False,
     tally: Optional[Tally] = None,
     compile_step: bool = False,
+    int8_heads: bool = False,
     **decoding_options,
 ) -> DecodeSummary:
     """Build a :class:`Speech2Response` (from files or ``model_tag``) and decode a data dir."""
@@ -258,6 +259,7 @@ def inference(
         token2wav_estimator=token2wav_estimator,
         prompt_config=prompt_config,
         compile_step=compile_step,
+        int8_heads=int8_heads,
     )
     if model_tag:
         s2r = Speech2Response.from_pretrained(model_tag, cachedir=cachedir, **model_kwargs)

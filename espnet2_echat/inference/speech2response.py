@@ -133,6 +133,8 @@ class Speech2Response:
         compile_step: run the LLM's decode steps through a compiled step (``torch.compile``;
             CUDA graphs on CUDA; ``SpeechLLM.enable_step_capture``). The first decode of a
             batch size compiles (seconds to a minute on CPU); greedy ids equal eager ones.
+        int8_heads: decode with int8 text and speech heads (CPU,
+            ``espnet2_echat.models.int8_heads``): fewer bytes a step, logits within ~2 %.
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class Speech2Response:
         quirks: Optional[ReferenceQuirks] = None,
         synthesis_nthreads: Optional[int] = None,
         compile_step: bool = False,
+        int8_heads: bool = False,
     ):
         from espnet2_echat.tasks.echat import EChatTask
 
@@ -181,6 +184,10 @@ class Speech2Response:
         if torch.device(device).type == "cpu":
             model.llm.use_column_major_weights()  # ~2x faster decode steps on CPU
         model.llm.enable_step_capture(compile_step)
+        if int8_heads:
+            from espnet2_echat.models.int8_heads import use_int8_heads
+
+            use_int8_heads(model.llm)
         self.model = model
         self.model_file = str(model_file) if model_file is not None else None
         self.device = torch.device(device)
