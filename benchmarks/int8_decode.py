@@ -13,6 +13,7 @@ import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -67,8 +68,7 @@ def main():
               flush=True)
     res["load_after"] = os.getloadavg()
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(res, f, indent=2)
+        Path(args.out).write_text(json.dumps(res, indent=2))
 
 
 if __name__ == "__main__":

@@ -110,17 +110,24 @@ def test_captured_cache_is_zeroed_and_bucketed(llm):
 
 
 @pytest.mark.reference
-def test_the_flag_reaches_the_llm(converted_dir):
-    """``--compile_step true`` of echat_inference reaches ``Speech2Response`` and the LLM."""
+@pytest.mark.parametrize("flag", ["compile_step", "int8_heads"])
+def test_the_speed_flags_reach_the_llm(converted_dir, flag):
+    """``--compile_step`` / ``--int8_heads`` of echat_inference reach ``Speech2Response`` and
+    the LLM, which then decodes."""
+    from torch import nn
+
     from espnet2_echat.bin.echat_inference import get_parser
     from espnet2_echat.inference import Speech2Response
 
     args = get_parser().parse_args(
         ["--data_path_and_name_and_type", "x,speech,sound", "--output_dir", "o", "--task",
-         "asr", "--compile_step", "true"]
+         "asr", f"--{flag}", "true"]
     )
-    assert args.compile_step is True
+    assert getattr(args, flag) is True
     s2r = Speech2Response(
-        converted_dir / "config.yaml", converted_dir / "model.pth", compile_step=True
+        converted_dir / "config.yaml", converted_dir / "model.pth", **{flag: True}
     )
-    assert s2r.model.llm.capture_step
+    llm = s2r.model.llm
+    assert llm.capture_step if flag == "compile_step" else type(llm.speech_head) is not nn.Linear
+    if flag == "int8_heads":  # (a compiled decode is tested above, on a smaller model)
+        assert len(s2r(task="t2t", text="hello", do_sample=False, max_new_tokens=3).token_int)
