@@ -124,12 +124,24 @@ def _stats(text: str) -> Dict[str, float]:
     return out
 
 
+def earlier_logs(path: Path) -> List[Path]:
+    """``train.log.1`` .. ``train.log.N`` beside ``path``: the logs of earlier (killed or
+    resumed) runs that the recipe's ``keep_log`` kept, oldest first."""
+    path = Path(path)
+    numbered = [p for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()]
+    return sorted(numbered, key=lambda p: int(p.suffix[1:]))
+
+
 def parse_train_log(path: Path) -> StageCurve:
-    """The ``Nepoch results: [train] ... [valid] ...`` lines of an ESPnet ``train.log``
-    (a resumed run logs an epoch again: the last line of an epoch wins)."""
+    """The ``Nepoch results: [train] ... [valid] ...`` lines of an ESPnet ``train.log`` and of
+    the earlier runs' logs kept beside it (a resumed run logs an epoch again: the last line of
+    an epoch wins)."""
     valid: Dict[int, Dict[str, float]] = {}
     train: Dict[int, Dict[str, float]] = {}
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+    text = "\n".join(
+        p.read_text(encoding="utf-8", errors="replace") for p in earlier_logs(path) + [Path(path)]
+    )
+    for line in text.splitlines():
         m = _EPOCH_LINE.search(line)
         if not m:
             continue

@@ -150,6 +150,37 @@ def test_train_log_parsing_keeps_the_last_line_of_a_resumed_epoch(tmp_path):
     assert curve.train[1]["loss"] == 4.0
 
 
+def test_train_log_parsing_reads_the_logs_kept_from_earlier_runs(tmp_path):
+    """A run killed after epochs 1-2 and resumed logs only epoch 3: the kept logs give the rest
+    (train.log.2 sorts after train.log.10 by name, not by number: both are read in run order)."""
+    train_log(tmp_path / "s", [(4.0, 3.0), (3.5, 2.5), (3.0, 2.0)])
+    log = tmp_path / "s" / "train.log"
+    lines = log.read_text().splitlines()
+    (tmp_path / "s" / "train.log.1").write_text("\n".join(lines[:2]) + "\n")  # epoch 1
+    (tmp_path / "s" / "train.log.2").write_text(lines[2].replace("loss=2.500", "loss=9.000"))
+    (tmp_path / "s" / "train.log.10").write_text(lines[2] + "\n")  # epoch 2 again, later run
+    (tmp_path / "s" / "train.log.x").write_text(lines[1].replace("loss=3.000", "loss=7.000"))
+    log.write_text(lines[3] + "\n")  # the last run: epoch 3 only
+    curve = parse_train_log(log)
+    assert {e: v["loss"] for e, v in curve.valid.items()} == {1: 3.0, 2: 2.5, 3: 2.0}
+
+
+def test_recipe_keeps_the_log_a_rerun_would_overwrite(tmp_path):
+    """echat.sh's keep_log: an existing log moves to the next free .N, nothing is overwritten."""
+    script = Path(__file__).parents[2] / "egs2" / "echat" / "echat1" / "echat.sh"
+    text = script.read_text()
+    start = text.index("keep_log() {")
+    fn = text[start : text.index("\n}\n", start) + 3]
+    log = tmp_path / "train.log"
+    for run in ("first", "second", "third"):
+        log.write_text(run)
+        subprocess.run(["bash", "-c", f'{fn}\nkeep_log "$1"', "_", str(log)], check=True)
+    assert not log.exists()
+    assert [(tmp_path / f"train.log.{n}").read_text() for n in (1, 2, 3)] == [
+        "first", "second", "third"]
+    subprocess.run(["bash", "-c", f'{fn}\nkeep_log "$1"', "_", str(log)], check=True)
+
+
 def test_confusion_table_shape():
     lines = confusion_table({"labels": ["<A>"], "columns": ["<A>", "<B>"], "matrix": [[3, 1]]})
     assert lines == ["|reference \\ predicted|<A>|<B>|", "|---|---|---|", "|<A>|3|1|"]

@@ -17,6 +17,14 @@
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*"; }
+# keep_log FILE: a re-run (resume) would overwrite FILE; keep it as FILE.N (next free N) so the
+# epochs the earlier run logged stay readable (RESULTS.md reads FILE.1 .. FILE.N, then FILE).
+keep_log() {
+    [ -f "$1" ] || return 0
+    local n=1
+    while [ -e "$1.${n}" ]; do n=$((n + 1)); done
+    mv "$1" "$1.${n}"
+}
 SECONDS=0
 
 # <options>  (--help prints this block: "--name (default) comment")
@@ -306,6 +314,7 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
     fi
     [ -n "${deepspeed_config}" ] && args+=(--use_deepspeed true --deepspeed_config "${deepspeed_config}")
     mkdir -p "${exp}"
+    keep_log "${exp}/train.log"
     local launch_opts=(--cmd "${cuda_cmd} --name $(basename "${exp}")" --log "${exp}/train.log"
         --ngpu "${ngpu}" --init_file_prefix "${exp}/.dist_init_" --multiprocessing_distributed true)
     if [ -n "${host}" ]; then launch_opts+=(--host "${host}"); else launch_opts+=(--num_nodes "${num_nodes}"); fi
@@ -372,6 +381,7 @@ if run_stage 8; then
             awk '{print $1, NF-1}' "${d}/speech_token" > "${d}/shape"
         done
         log "  training the tiny token2wav (log: ${exp_t2w}/train.log)"
+        keep_log "${exp_t2w}/train.log"
         ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name token2wav" --log "${exp_t2w}/train.log" \
             --ngpu "${ngpu}" --num_nodes 1 --multiprocessing_distributed true -- \
             ${python} -m espnet2_echat.bin.token2wav_train --config "${token2wav_config}" \
