@@ -55,6 +55,13 @@ def add_tag_tokens(tokenizer) -> None:
             )
 
 
+def tag_ids(tagged) -> List[int]:
+    """The single ids of every tag in ``tagged`` (a tokenizer passed through
+    :func:`add_tag_tokens`): the text rows that train beside a frozen LLM
+    (``models.text_row_deltas``)."""
+    return sorted({tagged.convert_tokens_to_ids(tag) for tag in tag_tokens()})
+
+
 def added_tag_pieces(plain, tagged) -> Dict[int, List[int]]:
     """``{id in tagged: ids of its pieces in plain}`` for every tag that ``tagged`` (a copy
     of ``plain`` passed through :func:`add_tag_tokens`) spells as one new id."""

@@ -204,7 +204,7 @@ def embed_step(llm: SpeechLLM, ids: torch.Tensor, kinds: set) -> torch.Tensor:
     """(B, 1, H) embeddings of one step's unified ids; ``kinds``: the phases that chose them
     (one table lookup when they are all text or all speech; inactive rows hold any id)."""
     if kinds == {Phase.TEXT}:
-        return llm.causal_lm.get_input_embeddings()(ids[:, None])
+        return llm.embed_text(ids[:, None])
     if kinds == {Phase.SPEECH}:
         return llm.speech_embedding((ids[:, None] - llm.ids.text_vocab_size).clamp(min=0))
     return llm.embed(ids[:, None])

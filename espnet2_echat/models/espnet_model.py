@@ -204,8 +204,7 @@ class EChatModel(AbsESPnetModel):
         """:meth:`supervised_hidden` after splicing (``embeds``, ``targets``)."""
         lengths = [0] * len(input_ids)
         if self.reuse_frozen_prefix and self._prefix_reusable():
-            vocab = self.llm.text_vocab_size
-            lengths = [frozen_prefix_length(i, t, vocab) for i, t in zip(input_ids, target)]
+            lengths = [frozen_prefix_length(i, t, self.llm) for i, t in zip(input_ids, target)]
         if not any(lengths):
             batch = pack(embeds, targets)
             hidden = self.llm.hidden_states(

@@ -54,17 +54,18 @@ def frozen_prefix_blocker(llm: SpeechLLM) -> Optional[str]:
     return None
 
 
-def frozen_prefix_length(ids: torch.Tensor, target: torch.Tensor, text_vocab_size: int) -> int:
+def frozen_prefix_length(ids: torch.Tensor, target: torch.Tensor, llm: SpeechLLM) -> int:
     """How many leading positions of one sample are frozen text with no loss.
 
     ``ids`` and ``target`` are the sample's unified ids and targets before audio is spliced
-    in (same length). The prefix ends at the first id that is not a text id (an audio
-    placeholder, a speech-table id: their embeddings train) and before the position whose
-    hidden state predicts the first supervised target; at least one position is left.
+    in (same length). The prefix ends at the first id whose embedding trains (an audio
+    placeholder, a speech-table id, a trainable text row: ``llm.has_trainable_embedding``)
+    and before the position whose hidden state predicts the first supervised target; at
+    least one position is left.
     """
     n = int(ids.shape[0])
-    not_text = ((ids < 0) | (ids >= text_vocab_size)).nonzero()
-    first_input = int(not_text[0]) if len(not_text) else n
+    trained_input = llm.has_trainable_embedding(ids).nonzero()
+    first_input = int(trained_input[0]) if len(trained_input) else n
     supervised = (target != IGNORE_ID).nonzero()
     first_output = int(supervised[0]) - 1 if len(supervised) else n  # hidden t predicts t+1
     return max(0, min(first_input, first_output, n - 1))

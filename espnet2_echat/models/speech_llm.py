@@ -1,7 +1,7 @@
 """The LLM with its speech-token embedding and speech head beside it (docs/model.md#speech-ids)."""
 
 import logging
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -12,6 +12,7 @@ from espnet2_echat.models.causal_lm import text_vocab_size
 from espnet2_echat.models.packed_linear import PackedWeight, packing_available
 from espnet2_echat.models.split_linear import split_linear
 from espnet2_echat.models.step_capture import StepCapture, captured_length
+from espnet2_echat.models.text_row_deltas import TextRowDeltas
 from espnet2_echat.models.lean_decoder import (
     LeanKVCache,
     lean_forward,
@@ -33,9 +34,16 @@ class SpeechLLM(nn.Module):
     Args:
         causal_lm: the transformers causal LM.
         speech_token_num: the config's speech-head size (K+1).
+        trainable_text_ids: text ids whose input/output rows train even when the LLM is
+            frozen (the added tags; :mod:`espnet2_echat.models.text_row_deltas`).
     """
 
-    def __init__(self, causal_lm: PreTrainedModel, speech_token_num: int):
+    def __init__(
+        self,
+        causal_lm: PreTrainedModel,
+        speech_token_num: int,
+        trainable_text_ids: Sequence[int] = (),
+    ):
         super().__init__()
         self.causal_lm = causal_lm
         hidden = causal_lm.get_input_embeddings().weight.shape[1]
@@ -43,6 +51,10 @@ class SpeechLLM(nn.Module):
         dtype = causal_lm.get_input_embeddings().weight.dtype
         self.speech_embedding = nn.Embedding(self.ids.table_size, hidden, dtype=dtype)
         self.speech_head = nn.Linear(hidden, self.ids.speech_token_num, dtype=dtype)
+        tied = causal_lm.get_output_embeddings().weight is causal_lm.get_input_embeddings().weight
+        self.text_row_deltas = (
+            TextRowDeltas(trainable_text_ids, hidden, tied, dtype) if trainable_text_ids else None
+        )
         self.head_parts = 1  # set by use_column_major_weights on CPU
         self.packed_head: Optional[PackedWeight] = None  # idem: the batch-step layout
         self._fallback_reported = False
@@ -75,9 +87,24 @@ class SpeechLLM(nn.Module):
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Embed unified ids (text < V, speech-table >= V) of any shape."""
         is_speech = ids >= self.text_vocab_size
-        text = self.causal_lm.get_input_embeddings()(torch.where(is_speech, 0, ids))
+        text = self.embed_text(torch.where(is_speech, 0, ids))
         speech = self.speech_embedding(torch.where(is_speech, ids - self.text_vocab_size, 0))
         return torch.where(is_speech[..., None], speech, text)
+
+    def embed_text(self, ids: torch.Tensor) -> torch.Tensor:
+        """Embed text ids (< V) of any shape."""
+        text = self.causal_lm.get_input_embeddings()(ids)
+        if self.text_row_deltas is None:
+            return text
+        return self.text_row_deltas.embed(ids, text)
+
+    def has_trainable_embedding(self, ids: torch.Tensor) -> torch.Tensor:
+        """Mask of the unified ids (and audio placeholders, < 0) whose input embedding is a
+        trained parameter outside the LLM: speech-table ids and ids of trainable text rows."""
+        mask = (ids < 0) | (ids >= self.text_vocab_size)
+        if self.text_row_deltas is not None:
+            mask |= self.text_row_deltas.contains(ids)
+        return mask
 
     def new_cache(self, batch: int, max_len: int, dtype: torch.dtype, device):
         """A KV cache for decoding: the lean preallocated one where the LLM supports it.
@@ -138,6 +165,12 @@ class SpeechLLM(nn.Module):
         )
 
     def text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self._frozen_text_logits(hidden)
+        if self.text_row_deltas is None:
+            return logits
+        return self.text_row_deltas.logits(hidden, logits)
+
+    def _frozen_text_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         head = self.causal_lm.get_output_embeddings()
         decode_step = hidden.dim() == 2 and hidden.shape[0] <= 16  # BLAS threads larger ones
         plain = type(head) is nn.Linear and head.bias is None and hidden.device.type == "cpu"

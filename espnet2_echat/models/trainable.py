@@ -5,8 +5,9 @@ from typing import Dict, Sequence
 from torch import nn
 
 # Prefixes of EChatModel parameters that train, per reference fire_module value.
-# "link" = adapter + speech embedding/head; the LLM body is ``llm.causal_lm``.
-_LINK = ("adapter.", "llm.speech_embedding.", "llm.speech_head.")
+# "link" = adapter + speech embedding/head + the rows of added tags (models/text_row_deltas.py);
+# the LLM body is ``llm.causal_lm``.
+_LINK = ("adapter.", "llm.speech_embedding.", "llm.speech_head.", "llm.text_row_deltas.")
 TRAINABLE_PARTS: Dict[str, Sequence[str]] = {
     "link": _LINK,
     "encoder": ("encoder.",),

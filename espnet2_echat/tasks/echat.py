@@ -2,7 +2,7 @@
 
 import argparse
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from espnet2.tasks.abs_task import AbsTask
@@ -338,11 +338,12 @@ class EChatTask(AbsTask):
         llm_conf = dict(args.llm_conf)
         llm_conf["name_or_path"] = cls.model_source(args, "llm_conf.name_or_path")
         causal_lm = llm_choices.get_class(args.llm)(**llm_conf)
+        tag_rows = ()
         if getattr(args, "add_tag_tokens", False):
-            cls._grow_for_tags(args, causal_lm)
+            tag_rows = cls._grow_for_tags(args, causal_lm)
         if args.use_lora:
             causal_lm = add_lora(causal_lm, **args.lora_conf)
-        llm = SpeechLLM(causal_lm, args.speech_token_num)
+        llm = SpeechLLM(causal_lm, args.speech_token_num, trainable_text_ids=tag_rows)
         hidden = llm.speech_head.in_features
         adapter = speech_adapter_choices.get_class(args.speech_adapter)(
             encoder_size=encoder.output_size(), llm_size=hidden, **args.speech_adapter_conf
@@ -385,14 +386,16 @@ class EChatTask(AbsTask):
         )
 
     @classmethod
-    def _grow_for_tags(cls, args: argparse.Namespace, causal_lm) -> None:
-        """Grow the LLM's text ids to the tokenizer with tags (rows from their old pieces)."""
-        from espnet2_echat.data.tag_tokens import added_tag_pieces
+    def _grow_for_tags(cls, args: argparse.Namespace, causal_lm) -> List[int]:
+        """Grow the LLM's text ids to the tokenizer with tags (rows from their old pieces);
+        returns the tags' ids, whose rows train (``models.text_row_deltas``)."""
+        from espnet2_echat.data.tag_tokens import added_tag_pieces, tag_ids
 
         plain = load_tokenizer(cls.tokenizer_source(args))
         tagged = cls.text_tokenizer(args)
         rows = text_vocab_rows(causal_lm.get_input_embeddings().weight.shape[0], tagged)
         grow_vocabulary(causal_lm, rows, added_tag_pieces(plain, tagged))
+        return tag_ids(tagged)
 
     @classmethod
     def build_model_from_file(

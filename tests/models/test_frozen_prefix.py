@@ -33,7 +33,7 @@ FAMILIES = {
 }
 
 
-def _model(family: str, seed: int = 0) -> EChatModel:
+def _model(family: str, seed: int = 0, trainable_text_ids=()) -> EChatModel:
     config_cls, model_cls, extra = FAMILIES[family]
     torch.manual_seed(seed)
     config = config_cls(
@@ -44,7 +44,7 @@ def _model(family: str, seed: int = 0) -> EChatModel:
     causal_lm = model_cls(config)
     for p in causal_lm.parameters():  # norms and biases away from their init
         p.data.normal_(0, 0.3)
-    llm = SpeechLLM(causal_lm, K1)
+    llm = SpeechLLM(causal_lm, K1, trainable_text_ids)
     adapter = EChatAdapter(ENC, HIDDEN, attention_heads=2, linear_units=32, num_blocks=1,
                            dropout_rate=0.0)
     model = EChatModel(nn.Identity(), nn.Identity(), adapter, llm)
@@ -168,13 +168,18 @@ def test_supervised_rows_equal_full_logits(family):
 
 
 def test_prefix_lengths():
+    llm = _model("llama_tied").llm
     ids, target = _sample([5, 6, 7, 8], True, [9, 10])
-    assert frozen_prefix_length(ids, target, V) == 4  # stops at the audio placeholder
+    assert frozen_prefix_length(ids, target, llm) == 4  # stops at the audio placeholder
     ids, target = _sample([5, 6, 7, 8], False, [9, 10])
-    assert frozen_prefix_length(ids, target, V) == 3  # hidden 3 predicts target 4
+    assert frozen_prefix_length(ids, target, llm) == 3  # hidden 3 predicts target 4
     ids = torch.tensor([5, 6, V + 2, 7, 8, 9])  # a speech-table id: its embedding trains
-    assert frozen_prefix_length(ids, torch.tensor([IGNORE_ID] * 5 + [9]), V) == 2
-    assert frozen_prefix_length(torch.tensor([5]), torch.tensor([IGNORE_ID]), V) == 0
+    assert frozen_prefix_length(ids, torch.tensor([IGNORE_ID] * 5 + [9]), llm) == 2
+    assert frozen_prefix_length(torch.tensor([5]), torch.tensor([IGNORE_ID]), llm) == 0
+    # a text id with a trainable row (an added tag) ends the prefix as well
+    tagged = _model("llama_tied", trainable_text_ids=[7, 99]).llm
+    ids, target = _sample([5, 6, 7, 8], True, [9, 10])
+    assert frozen_prefix_length(ids, target, tagged) == 2
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
