@@ -23,6 +23,7 @@ from espnet2_echat.models.feature_augment import AugmentedWhisperLogMel
 from espnet2_echat.models.frontend import WhisperLogMel
 from espnet2_echat.models.model_source import config_file_of, resolve_model_source
 from espnet2_echat.models.speech_llm import SpeechLLM
+from espnet2_echat.models.adapter_init import ADAPTER_PROJ_INITS, init_adapter_projection
 from espnet2_echat.models.trainable import (
     REFERENCE_LORA_TARGETS,
     TRAINABLE_PARTS,
@@ -98,6 +99,16 @@ class EChatTask(AbsTask):
             help="Add OSUM-EChat's task, label and think tags to the LLM's tokenizer as "
             "tokens and grow its embeddings (espnet2_echat.data.tag_tokens); off for Qwen2.5, "
             "whose released model spells tags in pieces",
+        )
+        group.add_argument(
+            "--adapter_proj_init",
+            type=str,
+            default="default",
+            choices=list(ADAPTER_PROJ_INITS),
+            help="How the adapter's output projection starts when no checkpoint gives it: "
+            "default (PyTorch's, as the reference); embedding_rms: scaled so that audio "
+            "embeddings start at the RMS of the LLM's text embeddings "
+            "(espnet2_echat.models.adapter_init)",
         )
         group.add_argument(
             "--encoder_cache",
@@ -348,6 +359,7 @@ class EChatTask(AbsTask):
         adapter = speech_adapter_choices.get_class(args.speech_adapter)(
             encoder_size=encoder.output_size(), llm_size=hidden, **args.speech_adapter_conf
         )
+        init_adapter_projection(adapter, causal_lm, getattr(args, "adapter_proj_init", "default"))
         model = EChatModel(
             frontend,
             encoder,
