@@ -11,6 +11,7 @@ import copy
 import pytest
 import torch
 
+from espnet2_echat.inference.decoder import Phase, embed_step
 from espnet2_echat.models.frozen_prefix import frozen_prefix_blocker
 from espnet2_echat.models.trainable import set_trainable_parts
 from tests.models.test_frozen_prefix import (
@@ -56,6 +57,9 @@ def test_embeddings_and_logits_equal_edited_rows(family):
     torch.testing.assert_close(model.llm.embed(ids), plain.llm.embed(ids))
     hidden = torch.randn(2, 5, model.llm.speech_head.in_features)
     torch.testing.assert_close(model.llm.joint_logits(hidden), plain.llm.joint_logits(hidden))
+    step_ids = torch.tensor([3, 4, V - 1])  # a decode step's text ids
+    torch.testing.assert_close(embed_step(model.llm, step_ids, {Phase.TEXT}),
+                               embed_step(plain.llm, step_ids, {Phase.TEXT}))
     # the decoding paths: one row and a few rows, column-major weights, no gradient
     for m in (model, plain):
         m.eval().llm.use_column_major_weights()
