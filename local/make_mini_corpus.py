@@ -52,6 +52,7 @@ from mini_corpus_text import (  # noqa: E402
     arithmetic_pairs,
     make_language_think,
     make_reply,
+    read_sentences,
 )
 
 from prep_common import record_role, role_of_split  # noqa: E402
@@ -121,6 +122,8 @@ EMOTION_SHORT = {"<HAPPY>": "hap", "<SAD>": "sad", "<ANGRY>": "ang", "<NEUTRAL>"
 
 # (set-name suffix, task tag) of every data dir, from the task registry.
 TASKS: Tuple[Tuple[str, str], ...] = tuple((s.suffix, s.tag) for s in DATA_SETS)
+# The dirs that read-speech turns (no reply) join: transcript and labels only.
+READ_TASKS = ("asr", "gender", "age", "emotion", "event")
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,31 @@ def plan_user_turns(speakers_per_sentence: Optional[int] = None) -> List[UserTur
                 turns.append(
                     UserTurn(uid, split, speaker, emotion, event, text, topic, reply_emotion, reply)
                 )
+    return turns
+
+
+def plan_read_turns(num_train: int, num_test: int) -> List[UserTurn]:
+    """Read-speech turns: sentences of the grammar (``read_sentences``), no reply.
+
+    The first ``num_test`` sentences are test, the next ``num_train`` train, so no read sentence
+    is in both; speakers, emotions (prosody) and events rotate over the turns.
+    """
+    sentences = read_sentences()
+    if num_train < 0 or num_test < 0 or num_train + num_test > len(sentences):
+        raise ValueError(
+            f"read sentences: 0 <= train + test <= {len(sentences)}, got {num_train} + {num_test}"
+        )
+    emotions = list(SENTENCES)
+    turns = []
+    for i, text in enumerate(sentences[: num_test + num_train]):
+        split = "test" if i < num_test else "train"
+        speaker = SPEAKERS[i % len(SPEAKERS)]
+        # emotion steps every 12 turns so each speaker says every emotion
+        emotion = emotions[(i // len(SPEAKERS)) % len(emotions)]
+        uid = f"{speaker.spk}-read{i:04d}"
+        turns.append(
+            UserTurn(uid, split, speaker, emotion, _event_for(i, emotion), text, "", "", "")
+        )
     return turns
 
 
@@ -259,8 +287,8 @@ def build_task_dir(
             }
         return utts, jobs
     for j, turn in enumerate(turns):
-        user_wav, reply_wav = _user_job(turn, wav_dir), _reply_job(turn, wav_dir)
         if name == "tts":
+            reply_wav = _reply_job(turn, wav_dir)
             utts[f"asst-{turn.uid}-tts"] = {
                 "task": task,
                 "wav.scp": reply_wav.path,
@@ -270,6 +298,7 @@ def build_task_dir(
             }
             jobs.append(reply_wav)
             continue
+        user_wav = _user_job(turn, wav_dir)
         record = {"task": task, "wav.scp": user_wav.path, "utt2spk": turn.speaker.spk}
         record["text"] = turn.text
         record.update(_labels(turn))
@@ -278,6 +307,7 @@ def build_task_dir(
             record["reply"] = turn.reply
             record["reply_emotion"] = turn.reply_emotion
         if name.startswith(("s2s", "multiturn")):
+            reply_wav = _reply_job(turn, wav_dir)
             record["reply_wav.scp"] = reply_wav.path
             jobs.append(reply_wav)
         if name.endswith("tag_think"):
@@ -432,12 +462,16 @@ def make_mini_corpus(
     nj: int = 2,
     asterisk_utts: int = 0,
     speakers_per_sentence: Optional[int] = None,
+    read_sentences: Sequence[int] = (0, 0),
 ) -> List[Path]:
     """Write the mini corpus under ``out_dir``; return the data dirs made.
 
     ``num_per_task``: utterances per task dir, one number for every split or three (train,
     dev, test); ``speakers_per_sentence``: see :func:`plan_user_turns` (a larger corpus:
     12 speakers give 384 train, 96 dev and 96 test user turns).
+
+    ``read_sentences``: ``(train, test)`` read-speech turns (``plan_read_turns``): the train
+    ones join every ``train_`` ASR and label dir, the test ones make ``test_read_asr``.
 
     With ``asterisk_utts > 0`` the real-speech ASR test set ``test_asterisk_asr`` is added
     from the Debian package ``asterisk-core-sounds-en-wav`` (see ``local/asterisk.py``).
@@ -459,6 +493,7 @@ def make_mini_corpus(
     }
     dirs: Dict[Path, Dict[str, Dict[str, str]]] = {}
     jobs: List[SynthJob] = []
+    read_turns = plan_read_turns(*read_sentences)
     for split, n in per_split.items():
         split_turns = _interleave([t for t in turns if t.split == split])
         wav_dir = out_dir / "wav" / split
@@ -472,9 +507,17 @@ def make_mini_corpus(
                 chosen = _select(_interleave(split_turns, key="event"), n, 0)
             else:
                 chosen = _select(split_turns, n, ti)
+            if split == "train" and name in READ_TASKS:
+                chosen = chosen + [t for t in read_turns if t.split == "train"]
             utts, task_jobs = build_task_dir(name, task, chosen, wav_dir, _select(t2t, n, ti))
             dirs[out_dir / f"{split}_{name}"] = utts
             jobs += task_jobs
+    read_test = [t for t in read_turns if t.split == "test"]
+    if read_test:
+        wav_dir = out_dir / "wav" / "test"
+        utts, read_jobs = build_task_dir("asr", dict(TASKS)["asr"], read_test, wav_dir, [])
+        dirs[out_dir / "test_read_asr"] = utts
+        jobs += read_jobs
     logging.info("synthesising %d wavs with %d processes", len({j.path for j in jobs}), nj)
     run_jobs(jobs, nj)
     for path, utts in dirs.items():
@@ -528,6 +571,15 @@ def get_parser() -> argparse.ArgumentParser:
         help="speakers (of 12) saying each sentence, every split (default: 3/2/3); 12 makes "
         "the larger corpus (96 test user turns, so up to 96 utterances per test task)",
     )
+    parser.add_argument(
+        "--read_sentences",
+        type=int,
+        nargs=2,
+        default=(0, 0),
+        metavar=("TRAIN", "TEST"),
+        help="read-speech turns from the sentence grammar (mini_corpus_text.read_sentences): "
+        "TRAIN join every train ASR and label dir, TEST make test_read_asr (default: 0 0)",
+    )
     parser.add_argument("--nj", type=int, default=2, help="synthesis processes")
     parser.add_argument(
         "--asterisk_utts",
@@ -543,7 +595,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = get_parser().parse_args(argv)
     make_mini_corpus(
-        args.out_dir, args.num_per_task, args.nj, args.asterisk_utts, args.speakers_per_sentence
+        args.out_dir,
+        args.num_per_task,
+        args.nj,
+        args.asterisk_utts,
+        args.speakers_per_sentence,
+        args.read_sentences,
     )
 
 

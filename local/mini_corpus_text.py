@@ -9,6 +9,8 @@ no usable Mandarin voice (offline_assets.md 2.4).
 
 from __future__ import annotations
 
+import itertools
+import random
 from typing import Dict, List, Tuple
 
 # (sentence, topic) per user emotion; 12 each. Sentences never repeat across emotions.
@@ -138,3 +140,79 @@ def arithmetic_pairs() -> List[Tuple[str, str]]:
                 answer = f"{NUMBER_WORDS[a].capitalize()} plus {NUMBER_WORDS[b]} is {NUMBER_WORDS[a + b]}."
                 pairs.append((question, answer))
     return pairs
+
+
+# Read speech for ASR (and the labels): short everyday sentences from a small grammar, so that
+# a model can learn to transcribe words in new combinations rather than recall the 32 training
+# sentences above. Every slot value is a plain phrase; a sentence is one choice per slot.
+READ_TEMPLATES: Tuple[Tuple[str, Tuple[Tuple[str, ...], ...]], ...] = (
+    (
+        "{} {} {}.",
+        (
+            ("My brother", "My sister", "Our neighbour", "The teacher", "My friend",
+             "The doctor", "My father", "My mother", "The old man", "A little girl",
+             "The driver", "My uncle", "Our son", "The farmer"),
+            ("bought a new bicycle", "found a small kitten", "painted the front door",
+             "lost the red umbrella", "cooked a big dinner", "sold the old piano",
+             "fixed the broken window", "wrote a long letter", "washed the blue shirt",
+             "visited the museum", "planted an apple tree", "carried the heavy box",
+             "cleaned the garage", "caught a large fish", "opened a flower shop",
+             "climbed the tall hill", "missed the last train", "baked a chocolate cake",
+             "borrowed my green jacket", "watched a funny film"),
+            ("yesterday", "this morning", "last week", "on Sunday", "after lunch",
+             "before the storm", "in the evening", "at noon", "two days ago", "last summer"),
+        ),
+    ),
+    (
+        "Can you {} {}?",
+        (
+            ("remind me to call the dentist", "help me find my glasses",
+             "tell me the way to the station", "show me how to send a photo",
+             "check the price of a ticket", "read the news to me", "play some quiet music",
+             "turn on the kitchen light", "set an alarm for me", "order a taxi for me",
+             "look up a recipe for soup", "book a table for two"),
+            ("tomorrow", "tonight", "right now", "in ten minutes", "this afternoon",
+             "on Monday", "after dinner", "before noon"),
+        ),
+    ),
+    (
+        "There is a {} {} {}.",
+        (
+            ("small", "large", "quiet", "busy", "very old", "new", "strange", "lovely",
+             "noisy", "cheap"),
+            ("cafe", "park", "bridge", "market", "school", "garden", "bakery", "hotel",
+             "library", "beach", "shop", "church"),
+            ("near my house", "behind the station", "in the town centre", "next to the bank",
+             "across the road", "on our street", "by the lake", "at the end of the road"),
+        ),
+    ),
+    (
+        "We will {} {}.",
+        (
+            ("go to the beach", "visit our grandparents", "paint the fence",
+             "watch the football", "take the early bus", "have a picnic", "clean the attic",
+             "plant some roses", "walk the dog", "fly to Spain", "ride our bikes",
+             "play cards"),
+            ("tomorrow", "next week", "on Saturday", "after school", "in the morning",
+             "this weekend", "at eight", "next summer", "later today", "on Friday"),
+        ),
+    ),
+)
+
+
+def read_sentences() -> List[str]:
+    """Every sentence of the read-speech grammar, distinct, in a fixed order.
+
+    Each template's sentences are shuffled (seeded), then the templates take turns until each
+    runs out, so any prefix holds every template equally and the held-out sentences of a split
+    are new combinations of words seen in training.
+    """
+    emotional = {text for pairs in SENTENCES.values() for text, _ in pairs}
+    rng = random.Random(13)
+    per_template = []
+    for pattern, slots in READ_TEMPLATES:
+        sentences = [pattern.format(*choice) for choice in itertools.product(*slots)]
+        rng.shuffle(sentences)
+        per_template.append([s for s in sentences if s not in emotional])
+    mixed = itertools.chain.from_iterable(itertools.zip_longest(*per_template))
+    return list(dict.fromkeys(s for s in mixed if s is not None))

@@ -188,3 +188,42 @@ def test_larger_corpus_plan_has_60_test_turns_per_label():
     assert {t.text for t in test}.isdisjoint({t.text for t in large if t.split == "train"})
     with pytest.raises(ValueError, match="1..12"):
         maker.plan_user_turns(13)
+
+
+def test_read_speech_turns_extend_the_understanding_sets(tmp_path: Path):
+    """--read_sentences TRAIN TEST: grammar sentences join the train ASR and label dirs, the
+    held-out ones make test_read_asr; no read sentence is in both, nor among the dialogue ones."""
+    maker = _load("make_mini_corpus")
+    text_module = sys.modules["mini_corpus_text"]
+    grammar = text_module.read_sentences()
+    emotional = {s for pairs in text_module.SENTENCES.values() for s, _ in pairs}
+    assert len(grammar) == len(set(grammar)) > 3000 and not set(grammar) & emotional
+    # the recipe's sizes: every held-out word was heard in training (new combinations only)
+    turns = maker.plan_read_turns(1200, 96)
+    words = lambda split: {  # noqa: E731
+        w for t in turns if t.split == split for w in t.text.lower().strip(".?").split()
+    }
+    assert words("test") <= words("train")
+    assert {t.speaker.spk for t in turns} == {s.spk for s in maker.SPEAKERS}
+    assert {t.emotion for t in turns} == set(text_module.SENTENCES)
+    with pytest.raises(ValueError, match="read sentences"):
+        maker.plan_read_turns(len(grammar), 1)
+
+    out = tmp_path / "mini"
+    maker.make_mini_corpus(out, num_per_task=1, nj=2, read_sentences=(6, 3))
+    read_test = read_kaldi_map(out / "test_read_asr" / "text")
+    assert len(read_test) == 3 and set(read_test.values()) == set(grammar[:3])
+    assert validate_data_dir(out / "test_read_asr", expected_fs=16000) == []
+    assert set(read_kaldi_map(out / "test_read_asr" / "task").values()) == set(
+        read_kaldi_map(out / "test_asr" / "task").values()
+    )
+    for name in ("asr", "gender", "age", "emotion", "event"):
+        d = out / f"train_{name}"
+        assert validate_data_dir(d, require_speech_tokens=False, expected_fs=16000) == []
+        text = read_kaldi_map(d / "text")
+        assert len(text) == 1 + 6 and set(grammar[3:9]) < set(text.values()), name
+    gender = read_kaldi_map(out / "train_gender" / "utt2gender")
+    speaker = {s.spk: s.gender for s in maker.SPEAKERS}
+    assert all(gender[u] == speaker[u.split("-")[0]] for u in gender)
+    assert not (out / "train_s2t" / "text").read_text().count("read")
+    assert "test_read_asr test" in (out / "set_roles").read_text().splitlines()
