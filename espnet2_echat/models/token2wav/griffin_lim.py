@@ -63,6 +63,10 @@ class GriffinLimStandInVocoder(torch.nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B, 80, T) log-mel -> ((B, T * hop) waveform, empty source)."""
         magnitude = torch.clamp(self.inverse_mel @ torch.exp(mel), min=0.0)
+        # Griffin-Lim's STFT reflect-pads n_fft / 2 samples, so its inverse must be longer than
+        # that: a reply of a few speech tokens gets silent frames appended, cut off below
+        min_frames = self.griffin_lim.n_fft // self.hop_size + 2
+        magnitude = torch.nn.functional.pad(magnitude, (0, max(0, min_frames - mel.shape[2])))
         wav = self.griffin_lim(magnitude)
         n = mel.shape[2] * self.hop_size
         wav = torch.nn.functional.pad(wav, (0, max(0, n - wav.shape[-1])))[..., :n]
