@@ -82,8 +82,14 @@ def test_killed_training_reruns_cleanly(work):
 
 
 def test_remaining_stages(work):
-    run(work, "--stage", "6", "--stop_stage", "12")
+    run(work, "--stage", "6", "--stop_stage", "12", "--replay_weight", "0.5")
     final = work / "exp" / "echat_stage3_empathy_tag"
+    # --replay_weight: stages 2 and 3 also train on the earlier stages' sets, with that weight
+    stage2 = (work / "exp" / "echat_stage2_generation" / "config.yaml").read_text()
+    stage3 = (final / "config.yaml").read_text()
+    assert "train_asr:0.5" in stage2 and "train_s2s:0.5" not in stage2
+    assert "train_asr:0.5" in stage3 and "train_s2s:0.5" in stage3
+    assert "train_s2s_tag_think:0.5" not in stage3
     assert (final / "valid.loss.ave.pth").exists() and (final / "images" / "loss.png").exists()
     assert (work / "exp" / "token2wav" / ".done").exists()
     decode = final / "decode_valid.loss.ave"

@@ -69,6 +69,7 @@ train_args=""               # extra echat_train options for all three stages
 train_nthreads=""           # torch threads of each training process (OMP_NUM_THREADS; default: path.sh's, 1)
 pretrained_model=""         # a model.pth (converted or from the zoo) the first trained stage starts from
 use_lora=false              # LoRA on the LLM in every training stage
+replay_weight=0             # stages 2 and 3 also train on the earlier stages' training sets, each with this mixing weight (DIR:WEIGHT), so they keep what those taught (0: none)
 encoder_cache=false         # frozen encoder: dump its outputs once per utterance and train on them
 deepspeed_config=""         # a DeepSpeed json (e.g. conf/full/ds_zero2.json): ESPnet's DeepSpeed trainer, launched like DDP (--ngpu/--num_nodes/--host)
 # Released OSUM-EChat weights: convert -> decode -> score (use with --skip_train true)
@@ -291,12 +292,18 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
     [ -n "${pretrained_model}" ] && [ "${n}" -eq "${stage}" ] && init=${pretrained_model}
     if [ -f "${exp}/.done" ]; then log "  ${exp} already trained, skipping"; return; fi
     local sel="\$2 == $((n - 4)) && (\$2 != 3 || \$4 == \"${think}\") {printf \"%s \", \$1}"
-    local tr va args=()
+    local tr va replay args=()
     tr=$(set_info ${train_sets} | awk "${sel}")
     va=$(set_info ${valid_sets} | awk "${sel}")
     [ -n "${tr}" ] || { log "  no training set for stage $((n - 4)) among --train_sets (${train_sets})"; exit 1; }
     log "  trains on: ${tr}; validates on: ${va:-none}"
     for s in ${tr}; do args+=(--train_data_dir "${dumpdir}/${s}"); done
+    if [ "${replay_weight}" != 0 ] && [ "${n}" -gt 5 ]; then  # rehearsal of the earlier stages
+        replay=$(set_info ${train_sets} | awk "\$2 < $((n - 4)) && \$2 > 0 {printf \"%s \", \$1}")
+        log "  replays (weight ${replay_weight}): ${replay:-none}"
+        for s in ${replay}; do args+=(--train_data_dir "${dumpdir}/${s}:${replay_weight}"); done
+        tr="${tr} ${replay}"  # their encoder outputs are cached below too
+    fi
     for s in ${va}; do args+=(--valid_data_dir "${dumpdir}/${s}"); done
     [ -n "${init}" ] && args+=(--init_param "${init}")
     # the speech head covers the tokenizer's K codes plus the begin/end marker (SpeechIds)
