@@ -29,14 +29,20 @@ case "${size}" in
         conf=conf/small_real
         # the larger mini corpus (every sentence by all 12 speakers: 96 test user turns, of
         # which 64 spread over the speakers are decoded for ASR and each label, 6 for the
-        # other tasks), its own data/dump/exp dirs, the
-        # frozen encoder's outputs dumped once, RESULTS.md and images/ in this dir
+        # other tasks; 1200 read-speech sentences join the ASR and label training sets and
+        # 96 held-out ones make test_read_asr), its own data/dump/exp dirs, the frozen
+        # encoder's outputs dumped once, stages 2 and 3 rehearsing the earlier stages' sets
+        # (0.3 of their batches per pass), 2 torch threads per training (the demo has the
+        # machine to itself; on a shared one give --train_nthreads 1), RESULTS.md and
+        # images/ in this dir
         size_args=(--datadir data_small_real --dumpdir dump_small_real --expdir exp_small_real
                    --encoder_cache true
-                   --mini_corpus_opts "--speakers_per_sentence 12 --num_per_task 160 8 96"
+                   --mini_corpus_opts "--speakers_per_sentence 12 --num_per_task 160 8 96 --read_sentences 1200 96"
+                   --replay_weight 0.3 --train_nthreads 2
                    --max_decode_utts 6
                    --decode_utts_per_task "asr=64 gender=64 age=64 emotion=64 event=64"
-                   --before_decode_utts 3 --results_dir .
+                   --before_decode_utts 3 --before_decode_tasks "asr gender s2t_chat"
+                   --results_dir .
                    --token2wav_args "--num_iters_per_epoch 5") ;;
     *) echo "$0: --size must be small_real, tiny or full, got '${size}'" >&2; exit 1 ;;
 esac
