@@ -66,7 +66,7 @@ stage2_config=conf/train_stage2_generation.yaml     # stage-2 training config
 think=tag                   # tag | language: the stage-3 CoT style
 stage3_config=""            # default: conf/train_stage3_empathy_${think}.yaml
 train_args=""               # extra echat_train options for all three stages
-train_nthreads=""           # torch threads of each training process (OMP_NUM_THREADS; default: path.sh's, 1)
+train_nthreads=""           # torch threads of each training process, token2wav's too (OMP_NUM_THREADS; default: path.sh's, 1)
 pretrained_model=""         # a model.pth (converted or from the zoo) the first trained stage starts from
 use_lora=false              # LoRA on the LLM in every training stage
 replay_weight=0             # stages 2 and 3 also train on the earlier stages' training sets, each with this mixing weight (DIR:WEIGHT), so they keep what those taught (0: none)
@@ -389,6 +389,7 @@ if run_stage 8; then
         done
         log "  training the tiny token2wav (log: ${exp_t2w}/train.log)"
         keep_log "${exp_t2w}/train.log"
+        OMP_NUM_THREADS=${train_nthreads:-${OMP_NUM_THREADS:-1}} \
         ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name token2wav" --log "${exp_t2w}/train.log" \
             --ngpu "${ngpu}" --num_nodes 1 --multiprocessing_distributed true -- \
             ${python} -m espnet2_echat.bin.token2wav_train --config "${token2wav_config}" \
