@@ -66,7 +66,7 @@ stage2_config=conf/train_stage2_generation.yaml     # stage-2 training config
 think=tag                   # tag | language: the stage-3 CoT style
 stage3_config=""            # default: conf/train_stage3_empathy_${think}.yaml
 train_args=""               # extra echat_train options for all three stages
-train_nthreads=""           # torch threads of each training process, token2wav's too (OMP_NUM_THREADS; default: path.sh's, 1)
+train_nthreads=""           # torch threads of each training process, token2wav's and the encoder-output dump too (OMP_NUM_THREADS; default: path.sh's, 1)
 pretrained_model=""         # a model.pth (converted or from the zoo) the first trained stage starts from
 use_lora=false              # LoRA on the LLM in every training stage
 replay_weight=0             # stages 2 and 3 also train on the earlier stages' training sets, each with this mixing weight (DIR:WEIGHT), so they keep what those taught (0: none)
@@ -313,6 +313,7 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
         log "  encoder outputs -> ${dumpdir}/encoder_out (log: ${exp}/dump_encoder_outputs.log)"
         mkdir -p "${exp}"
         # shellcheck disable=SC2086
+        OMP_NUM_THREADS=${train_nthreads:-${OMP_NUM_THREADS:-1}} \
         ${python} -m espnet2_echat.bin.dump_encoder_outputs --config "${config}" \
             --data_dir $(for s in ${tr} ${va}; do echo "${dumpdir}/${s}"; done) \
             --store_dir "${dumpdir}/encoder_out" > "${exp}/dump_encoder_outputs.log" 2>&1 \
@@ -518,7 +519,7 @@ if run_stage 11; then
     [ -f "${exp_t2w}/.done" ] && t2w_pack=(--token2wav_train_config "${t2w_final}/config.yaml" \
         --token2wav_model_file "${t2w_final}/model.pth")
     ${python} -m espnet2_echat.bin.pack_echat --train_config "${final_config}" \
-        --model_file "${final_model}" "${t2w_pack[@]}" --results "${final_exp}/RESULTS.md" \
+        --model_file "${final_model}" "${t2w_pack[@]}" --results "${results_dir:-${final_exp}}/RESULTS.md" \
         --outpath "${packed}"
 fi
 

@@ -32,13 +32,14 @@ case "${size}" in
         # other tasks; 1200 read-speech sentences join the ASR and label training sets and
         # 96 held-out ones make test_read_asr), its own data/dump/exp dirs, the frozen
         # encoder's outputs dumped once, stages 2 and 3 rehearsing the earlier stages' sets
-        # (0.3 of their batches per pass), 2 torch threads per training (the demo has the
-        # machine to itself; on a shared one give --train_nthreads 1), RESULTS.md and
-        # images/ in this dir
+        # (all their batches each pass: at 0.3 the labels learned weakly in stage 1 fell to
+        # chance), 2 torch threads per training and 2 decoding jobs per test set (the demo
+        # has the machine to itself; on a shared one give --train_nthreads 1 --inference_nj 1),
+        # RESULTS.md and images/ in this dir
         size_args=(--datadir data_small_real --dumpdir dump_small_real --expdir exp_small_real
                    --encoder_cache true
                    --mini_corpus_opts "--speakers_per_sentence 12 --num_per_task 160 8 96 --read_sentences 1200 96"
-                   --replay_weight 0.3 --train_nthreads 2
+                   --replay_weight 1 --train_nthreads 2 --inference_nj 2
                    --max_decode_utts 6
                    --decode_utts_per_task "asr=64 gender=64 age=64 emotion=64 event=64"
                    --before_decode_utts 3 --before_decode_tasks "asr gender s2t_chat"
