@@ -123,8 +123,10 @@ def pack_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     root = _pack_root([*files.values(), *yaml_files.values(), *options])
 
-    def rel(p: Path) -> str:
-        return os.path.relpath(p.resolve(), root)
+    cwd = Path.cwd()
+
+    def rel(p: Path) -> str:  # resolved against the caller's working dir, not root's
+        return os.path.relpath((cwd / p).resolve(), root)
 
     # the archive is written under a temporary name and renamed when complete
     tmp = out.with_name(f".partial-{out.name}")

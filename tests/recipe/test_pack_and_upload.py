@@ -49,3 +49,32 @@ def test_upload_dry_run(packed, tmp_path):
     assert "someone/echat_test" in card and "| a | 1.0 |" in card
     meta = yaml.safe_load((folder / "meta.yaml").read_text())
     assert (folder / meta["files"]["model_file"]).is_file()
+
+
+def test_pack_relative_names_with_the_llm_outside_the_working_dir(converted_dir, tmp_path):
+    """The recipe's case (small_real: the LLM in the wheel cache): relative model paths and a
+    referenced dir elsewhere make the archive root a parent of the working dir; the relative
+    names must still be found (they were resolved against that root and refused)."""
+    import zipfile
+
+    work = tmp_path / "work"
+    shutil.copytree(converted_dir, work / "exp" / "model")
+    # a relative name the model finds in an ancestor of its config's folder, outside work/
+    shutil.move(work / "exp" / "model" / "llm", tmp_path / "cache_llm")
+    config_file = work / "exp" / "model" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    assert config["llm_conf"]["name_or_path"] == "llm"
+    config["llm_conf"]["name_or_path"] = "cache_llm"
+    config_file.write_text(yaml.safe_dump(config))
+    (work / "RESULTS.md").write_text("| set | wer |\n")
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        out = pack_model("exp/model/config.yaml", "exp/model/model.pth", "exp/model/packed.zip",
+                         results="./RESULTS.md")
+    finally:
+        os.chdir(cwd)
+    names = zipfile.ZipFile(work / out).namelist()
+    assert "work/exp/model/model.pth" in names, names
+    assert "cache_llm/config.json" in names, names
+    assert "work/RESULTS.md" in names, names
