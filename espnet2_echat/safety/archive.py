@@ -163,10 +163,10 @@ def _rewrite_yaml(
             d = yaml.safe_load(f)
         for name in members:
             d = find_path_and_change_it_recursive(d, name, str(final / name))
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
+        staged = path.with_name(path.name + ".tmp")
+        with staged.open("w", encoding="utf-8") as f:
             yaml.safe_dump(d, f)
-        os.replace(tmp, path)
+        os.replace(staged, path)
 
 
 def _files_of(out: Path, meta: Dict) -> Dict[str, str]:

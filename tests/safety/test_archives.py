@@ -144,3 +144,18 @@ def test_model_tag_unpacks_into_the_chosen_cache_not_the_venv(converted_dir, tmp
     assert (tmp_path / "out" / "text").read_text().startswith("u1")
     assert any((tmp_path / "echat_cache").rglob("model.pth"))
     assert set(os.listdir(Path(espnet_model_zoo.__file__).parent)) == before
+
+
+def test_every_yaml_of_a_model_with_token2wav_is_rewritten(tmp_path):
+    """Two configs (the model's and the token2wav's, as stage 11 packs them): both name
+    archive members, and both must point into the unpack folder afterwards."""
+    meta = {
+        "yaml_files": {"train_config": "exp/config.yaml", "token2wav_train_config": "t2w/config.yaml"},
+        "files": {"model_file": "exp/m.pth", "token2wav_model_file": "t2w/m.pth"},
+    }
+    members = GOOD + [("t2w/config.yaml", "file", "b: t2w/m.pth\n"), ("t2w/m.pth", "file", "y")]
+    out = tmp_path / "cache" / "model"
+    files = safe_unpack(_tar(tmp_path / "m.tgz", members, meta), out)
+    assert yaml.safe_load(Path(files["train_config"]).read_text()) == {"a": str(out / "exp/m.pth")}
+    t2w = yaml.safe_load(Path(files["token2wav_train_config"]).read_text())
+    assert t2w == {"b": str(out / "t2w/m.pth")}
