@@ -190,6 +190,27 @@ def test_larger_corpus_plan_has_60_test_turns_per_label():
         maker.plan_user_turns(13)
 
 
+def test_the_voice_does_not_tell_the_event():
+    """Every speaker carries every event kind in training, so on the recipe's test_event set
+    a predictor that knows only the speaker (its most frequent training event) does no better
+    than always answering the majority event; event accuracy measures the sound."""
+    maker = _load("make_mini_corpus")
+    turns, read = maker.plan_user_turns(12), maker.plan_read_turns(1200, 96)
+    train = [t for t in turns + read if t.split == "train"]
+    by_speaker = defaultdict(list)
+    for t in train:
+        by_speaker[t.speaker.spk].append(t.event)
+    events = {t.event for t in train}
+    assert all(set(e) == events for e in by_speaker.values()), "a speaker misses an event kind"
+    guess = {s: max(set(e), key=e.count) for s, e in by_speaker.items()}
+    test = maker._interleave([t for t in turns if t.split == "test"])  # as make_mini_corpus
+    test_event = maker._select(maker._interleave(test, key="event"), 96, 0)
+    labels = [t.event for t in test_event]
+    majority = max(labels.count(e) for e in set(labels))
+    by_voice = sum(guess[t.speaker.spk] == t.event for t in test_event)
+    assert len(set(labels)) == 4 and by_voice <= majority
+
+
 def test_read_speech_turns_extend_the_understanding_sets(tmp_path: Path):
     """--read_sentences TRAIN TEST: grammar sentences join the train ASR and label dirs, the
     held-out ones make test_read_asr; no read sentence is in both, nor among the dialogue ones."""
