@@ -8,6 +8,9 @@ Example::
         --key_file dump/raw/test/split4/keys.1.scp --output_dir exp/echat/decode/output.1 \\
         --task s2s --think tag
 
+With ``--jobs FILE`` (one ``OUTPUT_DIR TASK THINK KEY_FILE PATH,NAME,TYPE ...`` a line) one
+process decodes many data dirs with one model load, as the recipe's decoding stage does.
+
 Writes ``text``, ``token_int``, ``think`` (think modes), ``speech_token`` (S2S, TTS) and
 ``wav.scp`` (with a token2wav model) keyed by utterance id; finished utterances are skipped.
 """
@@ -32,11 +35,18 @@ def get_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--data_path_and_name_and_type",
         action="append",
-        required=True,
+        default=[],
         help="PATH,NAME,TYPE: speech (sound), text / question / history (text)",
     )
     group.add_argument("--key_file", type=str_or_none, help="decode only these utterances")
-    group.add_argument("--output_dir", required=True)
+    group.add_argument("--output_dir", type=str_or_none)
+    group.add_argument(
+        "--jobs",
+        type=str_or_none,
+        help="decode several data dirs with one model load: a file of lines "
+        "OUTPUT_DIR TASK THINK KEY_FILE(- for all) PATH,NAME,TYPE ... (replaces --output_dir, "
+        "--task, --think, --key_file and --data_path_and_name_and_type)",
+    )
     group.add_argument("--batch_size", type=int, default=1)
     group.add_argument("--ngpu", type=int, default=0, help="0: CPU, 1: the first GPU")
     group.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -75,7 +85,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     add_token2wav_arguments(group)
     group = parser.add_argument_group("Task")
-    group.add_argument("--task", required=True, choices=TASK_NAMES)
+    group.add_argument("--task", choices=TASK_NAMES)
     group.add_argument("--think", default="none", choices=THINK_MODES)
     group.add_argument(
         "--prompt",
@@ -105,7 +115,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd=None) -> int:
     """Decode; exit status 1 (after decoding every good utterance) when any failed."""
-    args = vars(get_parser().parse_args(cmd))
+    parser = get_parser()
+    args = vars(parser.parse_args(cmd))
+    if not args["jobs"] and not (
+        args["output_dir"] and args["task"] and args["data_path_and_name_and_type"]
+    ):
+        parser.error("give --jobs, or --output_dir, --task and --data_path_and_name_and_type")
     # imported after parsing, not at the top: --help must not import torch/transformers
     from espnet2_echat.inference.batch_decode import inference
     from espnet2_echat.progress import Tally
@@ -116,9 +131,10 @@ def main(cmd=None) -> int:
     )
     set_nthreads(args.pop("nthreads"))
     tally = Tally()
-    summary = inference(**args, tally=tally)
-    print(f"{tally.summary('echat_inference')}; {summary.line()}", file=sys.stderr)
-    return 1 if summary.num_errors else 0
+    summaries = inference(**args, tally=tally)
+    lines = "; ".join(s.line() for s in summaries)
+    print(f"{tally.summary('echat_inference')}; {lines}", file=sys.stderr)
+    return 1 if any(s.num_errors for s in summaries) else 0
 
 
 if __name__ == "__main__":

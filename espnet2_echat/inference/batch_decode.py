@@ -222,10 +222,48 @@ def decode_data_dir(
     return out
 
 
+@dataclass(frozen=True)
+class DecodeJob:
+    """One data dir to decode: where to, as which task and think mode, which utterances
+    (``key_file``; None: all) and from which inputs (``PATH,NAME,TYPE`` each)."""
+
+    output_dir: str
+    task: str
+    think: str
+    key_file: Optional[str]
+    data_path_and_name_and_type: Tuple[str, ...]
+
+
+def read_job_list(path: str) -> List[DecodeJob]:
+    """The decode jobs of a ``--jobs`` file, one a line:
+    ``OUTPUT_DIR TASK THINK KEY_FILE PATH,NAME,TYPE [PATH,NAME,TYPE ...]`` (``KEY_FILE`` ``-``:
+    every utterance). Every line is checked before anything is decoded; an error names the
+    file and the line."""
+    jobs = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split()
+        try:
+            if len(fields) < 5:
+                raise ValueError("expected OUTPUT_DIR TASK THINK KEY_FILE PATH,NAME,TYPE ...")
+            out, task, think, keys, *data = fields
+            inputs = parse_data_triplets(data)
+            main = check_task(task, think).input.name
+            if main not in inputs:
+                raise ValueError(f"task {task!r} needs a {main!r} input")
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"{path}:{n}: {e}") from e
+        jobs.append(DecodeJob(out, task, think, None if keys == "-" else keys, tuple(data)))
+    if not jobs:
+        raise ValueError(f"{path}: no decode job")
+    return jobs
+
+
 def inference(
-    output_dir: str,
-    data_path_and_name_and_type: Sequence[str],
-    task: str,
+    output_dir: Optional[str] = None,
+    data_path_and_name_and_type: Sequence[str] = (),
+    task: Optional[str] = None,
     think: str = "none",
     prompt: Optional[str] = None,
     key_file: Optional[str] = None,
@@ -246,9 +284,20 @@ def inference(
     tally: Optional[Tally] = None,
     compile_step: bool = False,
     int8_heads: bool = False,
+    jobs: Optional[str] = None,
     **decoding_options,
-) -> DecodeSummary:
-    """Build a :class:`Speech2Response` (from files or ``model_tag``) and decode a data dir."""
+) -> List[DecodeSummary]:
+    """Build a :class:`Speech2Response` (from files or ``model_tag``) and decode a data dir,
+    or, with ``jobs`` (a file for :func:`read_job_list`), every data dir it lists with the one
+    model: a recipe decoding many test sets loads the model once, not once a set."""
+    if jobs:
+        job_list = read_job_list(jobs)
+    elif output_dir and task and data_path_and_name_and_type:
+        job_list = [
+            DecodeJob(output_dir, task, think, key_file, tuple(data_path_and_name_and_type))
+        ]
+    else:
+        raise ValueError("give --jobs, or --output_dir, --task and --data_path_and_name_and_type")
     model_kwargs = dict(
         device=device_for_ngpu(ngpu),
         dtype=dtype,
@@ -265,19 +314,22 @@ def inference(
         s2r = Speech2Response.from_pretrained(model_tag, cachedir=cachedir, **model_kwargs)
     else:
         s2r = Speech2Response(train_config, model_file, random_init=random_init, **model_kwargs)
-    out = decode_data_dir(
-        s2r,
-        data_path_and_name_and_type,
-        output_dir,
-        task,
-        think,
-        prompt,
-        key_file,
-        batch_size,
-        tally,
-        **decoding_options,
-    )
-    return DecodeSummary.read(out)
+    summaries = []
+    for job in job_list:
+        out = decode_data_dir(
+            s2r,
+            job.data_path_and_name_and_type,
+            job.output_dir,
+            job.task,
+            job.think,
+            prompt,
+            job.key_file,
+            batch_size,
+            tally,
+            **decoding_options,
+        )
+        summaries.append(DecodeSummary.read(out))
+    return summaries
 
 
 def _append(out: Path, keys, responses: Sequence[Response], task: str, think: str) -> None:

@@ -199,3 +199,55 @@ def test_batches_are_filled_longest_first(data_dir, fixed_s2r, tmp_path, monkeyp
     assert [len(b) for b in seen] == [2, 2] and durations == sorted(durations, reverse=True)
     for name in ("text", "token_int"):  # same answers, in utterance order
         assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
+
+
+def test_one_model_load_decodes_every_job_of_a_list(data_dir, converted_dir, fixed_s2r, tmp_path, monkeypatch):
+    """--jobs: one process, one model load, several data dirs (as the recipe's stage 9 runs
+    it); each dir's outputs equal a decode of that dir alone."""
+    from espnet2_echat.inference import batch_decode
+
+    options = dict(do_sample=False, max_new_tokens=4, max_new_speech_tokens=6)
+    keys = tmp_path / "keys"
+    keys.write_text("tone\n")
+    jobs = tmp_path / "jobs"
+    jobs.write_text(
+        f"# comment\n{tmp_path / 'a'} asr none {keys} {data_dir / 'wav.scp'},speech,sound\n\n"
+        f"{tmp_path / 'b'} tts none - {data_dir / 'text'},text,text\n"
+    )
+    loads = []
+    original = batch_decode.Speech2Response.__init__
+
+    def counting(self, *args, **kwargs):
+        loads.append(args)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(batch_decode.Speech2Response, "__init__", counting)
+    summaries = batch_decode.inference(
+        jobs=str(jobs), train_config=str(converted_dir / "config.yaml"),
+        model_file=str(converted_dir / "model.pth"), **options,
+    )
+    assert len(loads) == 1 and [s.num_utts for s in summaries] == [1, 2]
+    alone = decode_data_dir(fixed_s2r, [f"{data_dir / 'wav.scp'},speech,sound"],
+                            str(tmp_path / "a1"), "asr", key_file=str(keys), **options)
+    assert (tmp_path / "a" / "text").read_text() == (alone / "text").read_text()
+    alone = decode_data_dir(fixed_s2r, [f"{data_dir / 'text'},text,text"], str(tmp_path / "b1"),
+                            "tts", **options)
+    assert (tmp_path / "b" / "speech_token").read_text() == (alone / "speech_token").read_text()
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("out asr none -", "OUTPUT_DIR TASK THINK"),
+        ("out nosuchtask none - w.scp,speech,sound", "task"),
+        ("out t2t none - w.scp,speech,sound", "needs a 'question' input"),
+        ("out asr none - w.scp,speech", "PATH,NAME,TYPE"),
+    ],
+)
+def test_a_bad_job_line_is_named_before_any_decoding(tmp_path, line, message):
+    from espnet2_echat.inference.batch_decode import read_job_list
+
+    jobs = tmp_path / "jobs"
+    jobs.write_text(f"o asr none - w.scp,speech,sound\n{line}\n")
+    with pytest.raises(ValueError, match=f"{jobs}:2: .*{message}"):
+        read_job_list(str(jobs))

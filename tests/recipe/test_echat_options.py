@@ -105,8 +105,8 @@ def test_gpu_inference_asks_the_job_runner_for_a_gpu(tmp_path):
                     "--dumpdir", str(tmp_path / "dump"), "--expdir", str(exp),
                     "--test_sets", "some_test_set", "--gpu_inference", flag)
         assert out.returncode == 0, out.stdout + out.stderr
-        logs[flag] = (exp / "m" / "decode_model" / "some_test_set" / "logdir" /
-                      "inference.1.log").read_text()
+        logs[flag] = (exp / "m" / "decode_model" / "logdir" / "inference.1.log").read_text()
     assert "# Requested: --gpu 1" in logs["true"] and "--ngpu 1" in logs["true"]
-    assert "--task asr" in logs["true"]  # from the set's own task file
+    jobs = (exp / "m" / "decode_model" / "logdir" / "jobs.1").read_text().split()
+    assert jobs[1:3] == ["asr", "none"]  # the task from the set's own task file
     assert "Requested" not in logs["false"] and "--ngpu 0" in logs["false"]

@@ -41,7 +41,7 @@ ngpu=0                      # GPUs per node for training (0: CPU); >1 trains wit
 num_nodes=1                 # nodes for training: needs cmd_backend slurm or sge in cmd.sh (or --host)
 host=""                     # comma-separated hosts for multi-node training over ssh (espnet2.bin.launch --host)
 nj=2                        # parallel jobs of the format (stage 2) and speech-token (stage 3) stages
-inference_nj=1              # parallel decoding jobs per test set
+inference_nj=1              # parallel decoding processes (each loads the model once and decodes its share of every test set)
 gpu_inference=false         # decode on a GPU (the job runner is asked for one GPU per job)
 datadir=data                # where stage 1 writes data dirs
 dumpdir=dump                # where stage 2 writes the formatted data dirs
@@ -417,15 +417,17 @@ decode_root=${final_exp}/decode_$(basename "${final_model%.*}")
 
 before_root=${final_exp}/decode_before_training   # the untrained model's decodings
 
-decode_one() {  # decode_one <out dir> <set> <task> <think> <max utts> <keys from> <model options...>
-    # <keys from>: "" (the set's utterances) or a keys file whose first <max utts> to take
-    local out=$1 set=$2 task=$3 set_think=$4 nutts=$5 keys_from=$6; shift 6
+plan_decode() {  # plan_decode <jobs dir> <out dir> <set> <task> <think> <max utts> <keys from>
+    # One decode dir: its utterances, split over the ${inference_nj} jobs, and its line in
+    # each job's list (<jobs dir>/jobs.J). <keys from>: "" (the set's utterances) or a keys
+    # file whose first <max utts> to take.
+    local jobs=$1 out=$2 set=$3 task=$4 set_think=$5 nutts=$6 keys_from=$7
     [ -f "${out}/.done" ] && { log "  ${out#"${final_exp}"/} already decoded"; return; }
-    mkdir -p "${out}/logdir"
+    mkdir -p "${out}/logdir" "${jobs}"
     echo "${set} ${task} ${set_think}" > "${out}/decode_info"
-    local data=() d=${dumpdir}/${set} triple j f _cmd
+    local data=() d=${dumpdir}/${set} triple j
     # the task's input file (+ history when the dir has one), from the task registry
-    while read -r triple; do data+=(--data_path_and_name_and_type "${triple}"); done \
+    while read -r triple; do data+=("${triple}"); done \
         < <(${python} -m espnet2_echat.bin.task_registry inputs "${task}" "${d}")
     if [ -n "${keys_from}" ]; then
         head -n "${nutts}" "${keys_from}" > "${out}/keys"
@@ -435,19 +437,31 @@ decode_one() {  # decode_one <out dir> <set> <task> <think> <max utts> <keys fro
     fi
     for j in $(seq "${inference_nj}"); do
         awk -v n="${inference_nj}" -v j="${j}" '(NR - 1) % n == j - 1' "${out}/keys" > "${out}/logdir/keys.${j}"
+        echo "${out}/logdir/output.${j} ${task} ${set_think} ${out}/logdir/keys.${j} ${data[*]}" \
+            >> "${jobs}/jobs.${j}"
     done
+    echo "${out}" >> "${jobs}/dirs"
     log "  ${out#"${final_exp}"/}: --task ${task} --think ${set_think}, ${nutts} utterances at most"
+}
+
+run_decode() {  # run_decode <jobs dir> <model options...>
+    # Every dir planned in <jobs dir>, decoded by ${inference_nj} processes that each load the
+    # model once; then each dir's outputs are merged and it is marked done.
+    local jobs=$1 out f _cmd; shift
+    [ -f "${jobs}/dirs" ] || return 0
+    log "  decoding $(wc -l < "${jobs}/dirs") dirs (log: ${jobs}/inference.*.log)"
     _cmd=${decode_cmd}; ${gpu_inference} && _cmd=${cuda_cmd}
     # shellcheck disable=SC2086
-    ${_cmd} "${gpu_opts[@]}" JOB=1:"${inference_nj}" "${out}/logdir/inference.JOB.log" \
-        ${python} -m espnet2_echat.bin.echat_inference "$@" --task "${task}" --think "${set_think}" \
-        --key_file "${out}/logdir/keys.JOB" --output_dir "${out}/logdir/output.JOB" \
-        --ngpu "${ngpu_decode}" "${data[@]}" ${inference_args} < /dev/null
-    for f in $(${python} -m espnet2_echat.bin.task_registry decode-files) errors; do
-        cat "${out}"/logdir/output.*/"${f}" 2>/dev/null | sort > "${out}/${f}" || true
-        [ -s "${out}/${f}" ] || rm -f "${out}/${f}"
-    done
-    touch "${out}/.done"
+    ${_cmd} "${gpu_opts[@]}" JOB=1:"${inference_nj}" "${jobs}/inference.JOB.log" \
+        ${python} -m espnet2_echat.bin.echat_inference "$@" --jobs "${jobs}/jobs.JOB" \
+        --ngpu "${ngpu_decode}" ${inference_args} < /dev/null
+    while read -r out; do
+        for f in $(${python} -m espnet2_echat.bin.task_registry decode-files) errors; do
+            cat "${out}"/logdir/output.*/"${f}" 2>/dev/null | sort > "${out}/${f}" || true
+            [ -s "${out}/${f}" ] || rm -f "${out}/${f}"
+        done
+        touch "${out}/.done"
+    done < "${jobs}/dirs"
 }
 
 if run_stage 9; then
@@ -457,7 +471,8 @@ if run_stage 9; then
         --token2wav_model_file "${t2w_final}/model.pth")
     gpu_opts=(); ngpu_decode=0
     ${gpu_inference} && { gpu_opts=(--gpu 1); ngpu_decode=1; }
-    before_args=(--train_config "${exp_stage1}/config.yaml" --random_init true)
+    jobs_after=${decode_root}/logdir jobs_before=${before_root}/logdir
+    rm -rf "${jobs_after}" "${jobs_before}"
     while read -r set _stage _tokens set_think tasks <&3; do
         if [ "${set_think}" != none ] && [ "${set_think}" != "${think}" ]; then
             log "  ${set}: ${set_think}-think set, not decoded with --think ${think}"; continue
@@ -467,15 +482,16 @@ if run_stage 9; then
             name=${set}; [ "${ntasks}" -gt 1 ] && name=${set}.${task}
             nutts=${max_decode_utts}
             for cap in ${decode_utts_per_task}; do [ "${cap%%=*}" = "${task}" ] && nutts=${cap#*=}; done
-            decode_one "${decode_root}/${name}" "${set}" "${task}" "${set_think}" "${nutts}" "" \
-                --train_config "${final_config}" --model_file "${final_model}" "${t2w_args[@]}"
+            plan_decode "${jobs_after}" "${decode_root}/${name}" "${set}" "${task}" "${set_think}" "${nutts}" ""
             if [ "${before_decode_utts}" -gt 0 ] && ! ${skip_train} \
                 && [[ " ${before_decode_tasks} " == *" ${task} "* ]]; then  # the untrained model
-                decode_one "${before_root}/${name}" "${set}" "${task}" "${set_think}" \
-                    "${before_decode_utts}" "${decode_root}/${name}/keys" "${before_args[@]}"
+                plan_decode "${jobs_before}" "${before_root}/${name}" "${set}" "${task}" "${set_think}" \
+                    "${before_decode_utts}" "${decode_root}/${name}/keys"
             fi
         done
     done 3< <(set_info ${test_sets})
+    run_decode "${jobs_after}" --train_config "${final_config}" --model_file "${final_model}" "${t2w_args[@]}"
+    run_decode "${jobs_before}" --train_config "${exp_stage1}/config.yaml" --random_init true
 fi
 
 if run_stage 10; then
