@@ -15,14 +15,15 @@ PACKAGE = REPO_ROOT / "espnet2_echat"
 ALLOWED: Dict[str, Set[str]] = {
     "safety": set(),
     "progress": set(),
+    "job_list": set(),
     "wheel_assets": {"safety"},
     "data": {"safety", "progress"},
     "models": {"data", "safety", "wheel_assets"},
     "train": {"data", "models", "safety", "progress"},
     "tasks": {"train", "data", "models", "safety", "convert"},
     "convert": {"tasks", "train", "data", "models", "safety", "wheel_assets"},
-    "inference": {"tasks", "train", "data", "models", "safety", "progress"},
-    "scoring": {"inference", "data", "safety", "progress", "wheel_assets"},
+    "inference": {"tasks", "train", "data", "models", "safety", "progress", "job_list"},
+    "scoring": {"inference", "data", "safety", "progress", "wheel_assets", "job_list"},
     "zoo": {"tasks", "data", "models", "safety"},
     "task_help": {"tasks"},
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Score one decoded set:
-``python -m espnet2_echat.bin.echat_score --data_dir DIR --decode_dir DIR --out_dir DIR``.
+``python -m espnet2_echat.bin.echat_score --data_dir DIR --decode_dir DIR --out_dir DIR``,
+or many in one process: ``--jobs FILE``, one ``DATA_DIR DECODE_DIR OUT_DIR TASK THINK
+KEY_FILE`` a line (``-``: the flag's value), as the recipe's scoring stage runs it.
 
 Writes ``results.json`` and ``results.md`` (and sclite folders, confusion matrices, judge
 answers) into ``--out_dir``; see :mod:`espnet2_echat.scoring.score_decode`.
@@ -18,7 +20,9 @@ from espnet2_echat.progress import Tally
 from espnet2_echat.scoring.judge import DIMENSIONS
 from espnet2_echat.scoring.score_decode import (
     DEFAULT_RUBRIC,
+    THINK_READINGS,
     ScoreOptions,
+    read_score_jobs,
     score_decode_dir,
 )
 from espnet2_echat.scoring.task_spec import CLI_TASKS
@@ -30,13 +34,13 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--data_dir", type=Path, required=True, help="Kaldi-style data dir (references)"
+        "--data_dir", type=Path, help="Kaldi-style data dir (references)"
     )
     parser.add_argument(
-        "--decode_dir", type=Path, required=True, help="output dir of echat_inference"
+        "--decode_dir", type=Path, help="output dir of echat_inference"
     )
     parser.add_argument(
-        "--out_dir", type=Path, required=True, help="where results.json goes"
+        "--out_dir", type=Path, help="where results.json goes"
     )
     parser.add_argument(
         "--task",
@@ -44,8 +48,13 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="default: the data dir's task file",
     )
+    parser.add_argument("--think", choices=THINK_READINGS, default="auto")
     parser.add_argument(
-        "--think", choices=["auto", "tag", "language", "none"], default="auto"
+        "--jobs",
+        type=Path,
+        default=None,
+        help="score many decode dirs in one process: a file of lines DATA_DIR DECODE_DIR "
+        "OUT_DIR TASK THINK KEY_FILE ('-': this command's --task / --think / --key_file)",
     )
     parser.add_argument(
         "--language",
@@ -99,9 +108,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Parse the arguments and score the decode dir; 1 when an utterance could not be
+    """Parse the arguments and score the decode dir(s); 1 when an utterance could not be
     scored (listed in ``OUT_DIR/errors``; every other one is scored)."""
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not args.jobs and not (args.data_dir and args.decode_dir and args.out_dir):
+        parser.error("give --jobs, or --data_dir, --decode_dir and --out_dir")
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
@@ -120,19 +132,26 @@ def main(argv: Optional[List[str]] = None) -> int:
         key_file=args.key_file,
         dnsmos=args.dnsmos,
     )
+    if args.jobs:
+        jobs = read_score_jobs(str(args.jobs), opts)
+    else:
+        jobs = [(args.data_dir, args.decode_dir, args.out_dir, opts)]
     tally = Tally()
-    results = score_decode_dir(args.data_dir, args.decode_dir, args.out_dir, opts, tally)
-    json.dump(results, sys.stdout, ensure_ascii=False, indent=1)
-    sys.stdout.write("\n")
-    failed = results["info"].get("num_errors", 0)
+    failures = []
+    for data_dir, decode_dir, out_dir, job_opts in jobs:
+        results = score_decode_dir(data_dir, decode_dir, out_dir, job_opts, tally)
+        json.dump(results, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        failed = results["info"].get("num_errors", 0)
+        if failed:
+            failures.append(
+                f"echat_score: {failed} of {results['num_utts']} utterances could not be "
+                f"scored; see {Path(out_dir) / 'errors'}"
+            )
     print(tally.summary("echat_score"), file=sys.stderr)
-    if failed:
-        print(
-            f"echat_score: {failed} of {results['num_utts']} utterances could not be scored; "
-            f"see {Path(args.out_dir) / 'errors'}",
-            file=sys.stderr,
-        )
-    return 1 if failed else 0
+    for line in failures:
+        print(line, file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

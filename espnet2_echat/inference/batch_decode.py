@@ -21,6 +21,7 @@ from espnet2.fileio.sound_scp import SoundScpReader
 
 from espnet2_echat.data.task_registry import DECODE_FILES, SPEECH_TASKS, check_task
 from espnet2_echat.inference.conversation import Turn
+from espnet2_echat.job_list import read_job_list
 from espnet2_echat.progress import Tally
 from espnet2_echat.inference.speech2response import Request, Response, Speech2Response
 from espnet2_echat.safety.atomic import atomic_write, atomic_write_text
@@ -234,30 +235,20 @@ class DecodeJob:
     data_path_and_name_and_type: Tuple[str, ...]
 
 
-def read_job_list(path: str) -> List[DecodeJob]:
-    """The decode jobs of a ``--jobs`` file, one a line:
-    ``OUTPUT_DIR TASK THINK KEY_FILE PATH,NAME,TYPE [PATH,NAME,TYPE ...]`` (``KEY_FILE`` ``-``:
-    every utterance). Every line is checked before anything is decoded; an error names the
-    file and the line."""
-    jobs = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split()
-        try:
-            if len(fields) < 5:
-                raise ValueError("expected OUTPUT_DIR TASK THINK KEY_FILE PATH,NAME,TYPE ...")
-            out, task, think, keys, *data = fields
-            inputs = parse_data_triplets(data)
-            main = check_task(task, think).input.name
-            if main not in inputs:
-                raise ValueError(f"task {task!r} needs a {main!r} input")
-        except (ValueError, KeyError) as e:
-            raise ValueError(f"{path}:{n}: {e}") from e
-        jobs.append(DecodeJob(out, task, think, None if keys == "-" else keys, tuple(data)))
-    if not jobs:
-        raise ValueError(f"{path}: no decode job")
-    return jobs
+def read_decode_jobs(path: str) -> List[DecodeJob]:
+    """The decode jobs of a ``--jobs`` file (:mod:`espnet2_echat.job_list`), one a line:
+    ``OUTPUT_DIR TASK THINK KEY_FILE PATH,NAME,TYPE [PATH,NAME,TYPE ...]`` (``KEY_FILE``
+    ``-``: every utterance)."""
+
+    def make(fields: List[str]) -> DecodeJob:
+        out, task, think, keys, *data = fields
+        main = check_task(task, think).input.name
+        if main not in parse_data_triplets(data):
+            raise ValueError(f"task {task!r} needs a {main!r} input")
+        return DecodeJob(out, task, think, None if keys == "-" else keys, tuple(data))
+
+    fields = ("OUTPUT_DIR", "TASK", "THINK", "KEY_FILE", "PATH,NAME,TYPE")
+    return read_job_list(path, fields, make, more="[PATH,NAME,TYPE ...]")
 
 
 def inference(
@@ -288,10 +279,10 @@ def inference(
     **decoding_options,
 ) -> List[DecodeSummary]:
     """Build a :class:`Speech2Response` (from files or ``model_tag``) and decode a data dir,
-    or, with ``jobs`` (a file for :func:`read_job_list`), every data dir it lists with the one
+    or, with ``jobs`` (a file for :func:`read_decode_jobs`), every data dir it lists with the one
     model: a recipe decoding many test sets loads the model once, not once a set."""
     if jobs:
-        job_list = read_job_list(jobs)
+        job_list = read_decode_jobs(jobs)
     elif output_dir and task and data_path_and_name_and_type:
         job_list = [
             DecodeJob(output_dir, task, think, key_file, tuple(data_path_and_name_and_type))

@@ -23,15 +23,16 @@ s2s, tts                ``speech_token_len_mean``; generated audio: ``asr_wer``/
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from espnet2.fileio.read_text import read_2columns_text
 
 from espnet2_echat.data.cot import parse_tag_think
 from espnet2_echat.data.labels import REPLY_EMOTION_LABELS, split_leading_tag
 from espnet2_echat.data.task_registry import DECODE_FILES, SAMPLE_FILES
+from espnet2_echat.job_list import read_job_list
 from espnet2_echat.progress import Tally
 from espnet2_echat.safety.atomic import atomic_write_text
 from espnet2_echat.scoring import classification, consistency, cot_fields
@@ -44,7 +45,7 @@ from espnet2_echat.scoring.judge import (
     require_success,
 )
 from espnet2_echat.scoring.results import write_results
-from espnet2_echat.scoring.task_spec import CHAT_KINDS, resolve_task
+from espnet2_echat.scoring.task_spec import CHAT_KINDS, CLI_TASKS, resolve_task
 from espnet2_echat.scoring.text_metrics import error_rates
 
 DEFAULT_RUBRIC = (
@@ -73,6 +74,32 @@ class ScoreOptions:
     cache_dir: Optional[Path] = None
     key_file: Optional[Path] = None  # score only these utterances (first column)
     dnsmos: bool = False  # predicted MOS of generated speech (DNSMOS)
+
+
+THINK_READINGS = ("auto", "tag", "language", "none")
+
+
+def read_score_jobs(path: str, opts: ScoreOptions) -> List[Tuple[Path, Path, Path, ScoreOptions]]:
+    """``(data dir, decode dir, out dir, options)`` of each line of an ``echat_score --jobs``
+    file (:mod:`espnet2_echat.job_list`): ``DATA_DIR DECODE_DIR OUT_DIR TASK THINK KEY_FILE``,
+    ``-`` for the default (``opts``' task, think or key file); the other options are ``opts``'."""
+
+    def make(fields: List[str]) -> Tuple[Path, Path, Path, ScoreOptions]:
+        data, decode, out, task, think, keys = fields
+        if task != "-" and task not in CLI_TASKS:
+            raise ValueError(f"unknown task {task!r}; one of {sorted(CLI_TASKS)}")
+        if think != "-" and think not in THINK_READINGS:
+            raise ValueError(f"think must be one of {THINK_READINGS}, got {think!r}")
+        job_opts = replace(
+            opts,
+            task=opts.task if task == "-" else task,
+            think=opts.think if think == "-" else think,
+            key_file=opts.key_file if keys == "-" else Path(keys),
+        )
+        return Path(data), Path(decode), Path(out), job_opts
+
+    fields = ("DATA_DIR", "DECODE_DIR", "OUT_DIR", "TASK", "THINK", "KEY_FILE")
+    return read_job_list(path, fields, make)
 
 
 def read_dir(path: Path, names: Sequence[str]) -> Dict[str, Dict[str, str]]:

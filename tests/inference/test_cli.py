@@ -238,16 +238,16 @@ def test_one_model_load_decodes_every_job_of_a_list(data_dir, converted_dir, fix
 @pytest.mark.parametrize(
     "line, message",
     [
-        ("out asr none -", "OUTPUT_DIR TASK THINK"),
+        ("out asr none -", "expected OUTPUT_DIR TASK THINK KEY_FILE PATH,NAME,TYPE"),
         ("out nosuchtask none - w.scp,speech,sound", "task"),
         ("out t2t none - w.scp,speech,sound", "needs a 'question' input"),
         ("out asr none - w.scp,speech", "PATH,NAME,TYPE"),
     ],
 )
 def test_a_bad_job_line_is_named_before_any_decoding(tmp_path, line, message):
-    from espnet2_echat.inference.batch_decode import read_job_list
+    from espnet2_echat.inference.batch_decode import read_decode_jobs
 
     jobs = tmp_path / "jobs"
     jobs.write_text(f"o asr none - w.scp,speech,sound\n{line}\n")
     with pytest.raises(ValueError, match=f"{jobs}:2: .*{message}"):
-        read_job_list(str(jobs))
+        read_decode_jobs(str(jobs))

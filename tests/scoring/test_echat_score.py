@@ -324,3 +324,34 @@ def test_tts_reply_without_speech_tokens_is_counted_not_an_error(tmp_path):
     with pytest.raises(ValueError, match="no generated audio for 1 utterances, e.g. u3"):
         score_decode_dir(data, write_dir(tmp_path / "decode2", files), tmp_path / "s2",
                          ScoreOptions())
+
+
+def test_one_process_scores_every_job_of_a_list(tmp_path, capsys):
+    """--jobs: each line's decode dir scored as its own run would score it ('-': the flags)."""
+    from espnet2_echat.bin.echat_score import main
+
+    utts = ["u1", "u2"]
+    asr = write_dir(tmp_path / "asr", {"task": {u: "<TRANSCRIBE>" for u in utts},
+                                       "text": {"u1": "A B C D", "u2": "E F"}})
+    asr_dec = write_dir(tmp_path / "asr_dec", {"text": {"u1": "a b x d", "u2": "e"}})
+    emo = write_dir(tmp_path / "emo", {"task": {u: "<TRANSCRIBE>" for u in utts},
+                                       "text": {"u1": "x", "u2": "y"},
+                                       "utt2emotion": {"u1": "<SAD>", "u2": "<HAPPY>"}})
+    emo_dec = write_dir(tmp_path / "emo_dec", {"text": {"u1": "<SAD>", "u2": "<SAD>"}})
+    (tmp_path / "keys").write_text("u1\n")
+    jobs = tmp_path / "jobs"
+    jobs.write_text(f"{asr} {asr_dec} {tmp_path / 's1'} - - {tmp_path / 'keys'}\n"
+                    f"# the emotion set, scored as emotion (its task file says asr)\n"
+                    f"{emo} {emo_dec} {tmp_path / 's2'} emotion none -\n")
+    assert main(["--jobs", str(jobs)]) == 0
+    read = lambda d: json.loads((tmp_path / d / "results.json").read_text())  # noqa: E731
+    assert (read("s1")["num_utts"], read("s1")["metrics"]["wer"]) == (1, pytest.approx(25.0))
+    assert read("s2")["task"] == "emotion"
+    assert read("s2")["metrics"]["emotion_accuracy"] == pytest.approx(50.0)
+    assert "echat_score: done 3, skipped 0, failed 0" in capsys.readouterr().err
+    jobs.write_text(f"{asr} {asr_dec} {tmp_path / 's3'} - -\n")
+    with pytest.raises(ValueError, match=f"{jobs}:1: expected DATA_DIR .* KEY_FILE, got 5"):
+        main(["--jobs", str(jobs)])
+    jobs.write_text(f"{asr} {asr_dec} {tmp_path / 's3'} nosuch - -\n")
+    with pytest.raises(ValueError, match=f"{jobs}:1: unknown task 'nosuch'"):
+        main(["--jobs", str(jobs)])

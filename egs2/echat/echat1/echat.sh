@@ -496,17 +496,21 @@ fi
 
 if run_stage 10; then
     log "Stage 10: scoring -> ${results_dir:-${final_exp}}/RESULTS.md"
-    for info in "${decode_root}"/*/decode_info; do
+    score_jobs=${decode_root}/score_jobs
+    : > "${score_jobs}"
+    for info in "${decode_root}"/*/decode_info; do  # every decoded dir not scored yet
         [ -f "${info}" ] || continue
         out=$(dirname "${info}")
         [ -f "${out}/.done" ] || continue
         [ -f "${out}/score/results.json" ] && continue
         read -r set task set_think < "${info}"
-        # shellcheck disable=SC2086
-        ${python} -m espnet2_echat.bin.echat_score --data_dir "${dumpdir}/${set}" --decode_dir "${out}" \
-            --out_dir "${out}/score" --task "${task}" --think "${set_think}" --key_file "${out}/keys" \
-            ${score_args}
+        echo "${dumpdir}/${set} ${out} ${out}/score ${task} ${set_think} ${out}/keys" >> "${score_jobs}"
     done
+    if [ -s "${score_jobs}" ]; then  # one process for all of them
+        # shellcheck disable=SC2086
+        ${python} -m espnet2_echat.bin.echat_score --jobs "${score_jobs}" ${score_args} \
+            > "${decode_root}/score.log"
+    fi
     results_md=${results_dir:-${final_exp}}/RESULTS.md
     extra=(--data_root "${dumpdir}")
     if ! ${skip_train}; then  # each stage's validation loss per epoch and curve
