@@ -22,7 +22,10 @@ import sys
 from espnet2.utils.types import str2bool, str_or_none
 
 from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
-from espnet2_echat.inference.serving_options import add_token2wav_arguments
+from espnet2_echat.inference.serving_options import (
+    add_decoder_speed_arguments,
+    add_token2wav_arguments,
+)
 from espnet2_echat.data.task_registry import TASK_NAMES, THINK_MODES
 
 
@@ -70,19 +73,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=False,
         help="decode with random weights when no --model_file is given (tests, timing only)",
     )
-    group.add_argument(
-        "--compile_step",
-        type=str2bool,
-        default=False,
-        help="compiled LLM decode step (torch.compile; CUDA graphs on GPU): faster steps after "
-        "a one-off compile per batch size (seconds to a minute on CPU)",
-    )
-    group.add_argument(
-        "--int8_heads",
-        type=str2bool,
-        default=False,
-        help="int8 text and speech heads (CPU; fewer bytes a decode step, logits within ~2%%)",
-    )
+    add_decoder_speed_arguments(group)
     add_token2wav_arguments(group)
     group = parser.add_argument_group("Task")
     group.add_argument("--task", choices=TASK_NAMES)

@@ -30,7 +30,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_model_arguments(parser)
+    add_model_arguments(parser, compile_step=False)  # continuous batching: varying shapes
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model_name", default="osum-echat", help="the id /v1/models lists")

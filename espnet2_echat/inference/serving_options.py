@@ -22,11 +22,15 @@ MODEL_OPTIONS = (
     "dtype",
     "reference_compat",
     "cachedir",
+    "int8_heads",
+    "compile_step",
 )
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Which model to load and how (the keyword arguments of ``Speech2Response``)."""
+def add_model_arguments(parser: argparse.ArgumentParser, compile_step: bool = True) -> None:
+    """Which model to load and how (the keyword arguments of ``Speech2Response``);
+    ``compile_step``: offer ``--compile_step`` (not where decoding never runs the fixed-shape
+    step it compiles, as in the server's continuous batching)."""
     parser.add_argument("--train_config", type=str_or_none)
     parser.add_argument("--model_file", type=str_or_none)
     parser.add_argument("--model_tag", type=str_or_none, help="model zoo name, packed zip or dir")
@@ -46,6 +50,25 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reference_compat", type=str2bool, default=False)
     parser.add_argument("--cachedir", type=str_or_none, help="where --model_tag unpacks")
+    add_decoder_speed_arguments(parser, compile_step)
+
+
+def add_decoder_speed_arguments(parser, compile_step: bool = True) -> None:
+    """``--int8_heads`` and ``--compile_step`` (a parser or an argument group)."""
+    if compile_step:
+        parser.add_argument(
+            "--compile_step",
+            type=str2bool,
+            default=False,
+            help="compiled LLM decode step (torch.compile; CUDA graphs on GPU): faster steps "
+            "after a one-off compile per batch size (seconds to a minute on CPU)",
+        )
+    parser.add_argument(
+        "--int8_heads",
+        type=str2bool,
+        default=False,
+        help="int8 text and speech heads (CPU; fewer bytes a decode step, logits within ~2%%)",
+    )
 
 
 def add_token2wav_arguments(parser) -> None:
@@ -103,7 +126,7 @@ def load_model(args: Dict):
     """A ``Speech2Response`` from the :data:`MODEL_OPTIONS` in ``args`` (removed from it)."""
     from espnet2_echat.inference.speech2response import Speech2Response
 
-    opts = {k: args.pop(k) for k in MODEL_OPTIONS}
+    opts = {k: args.pop(k) for k in MODEL_OPTIONS if k in args}
     tag, cachedir = opts.pop("model_tag"), opts.pop("cachedir")
     if tag:
         return Speech2Response.from_pretrained(tag, cachedir=cachedir, **opts)

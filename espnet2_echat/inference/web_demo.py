@@ -162,6 +162,8 @@ def launch(
     limits: Optional[RequestLimits] = None,
     auth_file: Optional[str] = None,
     cachedir: Optional[str] = None,
+    compile_step: bool = False,
+    int8_heads: bool = False,
     **decoding,
 ) -> None:
     """Load a model and serve the demo (blocks until interrupted). A login is required
@@ -177,6 +179,8 @@ def launch(
         token2wav_matmul_dtype=token2wav_matmul_dtype,
         token2wav_estimator=token2wav_estimator,
         synthesis_nthreads=synthesis_nthreads,
+        compile_step=compile_step,
+        int8_heads=int8_heads,
     )
     if model_tag:
         s2r = Speech2Response.from_pretrained(model_tag, cachedir=cachedir, **kwargs)

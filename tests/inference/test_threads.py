@@ -102,3 +102,35 @@ def test_nthreads_reaches_torch(name, monkeypatch):
     with pytest.raises(_Reached):
         cli.main(required + ["--nthreads", "3"])
     assert calls == [3]
+
+
+@pytest.mark.parametrize(
+    "name, flags",
+    [
+        ("echat_inference", {"int8_heads": True, "compile_step": True}),
+        ("echat_web_demo", {"int8_heads": True, "compile_step": True}),
+        ("echat_server", {"int8_heads": True}),  # continuous batching: no fixed-shape step
+    ],
+)
+def test_decoder_speed_options_reach_the_model(name, flags, monkeypatch):
+    """--int8_heads / --compile_step of each decoding CLI end in Speech2Response's arguments."""
+    import importlib
+
+    from espnet2_echat.inference import speech2response
+
+    cli = importlib.import_module(f"espnet2_echat.bin.{name}")
+    seen = {}
+
+    def record(self, *args, **kwargs):
+        seen.update(kwargs)
+        raise _Reached
+
+    monkeypatch.setattr(speech2response.Speech2Response, "__init__", record)
+    if name == "echat_web_demo":  # launch imports the class at import time
+        monkeypatch.setattr("espnet2_echat.inference.web_demo.Speech2Response.__init__", record)
+    required = _CLI_RUNS[name][0]
+    with pytest.raises(_Reached):
+        cli.main(required + [a for k in flags for a in (f"--{k}", "true")])
+    assert {k: seen.get(k) for k in flags} == flags
+    if "compile_step" not in flags:
+        assert "--compile_step" not in cli.get_parser().format_help()
