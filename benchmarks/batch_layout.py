@@ -3,14 +3,18 @@
 Small size, random weights, greedy text decode of 10 ids, 2 threads; each repeat times the
 read floor (``p.sum()`` over the step's parameters) right before each decode, and the
 ratios step / floor are reported (median, min, max over 5 repeats), for the layouts:
-``unpacked`` (every product through MKL, which re-packs each weight per call) and ``head``
-(the text head through a copy packed once for oneDNN, the default). Packing the body's
+``unpacked`` (every product through MKL, which re-packs each weight per call), ``head``
+(the text head through a copy packed once for oneDNN, the default) and ``int8_heads``
+(``--int8_heads true``: the heads as fbgemm dynamic int8, a quarter of the head's bytes; its
+ratio is also given against the floor of the bytes it reads, ``over_own_floor_median``,
+derived from the fp32 floor by the byte ratio). Packing the body's
 products too was measured with this script (``batch_layout_cpu.json``, ``head_and_body``)
 and gained nothing, so it was not kept.
 
     python -m benchmarks.batch_layout --threads 2 --out benchmarks/batch_layout_cpu.json
 """
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -23,6 +27,7 @@ from benchmarks.sizes import build
 from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.inference.decoder import build_plan, generate
 from espnet2_echat.inference.settings import DecodingOptions
+from espnet2_echat.models.int8_heads import use_int8_heads
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--threads", type=int, default=2)
@@ -43,25 +48,40 @@ n = 10
 options = DecodingOptions(do_sample=False, max_new_tokens=n, max_new_speech_tokens=0, min_new_tokens=n)
 plan = build_plan("text", options, llm.ids)
 head = llm.packed_head
-layouts = {"unpacked": None, "head": head}
-res = {"threads": args.threads, "load_before": os.getloadavg()}
+int8 = copy.deepcopy(llm)
+use_int8_heads(int8)  # text and speech heads as fbgemm dynamic int8 (--int8_heads true)
+# what a text step reads with int8 heads: the body as before, the head as int8 (+ its scales)
+fp32_bytes = sum(p.numel() * p.element_size() for p in params)
+head_w = llm.causal_lm.lm_head.weight
+int8_bytes = fp32_bytes - head_w.numel() * head_w.element_size() + head_w.numel() + 4 * head_w.shape[0]
+variants = {  # name: (the LLM decoding, its packed head)
+    "unpacked": (llm, None),
+    "head": (llm, head),
+    "int8_heads": (int8, None),
+}
+res = {"threads": args.threads, "load_before": os.getloadavg(), "int8_bytes_over_fp32": int8_bytes / fp32_bytes}
 for B in (1, 8):
     with torch.no_grad():
         batch = model.build_inputs([prompt] * B, audio * B, padding_side="left")
+    names = list(variants) if B > 1 else ["head", "int8_heads"]
     ratios = {}
-    for name, llm.packed_head in (layouts if B > 1 else {"head": head}).items():
-        generate(llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan)  # warm-up, packing
+    for name in names:
+        decoder, llm.packed_head = variants[name]
+        generate(decoder, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan)  # warm-up, packing
         ratios[name] = []
     for _ in range(5):
-        for name in ratios:
-            llm.packed_head = layouts[name]
-            f = read_floor(params)
+        for name in names:
+            decoder, llm.packed_head = variants[name]
+            f = read_floor(params)  # the fp32 step's floor, taken next to each decode
             t0 = time.perf_counter()
-            generate(llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan)
+            generate(decoder, batch.inputs_embeds, batch.attention_mask, batch.position_ids, plan)
             ratios[name].append((time.perf_counter() - t0) / n / f)
     for name, v in ratios.items():
-        res[f"batch{B}_{name}"] = {"median": statistics.median(v), "min": min(v), "max": max(v), "all": v}
-        print(B, name, "step/read floor: median %.2f min %.2f max %.2f" % (statistics.median(v), min(v), max(v)), flush=True)
+        row = {"median": statistics.median(v), "min": min(v), "max": max(v), "all": v}
+        if name == "int8_heads":  # against the floor of the bytes it reads (derived)
+            row["over_own_floor_median"] = statistics.median(v) * fp32_bytes / int8_bytes
+        res[f"batch{B}_{name}"] = row
+        print(B, name, "step/fp32 read floor: median %.2f min %.2f max %.2f" % (statistics.median(v), min(v), max(v)), flush=True)
 res["load_after"] = os.getloadavg()
 if args.out:
     with open(args.out, "w") as f:
