@@ -10,9 +10,6 @@ from torch import nn
 _LINK = ("adapter.", "llm.speech_embedding.", "llm.speech_head.", "llm.text_row_deltas.")
 TRAINABLE_PARTS: Dict[str, Sequence[str]] = {
     "link": _LINK,
-    # not a reference value: after stage 1, the speech tables and tag rows alone, so later
-    # stages cannot unlearn what the adapter learned (small budgets; issue #13)
-    "speech_tables": _LINK[1:],
     "encoder": ("encoder.",),
     "llm": ("llm.causal_lm.",),
     "link_and_encoder": _LINK + ("encoder.",),
