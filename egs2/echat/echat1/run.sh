@@ -33,7 +33,7 @@ case "${size}" in
         # 96 held-out ones make test_read_asr), its own data/dump/exp dirs, the frozen
         # encoder's outputs dumped once, stages 2 and 3 rehearsing the earlier stages' sets
         # (all their batches each pass: at 0.3 the labels learned weakly in stage 1 fell to
-        # chance), 2 torch threads per training and 2 decoding jobs per test set (the demo
+        # chance), 2 torch threads per training and 2 decoding processes (the demo
         # has the machine to itself; on a shared one give --train_nthreads 1 --inference_nj 1),
         # RESULTS.md and images/ in this dir
         size_args=(--datadir data_small_real --dumpdir dump_small_real --expdir exp_small_real
