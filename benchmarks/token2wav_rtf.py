@@ -7,8 +7,9 @@ per-repeat ratios to the first variant, with their min-max):
 * ``reference_ops``: float32 eager with the reference's arithmetic (the attention gets
   CosyVoice's additive key bias even when nothing is padded), i.e. the reference's work;
 * ``fp32``: this project's default (no bias without padding: the unmasked kernel);
-* ``bf16``: ``ConditionalDecoder.set_matmul_dtype(torch.bfloat16)``: transformer products
-  in bfloat16 (residuals, norms, convolutions float32);
+* ``bf16``: what ``--matmul_dtype bfloat16`` runs: ``ConditionalDecoder.set_matmul_dtype``
+  (the estimator's transformer products in bfloat16; its residuals, norms and convolutions
+  float32) and ``HiFTGenerator.set_conv_dtype`` (HiFT's convolutions in bfloat16);
 * ``onnx``: the float32 estimator exported with ``torch.onnx`` and run by ONNX Runtime
   (``--estimator_backend onnx``);
 * ``bf16_compiled`` (``--compile``): the same estimator under ``torch.compile``.
@@ -37,6 +38,7 @@ import yaml
 
 from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel
 from espnet2_echat.models.token2wav.estimator import ConditionalDecoder
+from espnet2_echat.models.token2wav.hift import HiFTGenerator
 from espnet2_echat.models.token2wav.onnx_estimator import OnnxEstimator
 
 CONF = (
@@ -68,8 +70,17 @@ def variant_estimators(model, compile_: bool) -> Dict[str, torch.nn.Module]:
     return out
 
 
-def synthesize_timed(model, estimator, tokens, prompt, noise, steps: int) -> dict:
-    """Offline synthesis with ``estimator`` in the flow; per-part seconds and outputs."""
+def bf16_vocoder(model, model_conf: dict) -> torch.nn.Module:
+    """A copy of ``model``'s HiFT with its convolutions in bfloat16."""
+    hift = HiFTGenerator(**model_conf.get("hift_conf", {})).eval()
+    hift.load_state_dict(model.hift.state_dict())
+    hift.set_conv_dtype(torch.bfloat16)
+    return hift
+
+
+def synthesize_timed(model, estimator, tokens, prompt, noise, steps: int, vocoder=None) -> dict:
+    """Offline synthesis with ``estimator`` in the flow and ``vocoder`` (default: the
+    model's HiFT); per-part seconds and outputs."""
     flow = model.flow
     t0 = time.perf_counter()
     c = flow.conditions(tokens, *prompt)
@@ -78,7 +89,7 @@ def synthesize_timed(model, estimator, tokens, prompt, noise, steps: int) -> dic
     mel = flow.decoder.solve_euler(noise, c.mu, c.mask, c.spks, c.cond, steps)
     mel = mel[:, :, c.mel_len1 :]
     t2 = time.perf_counter()
-    wav, _ = model.hift.inference(mel, generator=torch.Generator().manual_seed(0))
+    wav, _ = (vocoder or model.hift).inference(mel, generator=torch.Generator().manual_seed(0))
     t3 = time.perf_counter()
     return {
         "encoder_s": t1 - t0,
@@ -121,8 +132,9 @@ def main() -> None:
     frames = prompt[1].shape[1] + model.flow.num_mel_frames(args.tokens)
     noise = torch.randn(1, 80, frames, generator=torch.Generator().manual_seed(1))
     variants = variant_estimators(model, args.compile)
-    run: Callable[[torch.nn.Module], dict] = lambda est: synthesize_timed(
-        model, est, tokens, prompt, noise, args.steps
+    low_hift = bf16_vocoder(model, conf)
+    run: Callable[[str, torch.nn.Module], dict] = lambda name, est: synthesize_timed(
+        model, est, tokens, prompt, noise, args.steps, low_hift if name.startswith("bf16") else None
     )
     load_before = os.getloadavg()
     with torch.no_grad():
@@ -132,12 +144,12 @@ def main() -> None:
         hook = variants["fp32"].register_forward_pre_hook(
             lambda module, inputs: cfg_batches.append(inputs[0].shape[0])
         )
-        outputs = {name: run(est) for name, est in variants.items()}  # warm-up
+        outputs = {name: run(name, est) for name, est in variants.items()}  # warm-up
         hook.remove()
         times = {name: [] for name in variants}
         for _ in range(args.repeats):
             for name, est in variants.items():
-                times[name].append(run(est))
+                times[name].append(run(name, est))
     load_after = os.getloadavg()
     audio_s = outputs["fp32"]["wav"].shape[1] / model.sample_rate
     ref_mel, ref_wav = outputs["fp32"]["mel"], outputs["fp32"]["wav"]
@@ -162,6 +174,7 @@ def main() -> None:
             "mel_max_abs_err_vs_fp32": float((out["mel"] - ref_mel).abs().max()),
             "mel_mean_abs_err_vs_fp32": float((out["mel"] - ref_mel).abs().mean()),
             "wav_max_abs_err_vs_fp32": float((out["wav"] - ref_wav).abs().max()),
+            "wav_mean_abs_err_vs_fp32": float((out["wav"] - ref_wav).abs().mean()),
         }
     result = {
         "model": "CosyVoice-300M-25Hz size, random weights",
@@ -175,6 +188,7 @@ def main() -> None:
         "audio_s": audio_s,
         "prompt_frames": prompt[1].shape[1],
         "mel_std_fp32": float(ref_mel.std()),
+        "wav_mean_abs_fp32": float(ref_wav.abs().mean()),
         "estimator_call_batches": cfg_batches,
         "load_average_before_after": [load_before[0], load_after[0]],
         "torch": torch.__version__,
@@ -183,15 +197,16 @@ def main() -> None:
     print(json.dumps(result, indent=1))
     print(
         "\n| variant | RTF (median, min-max) | total / reference_ops | estimator / reference_ops "
-        "| estimator share | mel mean abs err vs fp32 |"
+        "| estimator share | HiFT s | mel mean abs err vs fp32 | wav mean abs err / mean abs |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         f = lambda s: f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})"
         print(
             f"| {name} | {f(r['rtf'])} | {f(r['rtf_vs_reference_ops'])} | "
             f"{f(r['estimator_vs_reference_ops'])} | {r['estimator_share']['median']:.2f} | "
-            f"{r['mel_mean_abs_err_vs_fp32']:.2e} |"
+            f"{r['hift_s']['median']:.2f} | {r['mel_mean_abs_err_vs_fp32']:.2e} | "
+            f"{r['wav_mean_abs_err_vs_fp32'] / result['wav_mean_abs_fp32']:.2e} |"
         )
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

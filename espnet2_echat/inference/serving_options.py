@@ -79,7 +79,8 @@ def add_token2wav_arguments(parser) -> None:
         "--token2wav_matmul_dtype",
         default="float32",
         choices=["float32", "bfloat16"],
-        help="token2wav flow estimator's transformer products (bfloat16: AMX/BF16 CPUs, GPUs)",
+        help="token2wav's flow-estimator products and HiFT convolutions (bfloat16: AMX/BF16 "
+        "CPUs, GPUs)",
     )
     add_estimator_backend_argument(parser, "--token2wav_estimator")
 

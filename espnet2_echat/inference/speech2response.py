@@ -121,7 +121,7 @@ class Speech2Response:
         random_init: allow ``model_file=None`` (random weights, for tests and timing);
             without it a missing model file is an error, never silent random weights.
         token2wav_matmul_dtype: ``float32`` or ``bfloat16`` for the token2wav flow
-            estimator's products (``Token2WavInference.matmul_dtype``).
+            estimator's products and HiFT's convolutions (``Token2WavInference.matmul_dtype``).
         token2wav_estimator: ``torch`` or ``onnx`` (``Token2WavInference.estimator_backend``).
         token2wav_first_hop_len: tokens the first streamed audio chunk advances
             (``FIRST_HOP_LEN``; None or ``reference_compat``: the reference's 50).

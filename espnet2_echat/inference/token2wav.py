@@ -45,9 +45,10 @@ class Token2WavInference:
             trained with the stand-in embedding takes the stand-in when none is given).
         onnx_dir: Directory with ``campplus.onnx`` / ``speech_tokenizer_v1.onnx``.
         matmul_dtype: ``float32`` (default, the reference's arithmetic) or ``bfloat16``:
-            the flow estimator's transformer products in bfloat16 (residuals, norms and
-            convolutions stay float32), ~2x faster on CPUs with AMX/AVX512-BF16 and on
-            GPUs; its error against float32 is measured in ``benchmarks/token2wav_rtf.md``.
+            the flow estimator's transformer products and the HiFT vocoder's convolutions
+            in bfloat16 (residuals, norms, activations, the estimator's convolutions and the
+            iSTFT stay float32), ~1.8x faster on CPUs with AMX/AVX512-BF16 and on GPUs; its
+            error against float32 is measured in ``benchmarks/README.md``.
         first_token_hop_len: Tokens the first streamed chunk advances (default the
             reference's 50).
         estimator_backend: ``torch`` (default) or ``onnx``: the flow estimator exported
@@ -87,6 +88,8 @@ class Token2WavInference:
         )
         self.model.eval()
         self.model.flow.decoder.estimator.set_matmul_dtype(MATMUL_DTYPES[matmul_dtype])
+        if self.model.vocoder_type == "hift":
+            self.model.hift.set_conv_dtype(MATMUL_DTYPES[matmul_dtype])
         self._use_estimator_backend(estimator_backend, matmul_dtype, device)
         self.device = device
         self.n_timesteps = n_timesteps

@@ -13,6 +13,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from espnet2_echat.models.token2wav.f0_predictor import ConvRNNF0Predictor
@@ -25,6 +26,23 @@ def _padding(kernel_size: int, dilation: int = 1) -> int:
 def _init_conv(m: torch.nn.Module) -> None:
     if "Conv" in m.__class__.__name__:
         m.weight.data.normal_(0.0, 0.01)
+
+
+class CastConv(torch.nn.Module):
+    """A convolution run in ``dtype`` between float32 activations (inference).
+
+    Its weight norm is folded into a plain weight first (the product is the same; nothing
+    is recomputed per call)."""
+
+    def __init__(self, conv: torch.nn.Module, dtype: torch.dtype):
+        super().__init__()
+        if parametrize.is_parametrized(conv, "weight"):
+            parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
+        self.conv = conv.to(dtype)
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.to(self.dtype)).float()
 
 
 class Snake(torch.nn.Module):
@@ -267,6 +285,27 @@ class HiFTGenerator(torch.nn.Module):
         self.f0_predictor = ConvRNNF0Predictor(
             **(f0_predictor_conf or {"in_channels": in_channels})
         )
+
+    @torch.no_grad()
+    def set_conv_dtype(self, dtype: Optional[torch.dtype]) -> None:
+        """Inference: every convolution of the decoder (not the F0 predictor's) in ``dtype``.
+
+        ``torch.bfloat16`` on a CPU with AMX/AVX512-BF16 (or a GPU) halves the vocoder's
+        time, ~80 % of which is convolutions (``benchmarks/README.md``); activations, the
+        residual sums, the source and the iSTFT stay float32. Weight norms are folded.
+        ``None`` leaves the module as it is. Irreversible: load the model again for float32.
+        """
+        if dtype is None:
+            return
+
+        def swap(parent: torch.nn.Module) -> None:
+            for name, child in parent.named_children():
+                if isinstance(child, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+                    setattr(parent, name, CastConv(child, dtype))
+                elif child is not self.f0_predictor and not isinstance(child, CastConv):
+                    swap(child)
+
+        swap(self)
 
     # ---------------------------------------------------------------- pieces
     def f0_to_source(

@@ -91,3 +91,58 @@ def test_onnx_estimator_equals_torch_and_refuses_padding():
     mask[:, :, 30:] = 0
     with pytest.raises(ValueError, match="exported for unpadded input"):
         onnx(x, mask, mu, t, spks, cond)
+
+
+@torch.no_grad()
+def test_bf16_hift_convolutions_stay_close_to_float32():
+    """set_conv_dtype: every decoder convolution in bfloat16 (weight norm folded), the F0
+    predictor, the source and the iSTFT in float32; the waveform stays close."""
+    from espnet2_echat.models.token2wav.hift import CastConv, HiFTGenerator
+
+    def hift() -> HiFTGenerator:
+        torch.manual_seed(0)
+        return HiFTGenerator(base_channels=64, f0_predictor_conf={"in_channels": 80, "cond_channels": 64}).eval()
+
+    ref, low = hift(), hift()
+    low.set_conv_dtype(torch.bfloat16)
+    mel = torch.randn(1, 80, 40, generator=torch.Generator().manual_seed(1))
+    want = ref.inference(mel, generator=torch.Generator().manual_seed(0))[0]
+    got = low.inference(mel, generator=torch.Generator().manual_seed(0))[0]
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert not torch.equal(got, want)  # the bf16 path really ran
+    rel = float((got - want).abs().mean() / want.abs().mean())
+    assert rel < 2e-2, rel
+    convs = [m for m in low.modules() if isinstance(m, CastConv)]
+    assert len(convs) == sum(isinstance(m, torch.nn.Conv1d | torch.nn.ConvTranspose1d)
+                             for m in ref.modules() if not _in_f0_predictor(ref, m))
+    assert all(c.conv.weight.dtype == torch.bfloat16 for c in convs)
+    assert next(low.f0_predictor.parameters()).dtype == torch.float32
+
+
+def _in_f0_predictor(hift, module) -> bool:
+    return any(module is m for m in hift.f0_predictor.modules())
+
+
+def test_bf16_token2wav_inference_converts_the_vocoder_too(tmp_path):
+    """Token2WavInference(matmul_dtype="bfloat16") runs HiFT's convolutions in bfloat16."""
+    import yaml
+
+    from espnet2_echat.inference.token2wav import Token2WavInference
+    from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel
+    from espnet2_echat.models.token2wav.hift import CastConv
+    from espnet2_echat.models.token2wav.speaker_prompt import SpeakerPrompt
+    from espnet2_echat.tasks.token2wav import Token2WavTask
+
+    conf = yaml.safe_load(open("conf/token2wav/train_tiny.yaml"))["model_conf"]
+    conf.update(vocoder="hift", hift_conf=dict(base_channels=32, f0_predictor_conf={"in_channels": 80, "cond_channels": 32}))
+    torch.manual_seed(0)
+    model = ESPnetToken2WavModel(**conf)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(Token2WavTask.default_config(conf)))
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+    prompt = SpeakerPrompt(torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0, model.flow.output_size),
+                           torch.randn(1, model.flow.spk_embed_dim))
+    files = (tmp_path / "config.yaml", tmp_path / "model.pth")
+    t2w = Token2WavInference(*files, matmul_dtype="bfloat16", prompt=prompt)
+    assert any(isinstance(m, CastConv) for m in t2w.model.hift.modules())
+    t2w = Token2WavInference(*files, prompt=prompt)
+    assert not any(isinstance(m, CastConv) for m in t2w.model.hift.modules())
