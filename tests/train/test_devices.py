@@ -76,7 +76,7 @@ def test_batch_decoding_asks_devices_not_cuda(no_cuda, monkeypatch):
     """--ngpu 1 on an NPU machine decodes on the NPU; on a CPU-only one it fails clearly."""
     monkeypatch.setitem(sys.modules, "torch_npu", None)
     with pytest.raises(RuntimeError, match="no CUDA GPU or Ascend NPU"):
-        batch_decode.inference("out", [], "asr", train_config="c", model_file="m", ngpu=1)
+        batch_decode.inference("out", ["w.scp,speech,sound"], "asr", train_config="c", model_file="m", ngpu=1)
     seen = {}
 
     class Stop(Exception):
@@ -89,7 +89,7 @@ def test_batch_decoding_asks_devices_not_cuda(no_cuda, monkeypatch):
     fake_torch_npu(monkeypatch, available=True)
     monkeypatch.setattr(batch_decode, "Speech2Response", fake_s2r)
     with pytest.raises(Stop):
-        batch_decode.inference("out", [], "asr", train_config="c", model_file="m", ngpu=1)
+        batch_decode.inference("out", ["w.scp,speech,sound"], "asr", train_config="c", model_file="m", ngpu=1)
     assert seen["device"] == "npu:0"
 
 
