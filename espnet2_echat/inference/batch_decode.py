@@ -289,6 +289,8 @@ def inference(
         ]
     else:
         raise ValueError("give --jobs, or --output_dir, --task and --data_path_and_name_and_type")
+    if prompt is not None and len({job.task for job in job_list}) > 1:
+        raise ValueError(f"--prompt is one task's instruction, but {jobs} lists several tasks")
     model_kwargs = dict(
         device=device_for_ngpu(ngpu),
         dtype=dtype,

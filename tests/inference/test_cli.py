@@ -251,3 +251,14 @@ def test_a_bad_job_line_is_named_before_any_decoding(tmp_path, line, message):
     jobs.write_text(f"o asr none - w.scp,speech,sound\n{line}\n")
     with pytest.raises(ValueError, match=f"{jobs}:2: .*{message}"):
         read_decode_jobs(str(jobs))
+
+
+def test_one_prompt_is_refused_for_a_list_of_several_tasks(tmp_path):
+    """--prompt is an instruction of one task: with jobs of two tasks it is refused before
+    any model loads (the model files here do not exist)."""
+    from espnet2_echat.inference.batch_decode import inference
+
+    jobs = tmp_path / "jobs"
+    jobs.write_text("a asr none - w.scp,speech,sound\nb gender none - w.scp,speech,sound\n")
+    with pytest.raises(ValueError, match="lists several tasks"):
+        inference(jobs=str(jobs), prompt="Say it.", train_config="none.yaml", model_file="none.pth")

@@ -290,8 +290,9 @@ class HiFTGenerator(torch.nn.Module):
     def set_conv_dtype(self, dtype: Optional[torch.dtype]) -> None:
         """Inference: every convolution of the decoder (not the F0 predictor's) in ``dtype``.
 
-        ``torch.bfloat16`` on a CPU with AMX/AVX512-BF16 (or a GPU) halves the vocoder's
-        time, ~80 % of which is convolutions (``benchmarks/README.md``); activations, the
+        ``torch.bfloat16`` on a CPU with AMX/AVX512-BF16 (or a GPU) takes about a third off
+        the vocoder's time, ~80 % of which is convolutions (1.07 -> 0.72 s in
+        ``benchmarks/README.md``); activations, the
         residual sums, the source and the iSTFT stay float32. Weight norms are folded.
         ``None`` leaves the module as it is. Irreversible: load the model again for float32.
         """

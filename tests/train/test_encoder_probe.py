@@ -1,8 +1,8 @@
-"""probe_encoder_labels: a linear probe of pooled encoder outputs, fit on train, scored on test."""
+"""train.encoder_probe (probe_encoder_labels): a linear probe of pooled encoder outputs, fit on train, scored on test."""
 
 import numpy as np
 
-from espnet2_echat.bin.probe_encoder_labels import probe
+from espnet2_echat.train.encoder_probe import probe
 
 
 def _dir(root, name, labels, sign, rng):
