@@ -7,6 +7,7 @@ carry the ``reference`` marker and skip with one clear line when the folder is a
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,27 @@ def _require(name: str) -> Path:
             f"holding {name}/ to run the reference equivalence tests"
         )
     return path
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request):
+    """``make(name)``: a folder that lives as long as the test module.
+
+    Removed when the module's tests are done and none of them failed, like the per-test
+    ``tmp_path`` under ``tmp_path_retention_policy = failed`` (pytest.ini): the suite's
+    trainings, recipes and checkpoints would otherwise fill several GB of /tmp by its end.
+    """
+    made = []
+    failed_before = request.session.testsfailed
+
+    def make(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield make
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -65,8 +65,9 @@ def dump_encoder_outputs(
 ) -> Dict[str, int]:
     """Encode every utterance of ``data_dirs`` once; returns ``{dir: utterances}``.
 
-    Dirs whose ``encoder_out.json`` already holds ``fingerprint`` are skipped; dirs that
-    are not :func:`cacheable` are left alone.
+    Dirs whose ``encoder_out.json`` already holds ``fingerprint`` and whose listed files all
+    exist are skipped (a dir whose store was removed is dumped again); dirs that are not
+    :func:`cacheable` are left alone.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
@@ -80,7 +81,7 @@ def dump_encoder_outputs(
         if not cacheable(d):
             logging.info(f"{d}: no wav.scp or multi-turn history, not cached")
             continue
-        if (d / CACHE_INFO).is_file() and json.loads((d / CACHE_INFO).read_text()) == info:
+        if _complete(d, info):
             logging.info(f"{d}: encoder outputs already dumped")
             continue
         lines = []
@@ -95,6 +96,16 @@ def dump_encoder_outputs(
         done[str(d)] = len(lines)
         logging.info(f"{d}: {len(lines)} encoder outputs -> {store_dir}")
     return done
+
+
+def _complete(data_dir: Path, info: Mapping[str, object]) -> bool:
+    """Whether ``data_dir`` holds a dump made with ``info`` whose files all still exist."""
+    if not (data_dir / CACHE_INFO).is_file() or not (data_dir / CACHE_SCP).is_file():
+        return False
+    if json.loads((data_dir / CACHE_INFO).read_text()) != info:
+        return False
+    lines = (data_dir / CACHE_SCP).read_text(encoding="utf-8").splitlines()
+    return all(Path(line.split(maxsplit=1)[1]).is_file() for line in lines)
 
 
 def audio_digest(path: str) -> str:
@@ -136,4 +147,11 @@ def read_cache_scp(data_dir: Path, fingerprint: Mapping[str, object]) -> Dict[st
     for line in (data_dir / CACHE_SCP).read_text(encoding="utf-8").splitlines():
         utt, path = line.split(maxsplit=1)
         out[utt] = path
+    missing = [utt for utt, path in out.items() if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{data_dir}/{CACHE_SCP}: {len(missing)} of {len(out)} encoder outputs are gone "
+            f"(first: {missing[0]} {out[missing[0]]}); dump them again (dump_encoder_outputs "
+            f"recomputes the missing ones)"
+        )
     return out

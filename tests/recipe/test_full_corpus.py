@@ -31,8 +31,8 @@ def readme_commands() -> list:
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    work = tmp_path_factory.mktemp("full")
+def recipe(module_tmp):
+    work = module_tmp("full")
     env, expected = make_replicas(work / "corpora")
     # one unreadable recording: the format stage must drop and report it, not stop
     broken = next(Path(env["LIBRISPEECH"]).glob("LibriSpeech/train-clean-100/*/*/*-0001.flac"))

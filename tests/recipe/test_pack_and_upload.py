@@ -14,8 +14,8 @@ pytestmark = pytest.mark.reference
 
 
 @pytest.fixture(scope="module")
-def packed(converted_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("pack")
+def packed(converted_dir, module_tmp):
+    work = module_tmp("pack")
     shutil.copytree(converted_dir, work / "exp" / "model")
     (work / "exp" / "model" / "RESULTS.md").write_text("| set | wer |\n|---|---|\n| a | 1.0 |\n")
     cwd = os.getcwd()

@@ -39,8 +39,8 @@ def run(work: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    work = tmp_path_factory.mktemp("recipe")
+def work(module_tmp):
+    work = module_tmp("recipe")
     run(work, "--stop_stage", "4")
     return work
 

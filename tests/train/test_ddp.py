@@ -43,8 +43,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp")
+def setup(module_tmp):
+    root = module_tmp("ddp")
     dirs = {}
     for split, n in (("train", 8), ("valid", 2)):
         utts = {}

@@ -112,6 +112,26 @@ def test_stale_or_missing_cache_is_refused(corpus, tmp_path):
     (d / "encoder_out.scp").unlink()
 
 
+def test_a_dump_whose_store_is_gone_is_refused_then_redone(corpus, tmp_path):
+    """A dump left by another run whose store folder was removed: training names the missing
+    file instead of failing in numpy, and dumping again recomputes it instead of skipping."""
+    args = EChatTask.get_parser().parse_args(cmd_of(corpus, tmp_path, "--encoder_cache", "true"))
+    torch.manual_seed(0)
+    model = EChatTask.build_model(args)
+    d, fingerprint = corpus["valid_asr"], encoder_fingerprint(args)
+    first = dump_encoder_outputs(model.frontend, model.encoder, [d], tmp_path / "old", fingerprint)
+    assert first == {str(d): len((d / "wav.scp").read_text().splitlines())}
+    shutil.rmtree(tmp_path / "old")
+    with pytest.raises(FileNotFoundError, match=r"encoder outputs are gone .*dump them again"):
+        EChatTask.build_iter_factory(args, DistributedOption(distributed=False), "valid")
+    again = dump_encoder_outputs(model.frontend, model.encoder, [d], tmp_path / "new", fingerprint)
+    assert again == first
+    listed = [line.split()[1] for line in (d / CACHE_SCP).read_text().splitlines()]
+    assert all(Path(p).is_file() and Path(p).parent == (tmp_path / "new").resolve() for p in listed)
+    (d / CACHE_INFO).unlink()
+    (d / CACHE_SCP).unlink()
+
+
 def test_a_trained_encoder_cannot_use_the_cache(corpus, tmp_path):
     args = EChatTask.get_parser().parse_args(
         cmd_of(corpus, tmp_path, "--encoder_cache", "true", "--trainable_parts", "all")

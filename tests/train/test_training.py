@@ -68,8 +68,8 @@ def mean_valid_loss(model, args) -> float:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run_a")
+def uninterrupted(corpus, module_tmp):
+    out = module_tmp("run_a")
     EChatTask.main(cmd=train_cmd(corpus, out))
     return out
 
