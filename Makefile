@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the default recipe and the tests need (no downloads at run time).
 DEBIAN_PACKAGES := espeak-ng sox ffmpeg sctk asterisk-core-sounds-en-wav asterisk-core-sounds-en chromium
 
-.PHONY: setup test demo clean debian
+.PHONY: setup test demo clean debian stale-test-tmp
 
 setup: $(VENV)/.installed debian
 
@@ -38,7 +38,14 @@ debian:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-test: setup
+# pytest keeps the work dirs of earlier runs under $$TMPDIR/pytest-of-USER; on a machine that
+# runs the suite again and again they fill the disk before the install step. Those older than
+# an hour go first (a run still going elsewhere is left alone).
+stale-test-tmp:
+	-find "$${TMPDIR:-/tmp}/pytest-of-$$(id -un)" -mindepth 1 -maxdepth 1 -name 'pytest-*' \
+	  -mmin +60 -exec rm -rf {} + 2>/dev/null
+
+test: stale-test-tmp setup
 	$(PY) -m pytest -q
 
 # The whole default recipe (--size small_real: real Whisper-base + SmolLM2-135M-Instruct from the
