@@ -44,6 +44,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--num_train", type=int, default=0, help="0: every training utterance")
+    parser.add_argument("--heldout_split", default="test", help="{split}_{label} is held out")
     parser.add_argument("--num_heldout", type=int, default=64)
     parser.add_argument("--eval_every", type=int, default=50)
     parser.add_argument("--nthreads", type=int, default=2)
@@ -108,7 +109,7 @@ def main(argv=None) -> None:
     collate = EChatTask.build_collate_fn(train_args, train=False)
     root = Path(args.data_root)
     train = LabelSet(root, "train", args.label, args.num_train, args.seed)
-    heldout = LabelSet(root, "test", args.label, args.num_heldout, args.seed)
+    heldout = LabelSet(root, args.heldout_split, args.label, args.num_heldout, args.seed)
     values = sorted(set(train.label.values()))
     params = [p for p in model.parameters() if p.requires_grad]
     current: Dict[str, torch.Tensor] = {}

@@ -4,8 +4,10 @@ cleanly. Runs the real ./run.sh (several minutes on 2 cores)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -52,6 +54,21 @@ def test_data_stages(work):
         assert (d / ".done").exists() and (d / "wav.scp").exists(), name
     tokens = (dump / "train_tts" / "speech_token").read_text().splitlines()
     assert tokens and all(0 <= int(t) < 16 for line in tokens for t in line.split()[1:])
+
+
+def test_label_path_diagnostic(work):
+    """local/diagnose_label_path.py trains on a label set and prints the held-out label
+    accuracy; in oracle mode (a learned vector per label in place of the last audio frame)
+    the training loss falls."""
+    cmd = [sys.executable, "local/diagnose_label_path.py",
+           "--config", "conf/train_stage1_understanding.yaml", "--data_root", str(work / "dump"),
+           "--label", "gender", "--mode", "oracle", "--steps", "40", "--batch_size", "2", "--lr", "3e-3",
+           "--heldout_split", "dev", "--num_heldout", "2", "--eval_every", "40", "--nthreads", "1"]
+    out = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    losses = [float(x) for x in re.findall(r"^step \d+ loss ([0-9.]+)$", out.stdout, re.M)]
+    assert len(losses) == 40 and losses[-1] < 0.5 * losses[0], losses
+    assert re.search(r"^step 40 held-out gender accuracy [0-9.]+ % of 2$", out.stdout, re.M)
 
 
 def test_finished_stage_is_skipped(work):
