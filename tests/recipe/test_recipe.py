@@ -62,8 +62,9 @@ def test_label_path_diagnostic(work):
     the training loss falls."""
     cmd = [sys.executable, "local/diagnose_label_path.py",
            "--config", "conf/train_stage1_understanding.yaml", "--data_root", str(work / "dump"),
-           "--label", "gender", "--mode", "oracle", "--steps", "40", "--batch_size", "2", "--lr", "3e-3",
-           "--heldout_split", "dev", "--num_heldout", "2", "--eval_every", "40", "--nthreads", "1"]
+           "--label", "gender", "--mode", "oracle", "--steps", "40", "--batch_size", "2",
+           "--lr", "3e-3", "--heldout_split", "dev", "--num_heldout", "2", "--eval_every", "40",
+           "--nthreads", "1"]
     out = subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     losses = [float(x) for x in re.findall(r"^step \d+ loss ([0-9.]+)$", out.stdout, re.M)]
