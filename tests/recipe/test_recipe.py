@@ -57,10 +57,10 @@ def test_data_stages(work):
 
 
 def test_label_path_diagnostic(work):
-    """local/diagnose_label_path.py trains on a label set and prints the held-out label
+    """``diagnose_label_path`` trains on a label set and prints the held-out label
     accuracy; in oracle mode (a learned vector per label in place of the last audio frame)
     the training loss falls."""
-    cmd = [sys.executable, "local/diagnose_label_path.py",
+    cmd = [sys.executable, "-m", "espnet2_echat.bin.diagnose_label_path",
            "--config", "conf/train_stage1_understanding.yaml", "--data_root", str(work / "dump"),
            "--label", "gender", "--mode", "oracle", "--steps", "40", "--batch_size", "2",
            "--lr", "3e-3", "--heldout_split", "dev", "--num_heldout", "2", "--eval_every", "40",

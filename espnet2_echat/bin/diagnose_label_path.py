@@ -14,9 +14,13 @@ held-out accuracy of the label (greedy, teacher-forced). Two modes:
 Held-out accuracy in ``oracle`` mode also sees the reference label, so it measures only
 whether the LLM path can carry a label, not the model.
 
-    python local/diagnose_label_path.py --config conf/small_real/train_stage1_understanding.yaml \
+    cd egs2/echat/echat1
+    python -m espnet2_echat.bin.diagnose_label_path \
+        --config conf/small_real/train_stage1_understanding.yaml \
         --label gender --mode oracle --steps 60
 """
+
+from __future__ import annotations
 
 import argparse
 import random
@@ -24,14 +28,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-import soundfile
-import torch
-
 from espnet2_echat.data.datadir import read_kaldi_map
 from espnet2_echat.data.task_registry import LABEL_BY_KIND
-from espnet2_echat.data.templates import IGNORE_ID
-from espnet2_echat.models.splice import unpad
-from espnet2_echat.tasks.echat import EChatTask
+from espnet2_echat.inference.threads import add_nthreads_argument, set_nthreads
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -47,7 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heldout_split", default="test", help="{split}_{label} is held out")
     parser.add_argument("--num_heldout", type=int, default=64)
     parser.add_argument("--eval_every", type=int, default=50)
-    parser.add_argument("--nthreads", type=int, default=2)
+    add_nthreads_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -56,6 +55,8 @@ class LabelSet:
     """The utterances of ``{split}_{label}`` with their text, label and waveform."""
 
     def __init__(self, root: Path, split: str, label: str, limit: int, seed: int):
+        import soundfile
+
         d = root / f"{split}_{label}"
         kind = LABEL_BY_KIND[label]
         wavs = read_kaldi_map(d / "wav.scp")
@@ -69,7 +70,7 @@ class LabelSet:
         self.label_file = kind.file
 
 
-def make_batch(data: LabelSet, keys: List[str], pre, collate) -> Dict[str, torch.Tensor]:
+def make_batch(data: LabelSet, keys: List[str], pre, collate) -> Dict:
     samples = [
         (k, pre(k, {"task": data.task[k], "text": data.text[k],
                     data.label_file: data.label[k], "speech": data.audio[k]}))
@@ -81,6 +82,11 @@ def make_batch(data: LabelSet, keys: List[str], pre, collate) -> Dict[str, torch
 def label_accuracy(model, batch) -> float:
     """Share of samples whose label, every supervised token before the closing
     ``<|im_end|>`` (one token for an added tag, several for a spelled one), is greedy-right."""
+    import torch
+
+    from espnet2_echat.data.templates import IGNORE_ID
+    from espnet2_echat.models.splice import unpad
+
     ids = unpad(batch["input_ids"], batch["input_ids_lengths"])
     tgts = unpad(batch["target"], batch["target_lengths"])
     audio = model.audio_per_sample(ids, batch["speech"], batch["speech_lengths"])
@@ -97,9 +103,32 @@ def label_accuracy(model, batch) -> float:
     return sum(right) / len(right)
 
 
+def install_oracle(adapter, num_values: int, current: Dict):
+    """Wrap ``adapter.forward`` so each row's last valid output frame is the learned vector of
+    the label index ``current["label"][row]`` (set before each forward); returns the vectors
+    (num_values, width), zero at start."""
+    import torch
+
+    adapter_forward = adapter.forward
+    oracle = torch.nn.Parameter(torch.zeros(num_values, adapter.proj.out_features))
+
+    def forward_with_oracle(x, lengths):
+        out, out_lengths = adapter_forward(x, lengths)
+        last = torch.arange(out.size(1), device=out.device)[None, :] == (out_lengths - 1)[:, None]
+        vectors = oracle[current["label"]].to(out)[:, None]
+        return torch.where(last[..., None], vectors, out), out_lengths
+
+    adapter.forward = forward_with_oracle
+    return oracle
+
+
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
-    torch.set_num_threads(args.nthreads)
+    import torch
+
+    from espnet2_echat.tasks.echat import EChatTask
+
+    set_nthreads(args.nthreads)
     train_args = EChatTask.get_parser().parse_args(
         ["--config", args.config, "--output_dir", "/tmp/diagnose_label_path"]
     )
@@ -112,20 +141,9 @@ def main(argv=None) -> None:
     heldout = LabelSet(root, args.heldout_split, args.label, args.num_heldout, args.seed)
     values = sorted(set(train.label.values()))
     params = [p for p in model.parameters() if p.requires_grad]
-    current: Dict[str, torch.Tensor] = {}
+    current: Dict = {}
     if args.mode == "oracle":
-        width = model.llm.causal_lm.config.hidden_size
-        oracle = torch.nn.Parameter(torch.zeros(len(values), width))
-        params.append(oracle)
-        adapter_forward = model.adapter.forward
-
-        def forward_with_oracle(x, lengths):
-            out, out_lengths = adapter_forward(x, lengths)
-            last = torch.arange(out.size(1))[None, :] == (out_lengths - 1)[:, None]
-            out = torch.where(last[..., None], oracle[current["label"]][:, None], out)
-            return out, out_lengths
-
-        model.adapter.forward = forward_with_oracle
+        params.append(install_oracle(model.adapter, len(values), current))
 
     def batch_of(data: LabelSet, keys: List[str]):
         current["label"] = torch.tensor([values.index(data.label[k]) for k in keys])
