@@ -117,7 +117,9 @@ class SpeechLLM(nn.Module):
         blocker = lean_decoding_blocker(self.causal_lm)
         if blocker is None and self.capture_step:
             device_type = torch.device(device).type
-            capture = self._captures.setdefault(device_type, StepCapture(device_type))
+            if device_type not in self._captures:  # building one sets up torch.compile: ms
+                self._captures[device_type] = StepCapture(device_type)
+            capture = self._captures[device_type]
             cache = new_lean_cache(
                 self.causal_lm, batch, captured_length(max_len), dtype, device, zeroed=True
             )

@@ -18,9 +18,8 @@ from espnet2_echat.models.step_capture import CACHE_BUCKET, captured_length
 HIDDEN = 64
 
 
-@pytest.fixture(scope="module")
-def llm():
-    torch.manual_seed(0)
+def _llm(seed: int) -> SpeechLLM:
+    torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=97, hidden_size=HIDDEN, intermediate_size=96, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
@@ -32,6 +31,11 @@ def llm():
         p.data.normal_(0, 0.3)
     model.use_column_major_weights()
     return model
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return _llm(0)
 
 
 def _inputs(batch: int, prompt: int, seed: int):
@@ -94,6 +98,19 @@ def test_compiles_once_per_shape_not_per_step(llm):
     assert captured_length(9 + 30 + 2) == captured_length(5 + 20 + 2) == CACHE_BUCKET
     _decode(llm, True, _inputs(2, prompt=9, seed=8), _plan(llm, "text", 30, 0))
     assert _graphs() - before == 1
+
+
+@pytest.mark.slow  # compiles a second program
+def test_steps_after_the_first_skip_guards_but_not_the_model(llm):
+    """Steps after a cache's first run without dynamo's guard evaluation: two LLMs of one
+    shape (one compiled function) decoded in turn still each give their own eager ids."""
+    other = _llm(1)
+    inputs = _inputs(1, prompt=5, seed=3)
+    plan = _plan(llm, "text", 16, 0)
+    eager = [_decode(model, False, inputs, plan).ids for model in (llm, other)]
+    assert eager[0] != eager[1]
+    for model, expected in ((llm, eager[0]), (other, eager[1]), (llm, eager[0])):
+        assert _decode(model, True, inputs, plan).ids == expected
 
 
 def test_captured_cache_is_zeroed_and_bucketed(llm):
