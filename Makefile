@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the default recipe and the tests need (no downloads at run time).
 DEBIAN_PACKAGES := espeak-ng sox ffmpeg sctk asterisk-core-sounds-en-wav asterisk-core-sounds-en chromium
 
-.PHONY: setup test demo clean debian stale-test-tmp
+.PHONY: setup test demo clean debian stale-test-tmp reference-site
 
 setup: $(VENV)/.installed debian
 
@@ -54,6 +54,12 @@ test: stale-test-tmp setup
 demo: setup
 	cd egs2/echat/echat1 && ./run.sh
 	$(PY) -m espnet2_echat.bin.demo_summary --recipe_dir egs2/echat/echat1
+
+# The reference OSUM-EChat code's pinned packages, apart from the project's venv, for
+# benchmarks/reference_decode.py only (the list is benchmarks.reference_decode.SITE_PACKAGES).
+reference-site: setup
+	$(PIP) install -q --target .reference_site --no-deps \
+	  $$($(PY) -c "from benchmarks.reference_decode import SITE_PACKAGES; print(SITE_PACKAGES)")
 
 clean:
 	rm -rf $(VENV)

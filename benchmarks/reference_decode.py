@@ -32,11 +32,7 @@ prefill embeddings vs the reference's.
 
 ``--reference_dir``: an ASLP-lab/OSUM checkout (a work tree with ``OSUM-EChat/``, or its bare
 git directory, then ``OSUM-EChat/`` of HEAD is extracted into a cache folder). The reference's
-packages, once:
-
-    pip install --target .reference_site --no-deps transformers==4.44.0 tokenizers==0.19.1 \\
-        huggingface_hub==0.34.4 peft==0.17.0 gxl-ai-utils==1.6.1 jsonlines==4.0.0 colorama \\
-        openai-whisper
+packages (``SITE_PACKAGES``), once: ``make reference-site`` (into ``.reference_site``).
 """
 
 import argparse
@@ -109,8 +105,9 @@ def reference_code(reference_dir: str, cache: Path) -> tuple:
 def check_site(site: Path) -> None:
     if not (site / "transformers-4.44.0.dist-info").is_dir():
         raise SetupError(
-            f"the reference's packages are not in {site}; install them once with\n"
-            f"  {sys.executable} -m pip install --target {site} --no-deps {SITE_PACKAGES}"
+            f"the reference's packages are not in {site}; install them once with `make "
+            f"reference-site`, or\n  {sys.executable} -m pip install --target {site} --no-deps "
+            f"{SITE_PACKAGES}"
         )
 
 
