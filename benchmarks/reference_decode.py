@@ -286,6 +286,17 @@ def _answer(out, obj) -> None:
 
 
 # --------------------------------------------------------------------------- driver
+def _command(argv) -> str:
+    """The command line as run, the checkout's path (this machine's) left as a placeholder."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--reference_dir" and i + 1 < len(argv):
+            argv[i + 1] = "<OSUM checkout>"
+        elif arg.startswith("--reference_dir="):
+            argv[i] = "--reference_dir=<OSUM checkout>"
+    return " ".join(["python", "-m", "benchmarks.reference_decode", *argv])
+
+
 def _spread(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -330,10 +341,10 @@ def run(args) -> dict:
     res = {"size": args.size, "threads": args.threads, "cpus": cpus, "tokens": args.tokens,
            "repeats": args.repeats, "tasks": tasks, "variants": variants,
            "machine": platform.processor() or platform.machine(), "python": sys.version.split()[0],
-           "command": " ".join(["python", "-m", "benchmarks.reference_decode", *sys.argv[1:]]),
+           "command": _command(sys.argv[1:]),
            "input": {"wav_seconds": 2.26, "wav": "seeded N(0, 0.1^2) noise", "seed": args.seed,
                      "asr_instruction": ASR_INSTRUCTION, "tts_text": TTS_TEXT},
-           "reference": {"dir": str(osum), "commit": commit}, "load_before": os.getloadavg()}
+           "reference": {"commit": commit}, "load_before": os.getloadavg()}
     workers = {}
     try:
         t0 = time.perf_counter()

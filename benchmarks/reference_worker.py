@@ -191,8 +191,7 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     _answer(out, {"ready": True, "build_s": build_s, "params": n_params, "patches": PATCHES,
                   "versions": {"torch": torch.__version__,
-                               "transformers": transformers.__version__,
-                               "transformers_path": os.path.dirname(transformers.__file__)},
+                               "transformers": transformers.__version__},
                   "threads": torch.get_num_threads()})
 
     for line in sys.stdin:

@@ -38,3 +38,13 @@ def test_a_work_tree_with_osum_echat_is_used_in_place(tmp_path):
 def test_missing_packages_name_the_make_target(tmp_path):
     with pytest.raises(SetupError, match="make reference-site"):
         check_site(tmp_path)
+
+
+def test_the_recorded_command_holds_no_path_of_this_machine():
+    from benchmarks.reference_decode import _command
+
+    for argv in (["--reference_dir", "/home/me/OSUM", "--threads", "2"],
+                 ["--reference_dir=/home/me/OSUM", "--threads", "2"]):
+        command = _command(argv)
+        assert "/home/me" not in command and "<OSUM checkout>" in command
+        assert command.endswith("--threads 2")
