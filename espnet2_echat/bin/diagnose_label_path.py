@@ -2,7 +2,7 @@
 """Where a label task's learning stops: the audio, or the frozen LLM (issue #13).
 
 Trains a stage-1 model (its config: frozen LLM, adapter and tag rows training) on one label
-set with plain AdamW (constant lr, no clipping) and prints the training loss and the
+set with plain AdamW (constant lr after ``--warmup_steps``, no clipping) and prints the training loss and the
 held-out accuracy of the label (greedy, teacher-forced). Two modes:
 
 * ``audio``: the model as the recipe trains it;
@@ -13,6 +13,12 @@ held-out accuracy of the label (greedy, teacher-forced). Two modes:
 
 Held-out accuracy in ``oracle`` mode also sees the reference label, so it measures only
 whether the LLM path can carry a label, not the model.
+
+What the adapter reads (``--encoder_cache``): ``true`` trains on the training dir's dumped
+encoder outputs (``encoder_out.scp``, as the recipe trains with ``--encoder_cache true``: no
+SpecAugment) and evaluates on the held-out audio encoded once the same way; ``false`` runs the
+frontend (with its SpecAugment in training) and the encoder on the audio at every step;
+``auto`` (default): ``true`` where the training dir has been dumped.
 
     cd egs2/echat/echat1
     python -m espnet2_echat.bin.diagnose_label_path \
@@ -26,7 +32,7 @@ import argparse
 import random
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from espnet2_echat.data.datadir import read_kaldi_map
 from espnet2_echat.data.task_registry import LABEL_BY_KIND
@@ -42,41 +48,86 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup_steps", type=int, default=0, help="linear lr warm-up")
+    parser.add_argument(
+        "--label_aux_weight", type=float, default=None,
+        help="override the config's auxiliary label-head weight (models.label_heads)",
+    )
     parser.add_argument("--num_train", type=int, default=0, help="0: every training utterance")
     parser.add_argument("--heldout_split", default="test", help="{split}_{label} is held out")
     parser.add_argument("--num_heldout", type=int, default=64)
     parser.add_argument("--eval_every", type=int, default=50)
+    parser.add_argument(
+        "--encoder_cache", default="auto", choices=("auto", "true", "false"),
+        help="train on the dumped encoder outputs as the recipe does (see the module doc)",
+    )
     add_nthreads_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
 
 class LabelSet:
-    """The utterances of ``{split}_{label}`` with their text, label and waveform."""
+    """The utterances of ``{split}_{label}`` with their text, label and what the adapter reads:
+    the waveform (``audio``) or, with ``encoder_outputs``, the frozen encoder's output."""
 
     def __init__(self, root: Path, split: str, label: str, limit: int, seed: int):
         import soundfile
 
-        d = root / f"{split}_{label}"
+        self.dir = root / f"{split}_{label}"
         kind = LABEL_BY_KIND[label]
-        wavs = read_kaldi_map(d / "wav.scp")
-        self.text = read_kaldi_map(d / "text")
-        self.label = read_kaldi_map(d / kind.file)
-        self.task = read_kaldi_map(d / "task")
-        keys = sorted(wavs)
+        self.wavs = read_kaldi_map(self.dir / "wav.scp")
+        self.text = read_kaldi_map(self.dir / "text")
+        self.label = read_kaldi_map(self.dir / kind.file)
+        self.task = read_kaldi_map(self.dir / "task")
+        keys = sorted(self.wavs)
         random.Random(seed).shuffle(keys)
         self.keys = keys[:limit] if limit else keys
-        self.audio = {k: soundfile.read(wavs[k], dtype="float32")[0] for k in self.keys}
+        self.audio = {k: soundfile.read(self.wavs[k], dtype="float32")[0] for k in self.keys}
         self.label_file = kind.file
+        self.encoder_outputs: Optional[Dict] = None
+
+    def use_dumped_outputs(self, fingerprint) -> None:
+        """Read the dir's dumped encoder outputs (checked against ``fingerprint``)."""
+        import numpy as np
+
+        from espnet2_echat.train.encoder_cache import read_cache_scp
+
+        paths = read_cache_scp(self.dir, fingerprint)
+        self.encoder_outputs = {k: np.load(paths[k]).astype(np.float32) for k in self.keys}
+
+    def encode_once(self, model) -> None:
+        """Encode every utterance once, as the dump stage does (frontend without SpecAugment)."""
+        import torch
+
+        from espnet2_echat.train.encoder_cache import encode_wav
+
+        was_training = model.frontend.training
+        model.frontend.eval()
+        with torch.no_grad():
+            self.encoder_outputs = {
+                k: encode_wav(model.frontend, model.encoder, self.wavs[k], k, self.dir)
+                for k in self.keys
+            }
+        model.frontend.train(was_training)
 
 
 def make_batch(data: LabelSet, keys: List[str], pre, collate) -> Dict:
-    samples = [
-        (k, pre(k, {"task": data.task[k], "text": data.text[k],
-                    data.label_file: data.label[k], "speech": data.audio[k]}))
-        for k in keys
-    ]
-    return collate(samples)[1]
+    def sample(k: str) -> Dict:
+        raw = {"task": data.task[k], "text": data.text[k], data.label_file: data.label[k]}
+        if data.encoder_outputs is not None:
+            raw["speech_enc"] = data.encoder_outputs[k]
+        else:
+            raw["speech"] = data.audio[k]
+        return raw
+
+    return collate([(k, pre(k, sample(k))) for k in keys])[1]
+
+
+def uses_dumped_outputs(choice: str, train_dir: Path) -> bool:
+    """``--encoder_cache``: ``auto`` is true where ``train_dir`` has been dumped."""
+    from espnet2_echat.train.encoder_cache import CACHE_SCP
+
+    return choice == "true" or (choice == "auto" and (train_dir / CACHE_SCP).is_file())
 
 
 def label_accuracy(model, batch) -> float:
@@ -89,7 +140,10 @@ def label_accuracy(model, batch) -> float:
 
     ids = unpad(batch["input_ids"], batch["input_ids_lengths"])
     tgts = unpad(batch["target"], batch["target_lengths"])
-    audio = model.audio_per_sample(ids, batch["speech"], batch["speech_lengths"])
+    audio = model.audio_per_sample(
+        ids, batch.get("speech"), batch.get("speech_lengths"), None,
+        batch.get("speech_enc"), batch.get("speech_enc_lengths"),
+    )
     hidden, target = model.supervised_hidden(ids, tgts, audio)
     shifted = target[:, 1:]
     supervised = shifted != IGNORE_ID
@@ -129,8 +183,11 @@ def main(argv=None) -> None:
     from espnet2_echat.tasks.echat import EChatTask
 
     set_nthreads(args.nthreads)
+    overrides = []
+    if args.label_aux_weight is not None:
+        overrides = ["--label_aux_weight", str(args.label_aux_weight)]
     train_args = EChatTask.get_parser().parse_args(
-        ["--config", args.config, "--output_dir", "/tmp/diagnose_label_path"]
+        ["--config", args.config, "--output_dir", "/tmp/diagnose_label_path", *overrides]
     )
     torch.manual_seed(args.seed)
     model = EChatTask.build_model(train_args)
@@ -139,6 +196,14 @@ def main(argv=None) -> None:
     root = Path(args.data_root)
     train = LabelSet(root, "train", args.label, args.num_train, args.seed)
     heldout = LabelSet(root, args.heldout_split, args.label, args.num_heldout, args.seed)
+    if uses_dumped_outputs(args.encoder_cache, train.dir):
+        from espnet2_echat.train.encoder_cache import encoder_fingerprint
+
+        train.use_dumped_outputs(encoder_fingerprint(train_args))
+        heldout.encode_once(model)
+        print(f"encoder outputs: dumped ({train.dir}), held-out encoded once", flush=True)
+    else:
+        print("encoder outputs: computed from the audio at every step", flush=True)
     values = sorted(set(train.label.values()))
     params = [p for p in model.parameters() if p.requires_grad]
     current: Dict = {}
@@ -150,14 +215,19 @@ def main(argv=None) -> None:
         return make_batch(data, keys, pre, collate)
 
     optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    warmup = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda done: min(1.0, (done + 1) / max(args.warmup_steps, 1))
+    )
     rng = random.Random(args.seed)
     for step in range(1, args.steps + 1):
         model.train()
-        loss, _, _ = model(**batch_of(train, rng.sample(train.keys, args.batch_size)))
+        loss, stats, _ = model(**batch_of(train, rng.sample(train.keys, args.batch_size)))
         optim.zero_grad()
         loss.backward()
         optim.step()
-        print(f"step {step} loss {float(loss):.3f}", flush=True)
+        warmup.step()
+        aux = f" label_aux {float(stats['loss_label_aux']):.3f}" if "loss_label_aux" in stats else ""
+        print(f"step {step} loss {float(loss):.3f}{aux}", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
             model.eval()
             with torch.no_grad():

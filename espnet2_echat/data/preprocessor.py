@@ -35,6 +35,7 @@ from espnet2_echat.data.labels import (
     normalize_text,
     split_leading_tag,
 )
+from espnet2_echat.data.label_ids import label_indices
 from espnet2_echat.data.layout import LayoutBuilder, Turn
 from espnet2_echat.data import layout_quirks
 from espnet2_echat.data.quirks import switch
@@ -182,6 +183,8 @@ class EChatPreprocessor:
             not given).
         filter_conf: :class:`FilterConf` fields.
         fs: expected sampling rate of ``speech``.
+        label_aux_kinds: label kinds whose indices every sample carries as ``label_ids``
+            (``models.label_heads``; set by the task when ``--label_aux_weight`` > 0).
     """
 
     def __init__(
@@ -202,6 +205,7 @@ class EChatPreprocessor:
         text_history_doubled_im_end: Optional[bool] = None,
         filter_conf: Optional[Mapping] = None,
         fs: int = 16000,
+        label_aux_kinds: Optional[Sequence[str]] = None,
     ):
         self.train = train
         if think_mode not in THINK_SOURCES:
@@ -220,6 +224,7 @@ class EChatPreprocessor:
         self.text_history_doubled_im_end = switch(text_history_doubled_im_end, reference_compat)
         self.filters = FilterConf(**(filter_conf or {}))
         self.fs = fs
+        self.label_aux_kinds = tuple(label_aux_kinds) if label_aux_kinds else None
 
     # -- ESPnet entry point ---------------------------------------------------------------
     def __call__(self, uid: str, data: Dict[str, Union[str, np.ndarray]]) -> Dict[str, np.ndarray]:
@@ -250,6 +255,8 @@ class EChatPreprocessor:
         }
         if speech_enc is not None:
             out["speech_enc"] = np.asarray(speech_enc, dtype=np.float32)
+        if self.label_aux_kinds:
+            out["label_ids"] = label_indices(uid, data, self.label_aux_kinds)
         if self.history_as_audio:
             wavs = [
                 self._read_history_wav(uid, k, path)

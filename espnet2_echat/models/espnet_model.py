@@ -58,6 +58,8 @@ class EChatModel(AbsESPnetModel):
         llm: SpeechLLM,
         reuse_frozen_prefix: bool = True,
         llm_compute_dtype: str = "float32",
+        label_heads: Optional[nn.Module] = None,
+        label_aux_weight: float = 0.0,
     ):
         super().__init__()
         self.frontend = frontend
@@ -68,6 +70,9 @@ class EChatModel(AbsESPnetModel):
         autocast_dtype(llm_compute_dtype, "cpu")  # refuses an unknown name now
         self.llm_compute_dtype = llm_compute_dtype
         self.prefix_cache = FrozenPrefixCache()
+        # auxiliary per-utterance label loss (models.label_heads), off in the reference
+        self.label_heads = label_heads
+        self.label_aux_weight = label_aux_weight
         self._prefix_blocker_reported: Optional[str] = None
 
     def encode_speech(
@@ -236,6 +241,7 @@ class EChatModel(AbsESPnetModel):
         history_speech_splits_lengths: Optional[torch.Tensor] = None,
         speech_enc: Optional[torch.Tensor] = None,
         speech_enc_lengths: Optional[torch.Tensor] = None,
+        label_ids: Optional[torch.Tensor] = None,
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         ids = unpad(input_ids, input_ids_lengths)
@@ -250,6 +256,12 @@ class EChatModel(AbsESPnetModel):
         )
         hidden, target = self.supervised_hidden(ids, tgts, audio)
         loss, stats = self.loss(hidden, target)
+        if self.label_heads is not None and label_ids is not None:
+            aux, aux_stats = self.label_heads(audio, label_ids)
+            stats.update(aux_stats, loss_llm=loss.detach().clone())
+            if aux is not None:
+                stats["loss_label_aux"] = aux.detach()
+                loss = loss + self.label_aux_weight * aux
         stats["loss"] = loss.detach().clone()  # ESPnet divides loss in place (accum_grad)
         # The weight is the loss's normaliser, the number of supervised tokens: ESPnet
         # averages rank (and DataParallel replica) losses weighted by it, which then equals

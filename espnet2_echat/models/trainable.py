@@ -26,7 +26,8 @@ def set_trainable_parts(model: nn.Module, parts: str) -> None:
     """Freeze every parameter outside ``parts``; LoRA weights (if any) follow their LLM."""
     if parts not in TRAINABLE_PARTS:
         raise ValueError(f"trainable_parts must be one of {sorted(TRAINABLE_PARTS)}, got {parts!r}")
-    prefixes = tuple(TRAINABLE_PARTS[parts])
+    # the auxiliary label heads (models.label_heads) exist only to train: always on
+    prefixes = tuple(TRAINABLE_PARTS[parts]) + ("label_heads.",)
     for name, param in model.named_parameters():
         param.requires_grad = name.startswith(prefixes)
 

@@ -13,6 +13,7 @@ from espnet2.utils.types import str2bool, str_or_none
 from typeguard import typechecked
 
 from espnet2_echat.data.task_registry import SAMPLE_FILES
+from espnet2_echat.data.label_ids import LABEL_AUX_KINDS, check_kinds
 from espnet2_echat.data.templates import IGNORE_ID
 from espnet2_echat.models.adapter import EChatAdapter
 from espnet2_echat.data.layout import load_tokenizer, text_vocab_rows
@@ -21,6 +22,7 @@ from espnet2_echat.models.compute_dtype import LLM_COMPUTE_DTYPES
 from espnet2_echat.models.espnet_model import EChatModel
 from espnet2_echat.models.feature_augment import AugmentedWhisperLogMel
 from espnet2_echat.models.frontend import WhisperLogMel
+from espnet2_echat.models.label_heads import LabelHeads
 from espnet2_echat.models.model_source import config_file_of, resolve_model_source
 from espnet2_echat.models.speech_llm import SpeechLLM
 from espnet2_echat.models.adapter_init import ADAPTER_PROJ_INITS, init_adapter_projection
@@ -46,6 +48,13 @@ speech_adapter_choices = ClassChoices(
     "speech_adapter", classes=dict(osum_echat=EChatAdapter), default="osum_echat"
 )
 llm_choices = ClassChoices("llm", classes=dict(hf_causal_lm=HFCausalLM), default="hf_causal_lm")
+
+
+def label_aux_kinds(args: argparse.Namespace) -> Optional[Tuple[str, ...]]:
+    """The kinds of the auxiliary label heads, None when ``label_aux_weight`` is 0."""
+    if float(getattr(args, "label_aux_weight", 0.0) or 0.0) <= 0:
+        return None
+    return check_kinds(getattr(args, "label_aux_kinds", None) or LABEL_AUX_KINDS)
 
 
 class EChatTask(AbsTask):
@@ -136,6 +145,22 @@ class EChatTask(AbsTask):
             "with AMX/AVX512-BF16; auto: bfloat16 where the device multiplies it natively, "
             "else float32 (espnet2_echat.models.compute_dtype); ESPnet's --use_amp autocasts "
             "on CUDA only",
+        )
+        group.add_argument(
+            "--label_aux_weight",
+            type=float,
+            default=0.0,
+            help="Weight of an auxiliary per-utterance label loss: a linear head per label "
+            "kind on the mean audio embedding (espnet2_echat.models.label_heads; outside the "
+            "reference's objective; 0: off). Every stage that starts from a model with the "
+            "heads needs them too, or --init_param <model>:::label_heads",
+        )
+        group.add_argument(
+            "--label_aux_kinds",
+            type=str,
+            nargs="+",
+            default=list(LABEL_AUX_KINDS),
+            help="Label kinds (utt2<kind> files) the auxiliary heads classify",
         )
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--use_preprocessor", type=str2bool, default=True)
@@ -237,6 +262,7 @@ class EChatTask(AbsTask):
             speech_token_num=args.speech_token_num,
             train=train,
             text_vocab_size=text_vocab_rows(llm_config.get_text_config().vocab_size, tokenizer),
+            label_aux_kinds=label_aux_kinds(args),
             **args.preprocessor_conf,
         )
 
@@ -360,6 +386,7 @@ class EChatTask(AbsTask):
             encoder_size=encoder.output_size(), llm_size=hidden, **args.speech_adapter_conf
         )
         init_adapter_projection(adapter, causal_lm, getattr(args, "adapter_proj_init", "default"))
+        kinds = label_aux_kinds(args)
         model = EChatModel(
             frontend,
             encoder,
@@ -367,6 +394,8 @@ class EChatTask(AbsTask):
             llm,
             reuse_frozen_prefix=getattr(args, "reuse_frozen_prefix", True),
             llm_compute_dtype=getattr(args, "llm_compute_dtype", "float32"),
+            label_heads=LabelHeads(hidden, kinds) if kinds else None,
+            label_aux_weight=float(getattr(args, "label_aux_weight", 0.0)),
         )
         if args.gradient_checkpointing:
             encoder.gradient_checkpointing = True

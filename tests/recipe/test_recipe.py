@@ -56,10 +56,7 @@ def test_data_stages(work):
     assert tokens and all(0 <= int(t) < 16 for line in tokens for t in line.split()[1:])
 
 
-def test_label_path_diagnostic(work):
-    """``diagnose_label_path`` trains on a label set and prints the held-out label
-    accuracy; in oracle mode (a learned vector per label in place of the last audio frame)
-    the training loss falls."""
+def _diagnose_label_path(work):
     cmd = [sys.executable, "-m", "espnet2_echat.bin.diagnose_label_path",
            "--config", "conf/train_stage1_understanding.yaml", "--data_root", str(work / "dump"),
            "--label", "gender", "--mode", "oracle", "--steps", "40", "--batch_size", "2",
@@ -70,6 +67,36 @@ def test_label_path_diagnostic(work):
     losses = [float(x) for x in re.findall(r"^step \d+ loss ([0-9.]+)$", out.stdout, re.M)]
     assert len(losses) == 40 and losses[-1] < 0.5 * losses[0], losses
     assert re.search(r"^step 40 held-out gender accuracy [0-9.]+ % of 2$", out.stdout, re.M)
+    return out.stdout
+
+
+def test_label_path_diagnostic(work):
+    """``diagnose_label_path`` trains on a label set and prints the held-out label
+    accuracy; in oracle mode (a learned vector per label in place of the last audio frame)
+    the training loss falls. Without dumped encoder outputs the audio is encoded at every
+    step; once the training dir is dumped it reads the dump, as the recipe trains with
+    ``--encoder_cache true``."""
+    live = _diagnose_label_path(work)
+    assert "encoder outputs: computed from the audio at every step" in live
+    train_dir = work / "dump" / "train_gender"
+    # (dump_encoder_outputs' CLI refuses the tiny config, whose encoder has no fixed weights;
+    # the diagnostic only needs outputs made by an encoder of the config's fingerprint)
+    from espnet2_echat.tasks.echat import EChatTask
+    from espnet2_echat.train.encoder_cache import dump_encoder_outputs, encoder_fingerprint
+
+    args = EChatTask.get_parser().parse_args(
+        ["--config", str(RECIPE / "conf" / "train_stage1_understanding.yaml"),
+         "--output_dir", str(work / "diagnose_dump")])
+    model = EChatTask.build_model(args).eval()
+    dump_encoder_outputs(model.frontend, model.encoder, [train_dir],
+                         work / "dump" / "encoder_out_diagnose", encoder_fingerprint(args),
+                         "float32")
+    try:
+        cached = _diagnose_label_path(work)
+        assert f"encoder outputs: dumped ({train_dir})" in cached
+    finally:  # later tests of this module read the dir as the recipe made it
+        for name in ("encoder_out.scp", "encoder_out.json"):
+            (train_dir / name).unlink(missing_ok=True)
 
 
 def test_finished_stage_is_skipped(work):
