@@ -10,9 +10,11 @@ input the adapter writes for the sample's own speech), cross-entropy against its
 ``utt2<label>`` value. No ecosystem module does this on a speech-LLM adapter; the classifier
 itself is a plain ``nn.Linear``.
 
-The preprocessor writes ``label_ids`` (``data.label_ids``) (one index per kind of ``kinds``, ``IGNORE_ID`` where the
-sample has no such label or it is unknown); the model adds ``weight x`` the mean over kinds of
-the per-kind mean cross-entropy. The heads are training-only: decoding never runs them.
+The preprocessor writes ``label_ids`` (``data.label_ids``: one index per kind of ``kinds``,
+``IGNORE_ID`` where the sample has no such label or it is unknown); the model adds ``weight x``
+the mean over kinds of the per-kind mean cross-entropy. The heads are training-only: decoding
+never runs them. A head whose kind is absent from a batch gets no gradient in that step
+(multi-GPU DDP then needs ``find_unused_parameters``; not tested here).
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -23,6 +25,7 @@ from torch import nn
 from espnet2_echat.data.label_ids import LABEL_AUX_KINDS, check_kinds
 from espnet2_echat.data.labels import LABEL_SETS
 from espnet2_echat.data.templates import IGNORE_ID
+
 
 def pooled_audio(
     audio: List[Union[None, torch.Tensor, List[torch.Tensor]]], width: int
