@@ -256,9 +256,12 @@ class EChatModel(AbsESPnetModel):
         )
         hidden, target = self.supervised_hidden(ids, tgts, audio)
         loss, stats = self.loss(hidden, target)
+        if self.label_heads is not None:
+            # every batch reports loss_llm (a checkpoint criterion), with labels or without
+            stats["loss_llm"] = loss.detach().clone()
         if self.label_heads is not None and label_ids is not None:
             aux, aux_stats = self.label_heads(audio, label_ids)
-            stats.update(aux_stats, loss_llm=loss.detach().clone())
+            stats.update(aux_stats)
             if aux is not None:
                 stats["loss_label_aux"] = aux.detach()
                 loss = loss + self.label_aux_weight * aux

@@ -169,27 +169,44 @@ def training_section(exp_dirs: Sequence[Path], images_dir: Path, out_dir: Path) 
             lines += [f"- `{exp}`: no epoch finished", ""]
             continue
         found = True
-        losses = [curve.valid[e].get("loss") for e in epochs]
-        known = [x for x in losses if x is not None]
-        trend = (
-            f"falling: {known[0]:.3f} -> {known[-1]:.3f}"
-            if len(known) > 1 and known[-1] < known[0]
-            else "NOT falling" if len(known) > 1 else "one epoch"
-        )
-        keys = [k for k in ("loss", "acc", "acc_speech") if any(k in curve.valid[e] for e in epochs)]
-        lines += [f"### {curve.name} ({trend})", ""]
+        # with --label_aux_weight the objective ("loss") is the LLM's loss ("loss_llm") plus the
+        # weighted label heads' ("loss_label_aux"): each part's trend is shown
+        keys = [
+            k
+            for k in ("loss", "loss_llm", "loss_label_aux", "acc", "acc_speech")
+            if any(k in curve.valid[e] for e in epochs)
+        ]
+        trends = [
+            _trend(k, [curve.valid[e].get(k) for e in epochs])
+            for k in keys
+            if k.startswith("loss")
+        ]
+        lines += [f"### {curve.name} ({'; '.join(trends)})", ""]
         lines.append("|epoch|train loss|" + "|".join(f"valid {k}" for k in keys) + "|")
         lines.append("|---|---|" + "|".join("---" for _ in keys) + "|")
         for e in epochs:
             tr = curve.train.get(e, {}).get("loss")
             cells = [_num(curve.valid[e].get(k)) for k in keys]
             lines.append(f"|{e}|{_num(tr)}|" + "|".join(cells) + "|")
-        png = Path(exp) / "images" / "loss.png"
-        if png.is_file():
-            rel = _link(png, images_dir, f"{curve.name}_loss.png", out_dir)
-            lines += ["", f"![{curve.name} loss]({rel})"]
+        for key in (k for k in keys if k.startswith("loss")):
+            png = Path(exp) / "images" / f"{key}.png"
+            if png.is_file():
+                rel = _link(png, images_dir, f"{curve.name}_{key}.png", out_dir)
+                lines += ["", f"![{curve.name} {key}]({rel})"]
         lines.append("")
     return lines if found or len(lines) > 2 else []
+
+
+def _trend(key: str, values: Sequence[Optional[float]]) -> str:
+    """``falling: a -> b`` when the last known value is below the first (``loss`` is named
+    without its key, as before the label heads)."""
+    known = [x for x in values if x is not None]
+    name = "" if key == "loss" else f"{key} "
+    if len(known) < 2:
+        return f"{name}one epoch"
+    if known[-1] < known[0]:
+        return f"{name}falling: {known[0]:.3f} -> {known[-1]:.3f}"
+    return f"{name}NOT falling"
 
 
 def _num(x: Optional[float]) -> str:

@@ -26,15 +26,17 @@ GENDER_HYP = {"f1": "<FEMALE>", "f2": "<female>", "f3": "<MALE>", "m1": "<MALE>"
               "m2": "<MALE>", "m3": "I do not know"}
 
 
-def train_log(path: Path, losses) -> None:
-    """A train.log whose epoch lines are written by ESPnet's Reporter itself."""
+def train_log(path: Path, losses, extra=lambda loss: {}) -> None:
+    """A train.log whose epoch lines are written by ESPnet's Reporter itself (``extra(loss)``:
+    more stats of an epoch)."""
     reporter = Reporter()
     lines = []
     for epoch, (train_loss, valid_loss) in enumerate(losses, 1):
         reporter.set_epoch(epoch)
         for phase, loss in (("train", train_loss), ("valid", valid_loss)):
             with reporter.observe(phase) as sub:
-                sub.register({"loss": torch.tensor(loss), "acc": torch.tensor(0.1 * epoch)})
+                stats = {"loss": loss, "acc": 0.1 * epoch, **extra(loss)}
+                sub.register({k: torch.tensor(v) for k, v in stats.items()})
                 sub.next()
         lines.append(f"[host] 2026-01-01 00:00:00 (trainer:1) INFO: {reporter.log_message()}")
     path.mkdir(parents=True, exist_ok=True)
@@ -184,3 +186,23 @@ def test_recipe_keeps_the_log_a_rerun_would_overwrite(tmp_path):
 def test_confusion_table_shape():
     lines = confusion_table({"labels": ["<A>"], "columns": ["<A>", "<B>"], "matrix": [[3, 1]]})
     assert lines == ["|reference \\ predicted|<A>|<B>|", "|---|---|---|", "|<A>|3|1|"]
+
+
+def test_training_section_shows_each_part_of_a_label_aux_objective(tmp_path):
+    """With --label_aux_weight the LLM's loss and the heads' are logged beside the total:
+    each gets its column, its trend and its plot."""
+    from espnet2_echat.scoring.results_sections import training_section
+
+    exp = tmp_path / "exp" / "stage1"
+    # total = llm + 100 x aux; the LLM part rises while the total falls
+    parts = {4.0: (2.0, 0.02), 3.0: (2.2, 0.008), 2.5: (2.3, 0.002)}
+    train_log(exp, [(4.0, 4.0), (3.0, 3.0), (2.5, 2.5)],
+              extra=lambda loss: {"loss_llm": parts[loss][0], "loss_label_aux": parts[loss][1]})
+    (exp / "images" / "loss_llm.png").write_bytes(PNG)
+    md = "\n".join(training_section([exp], tmp_path / "images", tmp_path))
+    assert ("### stage1 (falling: 4.000 -> 2.500; loss_llm NOT falling; "
+            "loss_label_aux falling: 0.020 -> 0.002)") in md
+    assert "|epoch|train loss|valid loss|valid loss_llm|valid loss_label_aux|valid acc|" in md
+    assert "|2|3.000|3.000|2.200|0.008|0.200|" in md
+    assert "](images/stage1_loss_llm.png)" in md
+    assert "stage1_loss_label_aux.png" not in md  # no plot, no link

@@ -71,7 +71,7 @@ def test_the_model_adds_the_weighted_label_loss(corpus, tmp_path, monkeypatch):
     assert (batch["label_ids"] != IGNORE_ID).all()
     with torch.no_grad():
         loss, stats, _ = model(**batch)
-        without, _, _ = model(**{k: v for k, v in batch.items() if k != "label_ids"})
+        without, unlabelled, _ = model(**{k: v for k, v in batch.items() if k != "label_ids"})
         # computed another way: the adapter on the encoded speech, each sample's mean frame
         emb, lengths = model.encode_speech(batch["speech"], batch["speech_lengths"])
         pooled = torch.stack([e[:n].mean(0) for e, n in zip(emb, lengths.tolist())])
@@ -81,6 +81,9 @@ def test_the_model_adds_the_weighted_label_loss(corpus, tmp_path, monkeypatch):
             for j, k in enumerate(("gender", "age"))
         ]).mean()
     torch.testing.assert_close(without, stats["loss_llm"])
+    # a batch without labels reports the LLM's loss too (the checkpoint criterion)
+    torch.testing.assert_close(unlabelled["loss_llm"], without)
+    assert "loss_label_aux" not in unlabelled
     torch.testing.assert_close(loss, without + 2.5 * expect, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(stats["loss_label_aux"].reshape(()), expect, rtol=1e-5, atol=1e-5)
     model.train()

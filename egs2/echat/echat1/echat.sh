@@ -83,7 +83,7 @@ token2wav_args=""           # extra token2wav_train options (e.g. "--num_iters_p
 cosyvoice_prompt_opts=""    # e.g. "--prompt_wav p.wav --onnx_dir CosyVoice-300M-25Hz" (see convert_cosyvoice --help)
 # Decoding and scoring
 inference_args="--do_sample false --max_new_tokens 24 --max_new_speech_tokens 60"  # echat_inference options
-inference_model=valid.loss.ave.pth                  # checkpoint of each trained stage to decode and continue from
+inference_model=valid.loss.ave.pth                  # checkpoint of each trained stage to decode and continue from (valid.<criterion>.ave.pth of the stage configs' best_model_criterion)
 max_decode_utts=20          # utterances decoded per test set (the demo caps decoding)
 decode_utts_per_task=""     # caps by decoding task over --max_decode_utts, e.g. "gender=64 s2s=8"
 before_decode_utts=0        # utterances per test set also decoded BEFORE training (the stage-1 config's model; RESULTS.md shows them beside the final model's)
@@ -332,6 +332,9 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
     ${python} -m espnet2.bin.launch "${launch_opts[@]}" -- \
         ${python} -m espnet2_echat.bin.echat_train --config "${config}" --output_dir "${exp}" \
         --resume true "${args[@]}" ${train_args}
+    [ -f "${exp}/${inference_model}" ] || {
+        log "  ${exp}/${inference_model} was not written: --inference_model must name an average of ${config}'s best_model_criterion"
+        exit 1; }
     touch "${exp}/.done"
 }
 
@@ -403,11 +406,12 @@ if run_stage 8; then
             --valid_data_path_and_name_and_type "${exp_t2w}/data/valid/speech_token,speech_token,text_int" \
             --valid_shape_file "${exp_t2w}/data/valid/shape" ${token2wav_args}
         # The voice replies are spoken in: the first training TTS utterance, stored with the
-        # model (stand-in speaker vector; its speech tokens come from the same tokenizer).
+        # model (stand-in speaker vector; its speech tokens come from the same tokenizer),
+        # from the average its config selects (best_model_criterion: valid loss).
         read -r utt prompt_wav < "${exp_t2w}/data/train/wav.scp"
         grep "^${utt} " "${exp_t2w}/data/train/speech_token" > "${exp_t2w}/prompt_speech_token"
         ${python} -m espnet2_echat.bin.token2wav_store_prompt --train_config "${exp_t2w}/config.yaml" \
-            --model_file "${exp_t2w}/${inference_model}" --prompt_wav "${prompt_wav}" \
+            --model_file "${exp_t2w}/valid.loss.ave.pth" --prompt_wav "${prompt_wav}" \
             --prompt_speech_token "${exp_t2w}/prompt_speech_token" --out_dir "${exp_t2w}/with_prompt"
         touch "${exp_t2w}/.done"
     fi
