@@ -22,7 +22,7 @@ from espnet2_echat.models.compute_dtype import LLM_COMPUTE_DTYPES
 from espnet2_echat.models.espnet_model import EChatModel
 from espnet2_echat.models.feature_augment import AugmentedWhisperLogMel
 from espnet2_echat.models.frontend import WhisperLogMel
-from espnet2_echat.models.label_heads import LabelHeads
+from espnet2_echat.models.label_heads import POOLS as LABEL_AUX_POOLS, LabelHeads
 from espnet2_echat.models.model_source import config_file_of, resolve_model_source
 from espnet2_echat.models.speech_llm import SpeechLLM
 from espnet2_echat.models.adapter_init import ADAPTER_PROJ_INITS, init_adapter_projection
@@ -161,6 +161,14 @@ class EChatTask(AbsTask):
             nargs="+",
             default=list(LABEL_AUX_KINDS),
             help="Label kinds (utt2<kind> files) the auxiliary heads classify",
+        )
+        group.add_argument(
+            "--label_aux_pool",
+            type=str,
+            default="mean",
+            choices=list(LABEL_AUX_POOLS),
+            help="What the auxiliary heads read of a sample's audio embeddings: their mean, "
+            "or the last frame (the one the LLM reads right before its answer)",
         )
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--use_preprocessor", type=str2bool, default=True)
@@ -394,7 +402,11 @@ class EChatTask(AbsTask):
             llm,
             reuse_frozen_prefix=getattr(args, "reuse_frozen_prefix", True),
             llm_compute_dtype=getattr(args, "llm_compute_dtype", "float32"),
-            label_heads=LabelHeads(hidden, kinds) if kinds else None,
+            label_heads=(
+                LabelHeads(hidden, kinds, getattr(args, "label_aux_pool", "mean"))
+                if kinds
+                else None
+            ),
             label_aux_weight=float(getattr(args, "label_aux_weight", 0.0)),
         )
         if args.gradient_checkpointing:

@@ -49,6 +49,40 @@ def test_heads_give_the_cross_entropy_of_the_mean_embedding():
         LabelHeads(8, ("gender", "colour"))
 
 
+def test_last_frame_pool_reads_each_samples_own_last_frame():
+    torch.manual_seed(0)
+    heads = LabelHeads(8, ("emotion",), pool="last")
+    one, two, past = torch.randn(5, 8), torch.randn(3, 8), torch.randn(4, 8)
+    loss, _ = heads([one, [past, two]], torch.tensor([[3], [1]]))
+    expect = torch.nn.functional.cross_entropy(
+        heads.heads["emotion"](torch.stack([one[4], two[2]])), torch.tensor([3, 1]))
+    torch.testing.assert_close(loss, expect)
+    with pytest.raises(ValueError, match="label_aux_pool"):
+        LabelHeads(8, ("emotion",), pool="max")
+
+
+def test_stats_pool_standardises_mean_and_std_over_the_batch():
+    torch.manual_seed(0)
+    heads = LabelHeads(4, ("gender",), pool="stats")
+    frames = [torch.randn(n, 4) * s + m for n, s, m in ((5, 1.0, 0.0), (7, 3.0, 2.0), (6, 0.5, -1.0))]
+    labels = torch.tensor([[0], [1], [IGNORE_ID]])
+    loss, _ = heads(frames + [None], torch.cat([labels, torch.tensor([[1]])]))
+    # computed another way: numpy statistics, standardised with the batch's biased variance
+    feats = np.stack([np.concatenate([f.numpy().mean(0), f.numpy().std(0)]) for f in frames])
+    z = (feats - feats.mean(0)) / np.sqrt(feats.var(0) + 1e-5)
+    logits = heads.heads["gender"](torch.from_numpy(z).float()[:2])
+    expect = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1]))
+    torch.testing.assert_close(loss, expect, rtol=1e-4, atol=1e-5)
+    running = heads.norm.running_mean.clone()
+    assert not torch.equal(running, torch.zeros(8))  # the running statistics moved
+    heads.eval()
+    one, _ = heads(frames[:1], labels[:1])  # evaluation: the running statistics
+    z1 = (feats[0] - running.numpy()) / np.sqrt(heads.norm.running_var.numpy() + 1e-5)
+    expect1 = torch.nn.functional.cross_entropy(
+        heads.heads["gender"](torch.from_numpy(z1).float()[None]), torch.tensor([0]))
+    torch.testing.assert_close(one, expect1, rtol=1e-4, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus"), num_per_phrase=2)

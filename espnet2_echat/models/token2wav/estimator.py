@@ -103,6 +103,21 @@ class Upsample1D(torch.nn.Module):
         return self.conv(x)
 
 
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor]
+) -> torch.Tensor:
+    """``scaled_dot_product_attention(q, k, v, attn_mask=bias)``; bfloat16 on CPU as two
+    batched products and a softmax instead: at the estimator's sizes (T ~ 600 frames, head
+    dim 64) PyTorch's CPU flash kernel ran bfloat16 no faster than float32, while oneDNN's
+    bfloat16 batched products took 0.67x of its time (benchmarks/token2wav_rtf.md)."""
+    if q.dtype != torch.bfloat16 or q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
+    if bias is not None:
+        scores = scores + bias
+    return scores.softmax(dim=-1) @ v
+
+
 class Attention(torch.nn.Module):
     """diffusers ``Attention`` (self-attention, no q/k/v bias) with an additive key bias."""
 
@@ -123,7 +138,7 @@ class Attention(torch.nn.Module):
             proj(x).view(b, t, self.heads, -1).transpose(1, 2)
             for proj in (self.to_q, self.to_k, self.to_v)
         )
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        out = attend(q, k, v, bias)
         out = out.transpose(1, 2).reshape(b, t, -1)
         return self.to_out[1](self.to_out[0](out))
 

@@ -71,6 +71,32 @@ def test_bf16_products_stay_close_to_float32():
     assert low.mid_blocks[0][1][0].attn1.to_q.weight.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_bf16_attention_products_equal_sdpa_up_to_rounding(padded):
+    """The CPU bfloat16 attention (two batched products and a softmax) against float64
+    scaled_dot_product_attention, with and without CosyVoice's additive key bias."""
+    from espnet2_echat.models.token2wav.estimator import attend
+
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(2, 4, 50, 16, generator=g) for _ in range(3))
+    bias = None
+    if padded:
+        bias = torch.zeros(2, 1, 1, 50)
+        bias[1, ..., 41:] = -1.0e10
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.double(), k.double(), v.double(),
+        attn_mask=None if bias is None else bias.double())
+    low = lambda t: None if t is None else t.bfloat16()
+    out = attend(low(q), low(k), low(v), low(bias))
+    assert out.dtype == torch.bfloat16
+    err = (out.double() - ref).abs()
+    assert float(err.max()) < 5e-2 and float(err.mean()) < 5e-3, (err.max(), err.mean())
+    if padded:  # masked keys have no say
+        k2 = k.clone()
+        k2[1, :, 41:] += 50.0
+        torch.testing.assert_close(attend(low(q), low(k2), low(v), low(bias)), out)
+
+
 def test_bad_matmul_dtype(tmp_path):
     from espnet2_echat.inference.token2wav import Token2WavInference
 
