@@ -5,9 +5,7 @@
 #                      Whisper-base encoder + SmolLM2-135M-Instruct, both frozen; the adapter
 #                      and the speech tables train), stage configs in conf/small_real/,
 #                      models and decodings in exp_small_real/; the frozen encoder's outputs
-#                      are dumped once (--encoder_cache true, dump/encoder_out/); label heads
-#                      on the audio embeddings (--label_aux_weight), checkpoints chosen and
-#                      averaged on the LLM's own validation loss (valid.loss_llm.ave.pth)
+#                      are dumped once (--encoder_cache true, dump/encoder_out/)
 #   --size tiny        the tiny random-weight model of conf/model/tiny.yaml (minutes; tests)
 #   --size full        Whisper-medium + Qwen2.5-3B (conf/full/; GPUs, corpora of db.sh)
 # Every other option goes to echat.sh.
@@ -40,7 +38,6 @@ case "${size}" in
         # RESULTS.md and images/ in this dir
         size_args=(--datadir data_small_real --dumpdir dump_small_real --expdir exp_small_real
                    --encoder_cache true
-                   --inference_model valid.loss_llm.ave.pth
                    --mini_corpus_opts "--speakers_per_sentence 12 --num_per_task 160 8 96 --read_sentences 1200 96"
                    --replay_weight 1 --train_nthreads 2 --inference_nj 2
                    --max_decode_utts 6
