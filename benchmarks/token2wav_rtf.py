@@ -8,8 +8,10 @@ per-repeat ratios to the first variant, with their min-max):
   CosyVoice's additive key bias even when nothing is padded), i.e. the reference's work;
 * ``fp32``: this project's default (no bias without padding: the unmasked kernel);
 * ``bf16``: what ``--matmul_dtype bfloat16`` runs: ``ConditionalDecoder.set_matmul_dtype``
-  (the estimator's transformer products in bfloat16; its residuals, norms and convolutions
-  float32) and ``HiFTGenerator.set_conv_dtype`` (HiFT's convolutions in bfloat16);
+  (the estimator's transformer products in bfloat16, on CPU the attention in blocks of 128
+  queries; its residuals, norms and convolutions float32) and ``HiFTGenerator.set_conv_dtype``
+  (HiFT's convolutions in bfloat16);
+* ``bf16_sdpa``: the same with the attention through ``scaled_dot_product_attention``;
 * ``onnx``: the float32 estimator exported with ``torch.onnx`` and run by ONNX Runtime
   (``--estimator_backend onnx``);
 * ``bf16_compiled`` (``--compile``): the same estimator under ``torch.compile``.
@@ -37,7 +39,7 @@ import torch
 import yaml
 
 from espnet2_echat.models.token2wav.espnet_model import ESPnetToken2WavModel
-from espnet2_echat.models.token2wav.estimator import ConditionalDecoder
+from espnet2_echat.models.token2wav.estimator import Attention, ConditionalDecoder
 from espnet2_echat.models.token2wav.hift import HiFTGenerator
 from espnet2_echat.models.token2wav.onnx_estimator import OnnxEstimator
 
@@ -57,6 +59,20 @@ class ReferenceOpsDecoder(ConditionalDecoder):
         return ((1.0 - mask.to(dtype)) * -1.0e10).unsqueeze(1)
 
 
+class SdpaAttention(Attention):
+    """The attention through ``scaled_dot_product_attention`` in every dtype (what ``bf16``
+    ran before its CPU bfloat16 attention in query blocks)."""
+
+    def forward(self, x: torch.Tensor, bias):
+        b, t, _ = x.shape
+        q, k, v = (
+            proj(x).view(b, t, self.heads, -1).transpose(1, 2)
+            for proj in (self.to_q, self.to_k, self.to_v)
+        )
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.to_out[0](out.transpose(1, 2).reshape(b, t, -1))
+
+
 def variant_estimators(model, compile_: bool) -> Dict[str, torch.nn.Module]:
     """The estimators compared (copies of ``model``'s, the same weights)."""
     base = model.flow.decoder.estimator
@@ -64,7 +80,14 @@ def variant_estimators(model, compile_: bool) -> Dict[str, torch.nn.Module]:
     ref.__class__ = ReferenceOpsDecoder
     bf16 = copy.deepcopy(base)
     bf16.set_matmul_dtype(torch.bfloat16)
-    out = {"reference_ops": ref, "fp32": base, "bf16": bf16, "onnx": OnnxEstimator(base)}
+    bf16_sdpa = copy.deepcopy(bf16)
+    for module in bf16_sdpa.modules():
+        if isinstance(module, Attention):
+            module.__class__ = SdpaAttention
+    out = {
+        "reference_ops": ref, "fp32": base, "bf16": bf16, "bf16_sdpa": bf16_sdpa,
+        "onnx": OnnxEstimator(base),
+    }
     if compile_:
         out["bf16_compiled"] = torch.compile(copy.deepcopy(bf16), dynamic=False)
     return out

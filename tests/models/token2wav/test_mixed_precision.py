@@ -78,11 +78,12 @@ def test_bf16_attention_products_equal_sdpa_up_to_rounding(padded):
     from espnet2_echat.models.token2wav.estimator import attend
 
     g = torch.Generator().manual_seed(2)
-    q, k, v = (torch.randn(2, 4, 50, 16, generator=g) for _ in range(3))
+    t = 300  # more than two query blocks, the last one short
+    q, k, v = (torch.randn(2, 4, t, 16, generator=g) for _ in range(3))
     bias = None
     if padded:
-        bias = torch.zeros(2, 1, 1, 50)
-        bias[1, ..., 41:] = -1.0e10
+        bias = torch.zeros(2, 1, 1, t)
+        bias[1, ..., 241:] = -1.0e10
     ref = torch.nn.functional.scaled_dot_product_attention(
         q.double(), k.double(), v.double(),
         attn_mask=None if bias is None else bias.double())
@@ -93,7 +94,7 @@ def test_bf16_attention_products_equal_sdpa_up_to_rounding(padded):
     assert float(err.max()) < 5e-2 and float(err.mean()) < 5e-3, (err.max(), err.mean())
     if padded:  # masked keys have no say
         k2 = k.clone()
-        k2[1, :, 41:] += 50.0
+        k2[1, :, 241:] += 50.0
         torch.testing.assert_close(attend(low(q), low(k2), low(v), low(bias)), out)
 
 
@@ -172,3 +173,15 @@ def test_bf16_token2wav_inference_converts_the_vocoder_too(tmp_path):
     assert any(isinstance(m, CastConv) for m in t2w.model.hift.modules())
     t2w = Token2WavInference(*files, prompt=prompt)
     assert not any(isinstance(m, CastConv) for m in t2w.model.hift.modules())
+
+
+def test_bf16_attention_with_a_per_query_bias():
+    """A (T, T) bias (causal here) is sliced with its query block."""
+    from espnet2_echat.models.token2wav.estimator import attend
+
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 2, 200, 8, generator=g) for _ in range(3))
+    causal = torch.full((200, 200), -1.0e10).triu(1)[None, None]
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    out = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), causal.bfloat16()).float()
+    assert float((out - ref).abs().max()) < 5e-2
