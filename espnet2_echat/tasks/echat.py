@@ -151,9 +151,11 @@ class EChatTask(AbsTask):
             type=float,
             default=0.0,
             help="Weight of an auxiliary per-utterance label loss: a linear head per label "
-            "kind on the mean audio embedding (espnet2_echat.models.label_heads; outside the "
-            "reference's objective; 0: off). Every stage that starts from a model with the "
-            "heads needs them too, or --init_param <model>:::label_heads",
+            "kind on the pooled audio embeddings (--label_aux_pool; "
+            "espnet2_echat.models.label_heads; outside the reference's objective; 0: off). "
+            "Every stage that starts from a model with the heads needs them too, or "
+            "--init_param <model>:::label_heads. With it, select checkpoints on "
+            "'valid loss_llm' (the LLM's own loss): 'loss' includes the weighted heads'",
         )
         group.add_argument(
             "--label_aux_kinds",

@@ -332,9 +332,6 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
     ${python} -m espnet2.bin.launch "${launch_opts[@]}" -- \
         ${python} -m espnet2_echat.bin.echat_train --config "${config}" --output_dir "${exp}" \
         --resume true "${args[@]}" ${train_args}
-    [ -f "${exp}/${inference_model}" ] || {
-        log "  ${exp}/${inference_model} was not written: --inference_model must name an average of ${config}'s best_model_criterion"
-        exit 1; }
     touch "${exp}/.done"
 }
 
