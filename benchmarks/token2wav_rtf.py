@@ -14,7 +14,8 @@ per-repeat ratios to the first variant, with their min-max):
 * ``bf16_sdpa``: the same with the attention through ``scaled_dot_product_attention``;
 * ``onnx``: the float32 estimator exported with ``torch.onnx`` and run by ONNX Runtime
   (``--estimator_backend onnx``);
-* ``bf16_compiled`` (``--compile``): the same estimator under ``torch.compile``.
+* ``bf16_compiled`` (``--compile``): the same estimator under ``torch.compile`` for this
+  one length, and ``bf16_compiled_dynamic`` with symbolic lengths (one program for all).
 
 Offline synthesis of ``--tokens`` speech tokens with a 3 s speaker prompt (75 tokens, 258
 mel frames, as OSUM-EChat), ``--steps`` Euler steps (10: the reference), the same noise for
@@ -90,6 +91,8 @@ def variant_estimators(model, compile_: bool) -> Dict[str, torch.nn.Module]:
     }
     if compile_:
         out["bf16_compiled"] = torch.compile(copy.deepcopy(bf16), dynamic=False)
+        # one program for every length (what a user's utterances of varied lengths need)
+        out["bf16_compiled_dynamic"] = torch.compile(copy.deepcopy(bf16), dynamic=True)
     return out
 
 

@@ -86,12 +86,14 @@ def add_token2wav_arguments(parser) -> None:
 
 
 def add_estimator_backend_argument(parser, name: str = "--estimator_backend") -> None:
-    """The switch of ``Token2WavInference.estimator_backend`` (torch | onnx)."""
+    """The switch of ``Token2WavInference.estimator_backend`` (torch | onnx | compiled)."""
     parser.add_argument(
         name,
         default="torch",
-        choices=["torch", "onnx"],
-        help="onnx: the token2wav flow estimator on ONNX Runtime (float32, CPU, exported at load)",
+        choices=["torch", "onnx", "compiled"],
+        help="onnx: the token2wav flow estimator on ONNX Runtime (float32, CPU, exported at "
+        "load); compiled: under torch.compile, one program for all lengths (compiles on the "
+        "first call)",
     )
 
 

@@ -25,7 +25,7 @@ from espnet2_echat.safety.names import child_path
 from espnet2_echat.tasks.token2wav import Token2WavTask
 
 MATMUL_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
-ESTIMATOR_BACKENDS = ("torch", "onnx")
+ESTIMATOR_BACKENDS = ("torch", "onnx", "compiled")
 
 
 class Token2WavInference:
@@ -54,7 +54,12 @@ class Token2WavInference:
         estimator_backend: ``torch`` (default) or ``onnx``: the flow estimator exported
             with ``torch.onnx`` and run by ONNX Runtime on CPU (float32, equal to the torch
             estimator within round-off; ~0.85x its time on a 2-core Xeon, see
-            ``benchmarks/token2wav_rtf.md``). Not combinable with ``bfloat16``.
+            ``benchmarks/token2wav_rtf.md``). Not combinable with ``bfloat16``. Or
+            ``compiled``: the torch estimator (any ``matmul_dtype``) under ``torch.compile``
+            with symbolic lengths, one program for every utterance length; the first call
+            compiles (about 2 minutes on a 2-core CPU). bfloat16 compiled took 0.67x the
+            reference's arithmetic's time against 0.76x eager in one run on a 2-core AMD
+            EPYC (``benchmarks/README.md``).
     """
 
     def __init__(
@@ -121,6 +126,10 @@ class Token2WavInference:
             )
         if backend == "torch":
             return
+        cfm = self.model.flow.decoder
+        if backend == "compiled":
+            cfm.estimator = torch.compile(cfm.estimator, dynamic=True)
+            return
         if matmul_dtype != "float32" or torch.device(device).type != "cpu":
             raise ValueError(
                 "estimator_backend='onnx' runs the float32 estimator on CPU; got "
@@ -128,7 +137,6 @@ class Token2WavInference:
             )
         from espnet2_echat.models.token2wav.onnx_estimator import OnnxEstimator
 
-        cfm = self.model.flow.decoder
         cfm.estimator = OnnxEstimator(cfm.estimator)
 
     @classmethod
