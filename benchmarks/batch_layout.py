@@ -5,13 +5,14 @@ from the second step on (the prefill of the batch's prompts and the first step l
 earlier version divided the whole ``generate`` call by the ids, prefill included, which
 overstated batch 8's step); each repeat times the read floor (``p.sum()`` over the step's parameters) right before each decode, and the
 ratios step / floor are reported (median, min, max over 5 repeats), for the layouts:
-``unpacked`` (every product through MKL, which re-packs each weight per call), ``head``
-(the text head through a copy packed once for oneDNN, the default) and ``int8_heads``
-(``--int8_heads true``: the heads as fbgemm dynamic int8, a quarter of the head's bytes; its
-ratio is also given against the floor of the bytes it reads, ``over_own_floor_median``,
-derived from the fp32 floor by the byte ratio). Packing the body's
-products too was measured with this script (``batch_layout_cpu.json``, ``head_and_body``)
-and gained nothing, so it was not kept.
+``unpacked`` (the head through MKL, which re-packs it per call; the body in column blocks),
+``head`` (the text head through a copy packed once for oneDNN, the body in column blocks),
+``head_and_body`` (the body's products packed for oneDNN too: the default,
+``lean_decoder.PACK_BATCH_STEPS``) and ``int8_heads`` (``--int8_heads true``: the heads as
+fbgemm dynamic int8, a quarter of the head's bytes, the body packed; its ratio is also given
+against the floor of the bytes it reads, ``over_own_floor_median``, derived from the fp32
+floor by the byte ratio). On the Xeon VM of an earlier session packing the body gained
+nothing (``batch_layout_cpu.json``); on the AMD EPYC VM it does.
 
     python -m benchmarks.batch_layout --threads 2 --out benchmarks/batch_layout_cpu.json
 """
@@ -29,6 +30,7 @@ from benchmarks.sizes import build
 from espnet2_echat.data.layout import LayoutBuilder
 from espnet2_echat.inference.decoder import build_plan, iter_generate
 from espnet2_echat.inference.settings import DecodingOptions
+from espnet2_echat.models import lean_decoder
 from espnet2_echat.models.int8_heads import use_int8_heads
 
 parser = argparse.ArgumentParser(description=__doc__)
@@ -68,24 +70,25 @@ use_int8_heads(int8)  # text and speech heads as fbgemm dynamic int8 (--int8_hea
 fp32_bytes = sum(p.numel() * p.element_size() for p in params)
 head_w = llm.causal_lm.lm_head.weight
 int8_bytes = fp32_bytes - head_w.numel() * head_w.element_size() + head_w.numel() + 4 * head_w.shape[0]
-variants = {  # name: (the LLM decoding, its packed head)
-    "unpacked": (llm, None),
-    "head": (llm, head),
-    "int8_heads": (int8, None),
+variants = {  # name: (the LLM decoding, its packed head, the body packed)
+    "unpacked": (llm, None, False),
+    "head": (llm, head, False),
+    "head_and_body": (llm, head, True),
+    "int8_heads": (int8, None, True),
 }
 res = {"threads": args.threads, "load_before": os.getloadavg(), "int8_bytes_over_fp32": int8_bytes / fp32_bytes}
 for B in (1, 8):
     with torch.no_grad():
         batch = model.build_inputs([prompt] * B, audio * B, padding_side="left")
-    names = list(variants) if B > 1 else ["head", "int8_heads"]
+    names = list(variants) if B > 1 else ["head_and_body", "int8_heads"]
     ratios = {}
     for name in names:
-        decoder, llm.packed_head = variants[name]
+        decoder, llm.packed_head, lean_decoder.PACK_BATCH_STEPS = variants[name]
         step_seconds(decoder, batch, plan)  # warm-up, packing
         ratios[name] = []
     for _ in range(5):
         for name in names:
-            decoder, llm.packed_head = variants[name]
+            decoder, llm.packed_head, lean_decoder.PACK_BATCH_STEPS = variants[name]
             f = read_floor(params)  # the fp32 step's floor, taken next to each decode
             ratios[name].append(step_seconds(decoder, batch, plan) / f)
     for name, v in ratios.items():

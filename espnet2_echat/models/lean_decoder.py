@@ -23,14 +23,21 @@ warning naming the reason (:func:`lean_decoding_blocker`). Equality with transfo
 per family, is tested in ``tests/models/test_lean_decoder.py``.
 """
 
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.nn.functional import rms_norm, scaled_dot_product_attention
 
+from espnet2_echat.models.packed_linear import PACK_ROWS, PackedWeight, packing_available
 from espnet2_echat.models.split_linear import split_addmm
+
+# Steps of 2..16 rows (a batch decode step) read the body's weights through copies packed once
+# for oneDNN (``packed_linear``): on the 2-core AMD EPYC VM each of the small size's products
+# took 0.55-0.75x the time of the column-block layout at 8 rows (benchmarks/README.md,
+# "Batch 8 by layout"). False: every step through ``split_addmm`` (the benchmark's baseline).
+PACK_BATCH_STEPS = True
 
 
 @dataclass
@@ -50,6 +57,30 @@ class LayerWeights:
     o_bias: Optional[torch.Tensor] = None  # Llama with attention_bias / mlp_bias only
     gate_up_bias: Optional[torch.Tensor] = None
     down_bias: Optional[torch.Tensor] = None
+    # oneDNN-packed copies for batch steps, by weight name, made at the first such step
+    packed: Dict[str, PackedWeight] = field(default_factory=dict)
+
+    def product(self, name: str, add: Optional[torch.Tensor], x: torch.Tensor, parts: int):
+        """``add + x @ weight`` for the weight called ``name``, in the layout for ``x``'s rows:
+        a copy packed for oneDNN for 2..16 float32 rows on CPU, column blocks otherwise."""
+        weight = getattr(self, name)
+        if _packs(x):
+            packed = self.packed.setdefault(name, PackedWeight())
+            y = packed.linear(x, weight.t())
+            return y if add is None else y + add
+        return split_addmm(add, x, weight, parts)
+
+
+def _packs(x: torch.Tensor) -> bool:
+    """Whether a product over the rows ``x`` uses a packed copy (see ``PACK_BATCH_STEPS``)."""
+    return (
+        PACK_BATCH_STEPS
+        and 1 < x.shape[0] <= 2 * PACK_ROWS
+        and x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and not torch.compiler.is_compiling()  # a captured step keeps the plain products
+        and packing_available()
+    )
 
 
 class LeanKVCache:
@@ -245,7 +276,7 @@ def run_layers(
     x = inputs_embeds.reshape(batch * steps, hidden)
     for i, (layer, w) in enumerate(zip(body.layers, weights)):
         h = _norm(layer.input_layernorm, x)
-        qkv = split_addmm(w.qkv_bias, h, w.qkv, parts)
+        qkv = w.product("qkv", w.qkv_bias, h, parts)
         # RoPE on q and k at once: they are adjacent columns of the fused product
         qk = _rotate(qkv[:, : q_size + kv_size].view(batch, steps, -1, head_dim), cos, sin)
         out = attend(
@@ -254,14 +285,14 @@ def run_layers(
             qk[:, :, heads:].transpose(1, 2),
             qkv[:, q_size + kv_size :].view(batch, steps, kv_heads, head_dim).transpose(1, 2),
         )
-        x = split_addmm(x, out.transpose(1, 2).reshape(batch * steps, q_size), w.o, parts)
+        x = w.product("o", x, out.transpose(1, 2).reshape(batch * steps, q_size), parts)
         if w.o_bias is not None:
             x = x + w.o_bias
         normed = _norm(layer.post_attention_layernorm, x)
-        gate_up = split_addmm(w.gate_up_bias, normed, w.gate_up, parts)
+        gate_up = w.product("gate_up", w.gate_up_bias, normed, parts)
         inner = gate_up.shape[1] // 2
         act = layer.mlp.act_fn(gate_up[:, :inner]) * gate_up[:, inner:]
-        x = split_addmm(x, act, w.down, parts)
+        x = w.product("down", x, act, parts)
         if w.down_bias is not None:
             x = x + w.down_bias
     return _norm(body.norm, x).view(batch, steps, hidden)

@@ -10,6 +10,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCau
 
 from espnet2_echat.inference.decoder import build_plan, generate
 from espnet2_echat.inference.settings import DecodingOptions
+from espnet2_echat.models import lean_decoder
 from espnet2_echat.models.lean_decoder import (
     decode_weights,
     lean_decoding_blocker,
@@ -62,8 +63,11 @@ def _reference(model, embeds, mask, positions):
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 @pytest.mark.parametrize("sizes", [{}, dict(hidden_size=512, intermediate_size=1024,
                                             num_hidden_layers=2, num_attention_heads=8)])
-def test_prefill_and_steps_equal_transformers_with_left_padding(family, sizes, monkeypatch):
+# packed: the steps of 3 rows read the body through oneDNN-packed copies (the CPU default)
+@pytest.mark.parametrize("packed", [False, True])
+def test_prefill_and_steps_equal_transformers_with_left_padding(family, sizes, packed, monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(lean_decoder, "PACK_BATCH_STEPS", packed)
     model = _model(family, **sizes)
     hidden = model.config.hidden_size
     assert supports_lean_decoding(model)
@@ -86,6 +90,8 @@ def test_prefill_and_steps_equal_transformers_with_left_padding(family, sizes, m
     ours = torch.cat([o.last_hidden_state for o in out], dim=1)
     real = mask.bool()  # padding positions are arbitrary in both
     assert (ours[real] - expected[real]).abs().max() < 1e-5
+    used_packed = any(w.packed for w in decode_weights(model))
+    assert used_packed == (packed and packing_available())
     # re-laying the weights kept every value and every Parameter object
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
