@@ -71,6 +71,7 @@ pretrained_model=""         # a model.pth (converted or from the zoo) the first 
 use_lora=false              # LoRA on the LLM in every training stage
 replay_weight=0             # stages 2 and 3 also train on the earlier stages' training sets, each with this mixing weight (DIR:WEIGHT), so they keep what those taught (0: none)
 encoder_cache=false         # frozen encoder: dump its outputs once per utterance and train on them
+adapter_ctc_steps=0         # with --encoder_cache true: CTC steps aligning the adapter to the LLM's token embeddings before stage 1 (bin/align_adapter; 0: none)
 deepspeed_config=""         # a DeepSpeed json (e.g. conf/full/ds_zero2.json): ESPnet's DeepSpeed trainer, launched like DDP (--ngpu/--num_nodes/--host)
 # Released OSUM-EChat weights: convert -> decode -> score (use with --skip_train true)
 osum_checkpoint=""          # the released .pt
@@ -319,6 +320,19 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
             --store_dir "${dumpdir}/encoder_out" > "${exp}/dump_encoder_outputs.log" 2>&1 \
             || { tail -n 20 "${exp}/dump_encoder_outputs.log" >&2; exit 1; }
         args+=(--encoder_cache true)
+        if [ "${n}" -eq 5 ] && [ -z "${init}" ] && [ "${adapter_ctc_steps}" -gt 0 ]; then
+            local aligned="${exp}/adapter_ctc/adapter.pth"
+            log "  adapter CTC alignment, ${adapter_ctc_steps} steps -> ${aligned} (log: ${exp}/adapter_ctc/align.log)"
+            mkdir -p "${exp}/adapter_ctc"
+            # shellcheck disable=SC2046
+            OMP_NUM_THREADS=${train_nthreads:-${OMP_NUM_THREADS:-1}} \
+            ${python} -m espnet2_echat.bin.align_adapter --config "${config}" \
+                --data_dir $(for s in ${tr}; do echo "${dumpdir}/${s}"; done) \
+                --valid_data_dir $(for s in ${va}; do echo "${dumpdir}/${s}"; done) \
+                --steps "${adapter_ctc_steps}" --output "${aligned}" > "${exp}/adapter_ctc/align.log" 2>&1 \
+                || { tail -n 20 "${exp}/adapter_ctc/align.log" >&2; exit 1; }
+            args+=(--init_param "${aligned}:adapter:adapter")
+        fi
     fi
     [ -n "${deepspeed_config}" ] && args+=(--use_deepspeed true --deepspeed_config "${deepspeed_config}")
     mkdir -p "${exp}"
