@@ -88,6 +88,20 @@ def read_utterances(dirs: Sequence[Path], fingerprint, tokenizer) -> Tuple[list,
     return items, texts
 
 
+def greedy_wer(adapter, ctc, items, tokenizer, refs: Dict[str, str]) -> float:
+    """Word error rate of the greedy CTC output of ``items`` against ``refs`` (uttid -> text)."""
+    from espnet2_echat.scoring.normalize import normalize_for_scoring, word_units
+    from espnet2_echat.scoring.wer import edit_distance
+    from espnet2_echat.train.adapter_ctc import greedy_token_ids
+
+    errors = words = 0
+    for item, ids in zip(items, greedy_token_ids(adapter, ctc, items)):
+        ref = word_units(normalize_for_scoring(refs[item.uttid], "en"))
+        counts = edit_distance(ref, word_units(normalize_for_scoring(tokenizer.decode(ids), "en")))
+        errors, words = errors + counts.errors, words + counts.ref_len
+    return errors / max(words, 1)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s align_adapter: %(message)s")
@@ -100,7 +114,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from espnet2_echat.safety.atomic import atomic_write, atomic_write_text
     from espnet2_echat.tasks.echat import EChatTask
-    from espnet2_echat.train.adapter_ctc import align_adapter, greedy_wer
+    from espnet2_echat.train.adapter_ctc import align_adapter
     from espnet2_echat.train.encoder_cache import encoder_fingerprint
 
     train_args = EChatTask.get_parser().parse_args(

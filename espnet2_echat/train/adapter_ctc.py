@@ -31,8 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from espnet2_echat.scoring.wer import edit_distance
-
 
 @dataclass
 class AlignUtterance:
@@ -92,21 +90,15 @@ def ctc_loss(adapter: nn.Module, ctc: EmbeddingCTC, items: Sequence[AlignUtteran
 
 
 @torch.no_grad()
-def greedy_wer(adapter, ctc: EmbeddingCTC, items: Sequence[AlignUtterance], tokenizer, refs: Dict[str, str]):
-    """Word error rate of the greedy CTC output of ``items`` against ``refs`` (uttid -> text)."""
-    from espnet2_echat.scoring.normalize import normalize_for_scoring, word_units
-
-    errors = words = 0
+def greedy_token_ids(adapter, ctc: EmbeddingCTC, items: Sequence[AlignUtterance]) -> List[List[int]]:
+    """The greedy CTC output (LLM token ids) of each of ``items``."""
+    out = []
     for start in range(0, len(items), 16):
         chunk = items[start : start + 16]
         frames, lengths = _batch(adapter, chunk)
         logits = ctc.logits(frames.float())
-        for row, item in enumerate(chunk):
-            hyp = tokenizer.decode(ctc.greedy(logits[row, : lengths[row]]))
-            ref_words = word_units(normalize_for_scoring(refs[item.uttid], "en"))
-            counts = edit_distance(ref_words, word_units(normalize_for_scoring(hyp, "en")))
-            errors, words = errors + counts.errors, words + counts.ref_len
-    return errors / max(words, 1)
+        out += [ctc.greedy(logits[row, : lengths[row]]) for row in range(len(chunk))]
+    return out
 
 
 def align_adapter(
@@ -122,7 +114,7 @@ def align_adapter(
 ) -> EmbeddingCTC:
     """Train ``adapter`` in place with :class:`EmbeddingCTC` for ``steps`` steps of
     ``batch_size`` utterances drawn at random (AdamW, linear warm-up, gradient norm <= 5);
-    returns the CTC classes (for :func:`greedy_wer`)."""
+    returns the CTC classes (for :func:`greedy_token_ids`)."""
     vocab = sorted({t for u in train for t in u.token_ids})
     ctc = EmbeddingCTC(embedding, vocab)
     params = [*adapter.parameters(), ctc.blank, ctc.scale]

@@ -18,7 +18,6 @@ from espnet2_echat.train.adapter_ctc import (
     EmbeddingCTC,
     align_adapter,
     ctc_loss,
-    greedy_wer,
 )
 from espnet2_echat.train.encoder_cache import dump_encoder_outputs, encoder_fingerprint
 
@@ -99,9 +98,9 @@ def test_alignment_learns_words_it_did_not_know():
     refs = {u.uttid: " ".join(words[t] for t in u.token_ids) for u in held}
     embedding = torch.randn(6, 16)
     adapter = LinearAdapter(10, 16)
-    before = greedy_wer(adapter, EmbeddingCTC(embedding, range(6)), held, WordTokenizer(words), refs)
+    before = cli.greedy_wer(adapter, EmbeddingCTC(embedding, range(6)), held, WordTokenizer(words), refs)
     ctc = align_adapter(adapter, embedding, train, steps=200, batch_size=16, lr=1e-2, warmup_steps=5)
-    after = greedy_wer(adapter, ctc, held, WordTokenizer(words), refs)
+    after = cli.greedy_wer(adapter, ctc, held, WordTokenizer(words), refs)
     assert before > 0.5 and after < 0.1, (before, after)
 
 
