@@ -90,14 +90,16 @@ def read_utterances(dirs: Sequence[Path], fingerprint, tokenizer) -> Tuple[list,
 
 def greedy_wer(adapter, ctc, items, tokenizer, refs: Dict[str, str]) -> float:
     """Word error rate of the greedy CTC output of ``items`` against ``refs`` (uttid -> text)."""
-    from espnet2_echat.scoring.normalize import normalize_for_scoring, word_units
+    from espnet2_echat.scoring.normalize import has_cjk, normalize_for_scoring, word_units
     from espnet2_echat.scoring.wer import edit_distance
     from espnet2_echat.train.adapter_ctc import greedy_token_ids
 
     errors = words = 0
     for item, ids in zip(items, greedy_token_ids(adapter, ctc, items)):
-        ref = word_units(normalize_for_scoring(refs[item.uttid], "en"))
-        counts = edit_distance(ref, word_units(normalize_for_scoring(tokenizer.decode(ids), "en")))
+        language = "zh" if has_cjk(refs[item.uttid]) else "en"  # zh: a unit per character
+        ref = word_units(normalize_for_scoring(refs[item.uttid], language))
+        hyp = word_units(normalize_for_scoring(tokenizer.decode(ids), language))
+        counts = edit_distance(ref, hyp)
         errors, words = errors + counts.errors, words + counts.ref_len
     return errors / max(words, 1)
 

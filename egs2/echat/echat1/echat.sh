@@ -310,6 +310,9 @@ train_stage() {  # train_stage <stage> <exp dir> <config> <init model or "">: se
     # the speech head covers the tokenizer's K codes plus the begin/end marker (SpeechIds)
     args+=(--speech_token_num "$(${python} -m espnet2_echat.bin.task_registry speech-token-num "${speech_token_vocab}")")
     ${use_lora} && args+=(--use_lora true)
+    if [ "${n}" -eq 5 ] && [ "${adapter_ctc_steps}" -gt 0 ] && ! ${encoder_cache}; then
+        log "  --adapter_ctc_steps needs --encoder_cache true (it trains on the dumped encoder outputs)"; exit 1
+    fi
     if ${encoder_cache}; then  # the frozen encoder's outputs, once per distinct wav
         log "  encoder outputs -> ${dumpdir}/encoder_out (log: ${exp}/dump_encoder_outputs.log)"
         mkdir -p "${exp}"
